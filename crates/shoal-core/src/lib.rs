@@ -1,0 +1,28 @@
+//! # shoal-core
+//!
+//! The sans-IO heart of shoal. Nothing in this crate reads a clock, opens a
+//! socket, spawns a task or seeds its own random number generator: time
+//! arrives as an [`Instant`] argument and randomness as a caller-owned
+//! [`rand::Rng`]. The real runtime (`shoal-runtime`, tokio) and the
+//! deterministic simulator (`shoal-sim`, virtual clock) drive the *same* types
+//! through the *same* methods, so a bug the simulator finds is a bug in
+//! production code. `crates/shoal-core/clippy.toml` bans the clock and OS
+//! entropy so the compiler, not memory, keeps this rule.
+//!
+//! ## Layout
+//! - [`time`]: [`Instant`], a caller-supplied monotonic timestamp.
+//! - [`health`]: one backend's rise/fall health state machine.
+//! - [`policy`]: the balancing policies and the choice among candidates
+//!   (power of two choices, round-robin, random, first-available).
+//! - [`pool`]: a listener's backend pool: counts, health, check schedule; the
+//!   `handle_*` / `poll_*` type the runtime drives.
+
+pub mod health;
+pub mod policy;
+pub mod pool;
+pub mod time;
+
+pub use health::{Health, HealthConfig, HealthParamError};
+pub use policy::Policy;
+pub use pool::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
+pub use time::Instant;

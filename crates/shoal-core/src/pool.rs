@@ -1,0 +1,490 @@
+//! A listener's backend pool: who is up, how many connections each backend
+//! holds, when each backend is due for a health check, and which backend the
+//! next client gets.
+//!
+//! # Driving a [`Pool`]
+//! The pool does no I/O. Its driver (the tokio runtime or the simulator)
+//! calls, in any order, as things happen:
+//! - [`Pool::acquire`] when a client arrives; it chooses a backend and counts
+//!   the connection at once (a connection being set up counts, as in
+//!   HAProxy), so concurrent arrivals see each other;
+//! - [`Pool::release`] exactly once per successful `acquire`, when that
+//!   connection ends for any reason (the runtime ties it to an RAII guard);
+//! - [`Pool::handle_connect_result`] when a connection to a backend
+//!   succeeded or failed (passive health);
+//! - [`Pool::handle_check_result`] when an active check finishes.
+//!
+//! and after any of those, and whenever the deadline it returned passes:
+//! 1. [`Pool::poll_check`] until it returns `None`, starting one active check
+//!    (a TCP connect bounded by [`HealthConfig::timeout`]) per backend returned;
+//! 2. [`Pool::poll_event`] until it returns `None`, to report health flips;
+//! 3. [`Pool::poll_timeout`] for the next instant it must be woken.
+
+use crate::health::{Health, HealthConfig};
+use crate::policy::{self, Candidate, Policy};
+use crate::time::Instant;
+use rand::{Rng, RngExt};
+use std::collections::VecDeque;
+use std::fmt;
+
+/// A backend's position in its pool (its configuration order).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct BackendId(pub usize);
+
+impl fmt::Display for BackendId {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "#{}", self.0)
+    }
+}
+
+/// What the pool needs to know of a configured backend.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendSpec {
+    /// The name used in logs and metrics: the configured address.
+    pub name: String,
+    /// This node's limit of concurrent connections to the backend.
+    pub max_connections: Option<u32>,
+}
+
+/// Why a health state changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HealthCause {
+    /// An active check.
+    Check,
+    /// A client connection's connect attempt.
+    Traffic,
+}
+
+/// Something the driver should report.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PoolEvent {
+    /// A backend went up or down.
+    HealthChanged {
+        backend: BackendId,
+        up: bool,
+        cause: HealthCause,
+    },
+}
+
+/// No backend could take a connection; the counts say why.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error(
+    "no backend available ({down} down, {full} at max_connections, {tried} already tried for this client)"
+)]
+pub struct NoBackend {
+    pub down: usize,
+    pub full: usize,
+    pub tried: usize,
+}
+
+#[derive(Debug, Clone)]
+struct Backend {
+    spec: BackendSpec,
+    health: Health,
+    active: u32,
+    next_check: Instant,
+    checking: bool,
+}
+
+/// A listener's backends. See the module doc for the call order.
+#[derive(Debug, Clone)]
+pub struct Pool {
+    policy: Policy,
+    health_config: HealthConfig,
+    backends: Vec<Backend>,
+    rr_cursor: usize,
+    events: VecDeque<PoolEvent>,
+    candidates: Vec<Candidate>,
+}
+
+impl Pool {
+    /// A pool whose backends all start up but unproven (see
+    /// [`crate::health`]). First checks are spread at random over one
+    /// interval so that many backends are not probed in one burst.
+    ///
+    /// # Panics
+    /// If `health_config` does not validate (configuration loading checks
+    /// it first, so this is a programmer error).
+    pub fn new<R: Rng + ?Sized>(
+        policy: Policy,
+        health_config: HealthConfig,
+        specs: Vec<BackendSpec>,
+        now: Instant,
+        rng: &mut R,
+    ) -> Self {
+        assert!(
+            health_config.validate().is_ok(),
+            "invalid health config {health_config:?}"
+        );
+        let interval_ns = u64::try_from(health_config.interval.as_nanos()).unwrap_or(u64::MAX);
+        let backends = specs
+            .into_iter()
+            .map(|spec| Backend {
+                spec,
+                health: Health::new(),
+                active: 0,
+                next_check: Instant::from_nanos(
+                    now.as_nanos() + rng.random_range(0..interval_ns.max(1)),
+                ),
+                checking: false,
+            })
+            .collect::<Vec<_>>();
+        Pool {
+            policy,
+            health_config,
+            candidates: Vec::with_capacity(backends.len()),
+            backends,
+            rr_cursor: 0,
+            events: VecDeque::new(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// The pool's policy.
+    pub fn policy(&self) -> Policy {
+        self.policy
+    }
+
+    /// The health check parameters.
+    pub fn health_config(&self) -> &HealthConfig {
+        &self.health_config
+    }
+
+    /// Number of backends.
+    pub fn len(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Whether the pool has no backends.
+    pub fn is_empty(&self) -> bool {
+        self.backends.is_empty()
+    }
+
+    /// Every backend id, in configuration order.
+    pub fn ids(&self) -> impl Iterator<Item = BackendId> + use<> {
+        (0..self.backends.len()).map(BackendId)
+    }
+
+    /// The backend's configured spec.
+    pub fn spec(&self, id: BackendId) -> &BackendSpec {
+        &self.backends[id.0].spec
+    }
+
+    /// Whether the backend takes new connections.
+    pub fn is_up(&self, id: BackendId) -> bool {
+        self.backends[id.0].health.is_up()
+    }
+
+    /// This node's exact count of connections to the backend.
+    pub fn active(&self, id: BackendId) -> u32 {
+        self.backends[id.0].active
+    }
+
+    // ----- inputs -----
+
+    /// Chooses a backend for a new client and counts the connection.
+    /// `tried` lists backends this client already failed to reach; they are
+    /// not chosen again.
+    pub fn acquire<R: Rng + ?Sized>(
+        &mut self,
+        rng: &mut R,
+        tried: &[BackendId],
+    ) -> Result<BackendId, NoBackend> {
+        let mut why = NoBackend {
+            down: 0,
+            full: 0,
+            tried: 0,
+        };
+        self.candidates.clear();
+        for (index, b) in self.backends.iter().enumerate() {
+            if tried.contains(&BackendId(index)) {
+                why.tried += 1;
+            } else if !b.health.is_up() {
+                why.down += 1;
+            } else if b.spec.max_connections.is_some_and(|max| b.active >= max) {
+                why.full += 1;
+            } else {
+                self.candidates.push(Candidate {
+                    index,
+                    load: u64::from(b.active),
+                });
+            }
+        }
+        let index = policy::choose(self.policy, &self.candidates, &mut self.rr_cursor, rng)
+            .ok_or(why)?;
+        self.backends[index].active += 1;
+        Ok(BackendId(index))
+    }
+
+    /// Ends the count of one connection returned by [`Pool::acquire`].
+    ///
+    /// # Panics
+    /// In debug builds, if the backend has no connection to release: that is
+    /// a bookkeeping bug. Release builds keep the count at zero.
+    pub fn release(&mut self, id: BackendId) {
+        let b = &mut self.backends[id.0];
+        debug_assert!(b.active > 0, "release of {id} with no active connection");
+        b.active = b.active.saturating_sub(1);
+    }
+
+    /// A client connection's attempt to reach `id` succeeded or failed.
+    /// A failure counts as a failed check at once.
+    pub fn handle_connect_result(&mut self, id: BackendId, ok: bool) {
+        self.observe(id, ok, HealthCause::Traffic);
+    }
+
+    /// An active check of `id` finished. A result for a backend with no
+    /// check in flight is ignored.
+    pub fn handle_check_result(&mut self, id: BackendId, ok: bool) {
+        let b = &mut self.backends[id.0];
+        if !b.checking {
+            return;
+        }
+        b.checking = false;
+        self.observe(id, ok, HealthCause::Check);
+    }
+
+    fn observe(&mut self, id: BackendId, ok: bool, cause: HealthCause) {
+        let HealthConfig { rise, fall, .. } = self.health_config;
+        if let Some(up) = self.backends[id.0].health.observe(ok, rise, fall) {
+            self.events.push_back(PoolEvent::HealthChanged {
+                backend: id,
+                up,
+                cause,
+            });
+        }
+    }
+
+    // ----- outputs -----
+
+    /// A backend whose active check is due at `now`; the driver starts one
+    /// check for it and reports with [`Pool::handle_check_result`].
+    pub fn poll_check(&mut self, now: Instant) -> Option<BackendId> {
+        let interval = self.health_config.interval;
+        let (index, b) = self
+            .backends
+            .iter_mut()
+            .enumerate()
+            .find(|(_, b)| !b.checking && b.next_check <= now)?;
+        b.checking = true;
+        // Measured from the due time, not from `now`, so a late wake-up does
+        // not make the schedule drift; but never schedule in the past.
+        b.next_check = (b.next_check + interval).max(now);
+        Some(BackendId(index))
+    }
+
+    /// The next health flip to report.
+    pub fn poll_event(&mut self) -> Option<PoolEvent> {
+        self.events.pop_front()
+    }
+
+    /// When the driver must next call [`Pool::poll_check`]; `None` while
+    /// every backend has a check in flight.
+    pub fn poll_timeout(&self) -> Option<Instant> {
+        self.backends
+            .iter()
+            .filter(|b| !b.checking)
+            .map(|b| b.next_check)
+            .min()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+    use std::time::Duration;
+
+    fn pool(policy: Policy, n: usize, max: Option<u32>) -> (Pool, SmallRng) {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let specs = (0..n)
+            .map(|i| BackendSpec {
+                name: format!("127.0.0.1:{}", 5000 + i),
+                max_connections: max,
+            })
+            .collect();
+        let p = Pool::new(policy, HealthConfig::default(), specs, Instant::ZERO, &mut rng);
+        (p, rng)
+    }
+
+    #[test]
+    fn acquire_counts_and_release_uncounts() {
+        let (mut p, mut rng) = pool(Policy::LeastConn, 3, None);
+        let ids: Vec<_> = (0..30).map(|_| p.acquire(&mut rng, &[]).unwrap()).collect();
+        assert_eq!(p.ids().map(|id| p.active(id)).sum::<u32>(), 30);
+        // P2C over exact counts keeps them within a couple of each other.
+        let counts: Vec<_> = p.ids().map(|id| p.active(id)).collect();
+        let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
+        assert!(spread <= 2, "{counts:?}");
+        for id in ids {
+            p.release(id);
+        }
+        assert!(p.ids().all(|id| p.active(id) == 0));
+    }
+
+    #[test]
+    fn down_backends_get_no_connections() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 3, None);
+        p.handle_connect_result(BackendId(1), false);
+        assert!(!p.is_up(BackendId(1)));
+        assert_eq!(
+            p.poll_event(),
+            Some(PoolEvent::HealthChanged {
+                backend: BackendId(1),
+                up: false,
+                cause: HealthCause::Traffic
+            })
+        );
+        for _ in 0..10 {
+            assert_ne!(p.acquire(&mut rng, &[]).unwrap(), BackendId(1));
+        }
+    }
+
+    #[test]
+    fn tried_and_full_backends_are_skipped_and_explained() {
+        let (mut p, mut rng) = pool(Policy::FirstAvailable, 3, Some(1));
+        assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(0)));
+        assert_eq!(p.acquire(&mut rng, &[BackendId(1)]), Ok(BackendId(2)));
+        p.handle_connect_result(BackendId(1), false);
+        assert_eq!(
+            p.acquire(&mut rng, &[]),
+            Err(NoBackend {
+                down: 1,
+                full: 2,
+                tried: 0
+            })
+        );
+        p.release(BackendId(0));
+        assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(0)));
+    }
+
+    #[test]
+    fn checks_follow_the_interval_and_spread_the_first_round() {
+        let (mut p, _) = pool(Policy::LeastConn, 4, None);
+        let interval = p.health_config().interval;
+        let first = p.poll_timeout().unwrap();
+        assert!(first < Instant::ZERO + interval);
+        // Nothing is due before the first deadline.
+        assert_eq!(p.poll_check(Instant::ZERO), None);
+        // After one interval every backend has been due once.
+        let t = Instant::ZERO + interval;
+        let mut due = Vec::new();
+        while let Some(id) = p.poll_check(t) {
+            due.push(id);
+        }
+        due.sort();
+        assert_eq!(due, p.ids().collect::<Vec<_>>());
+        assert_eq!(p.poll_timeout(), None, "all checks in flight");
+        for id in p.ids() {
+            p.handle_check_result(id, true);
+        }
+        let next = p.poll_timeout().unwrap();
+        assert!(next > first && next <= t + interval, "{next:?}");
+    }
+
+    #[test]
+    fn a_dead_backend_goes_down_and_comes_back_by_checks() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        let id = BackendId(0);
+        let mut now = Instant::ZERO;
+        let results = [true, false, false, false, true, true];
+        let mut flips = Vec::new();
+        for ok in results {
+            now = p.poll_timeout().unwrap();
+            assert_eq!(p.poll_check(now), Some(id));
+            p.handle_check_result(id, ok);
+            while let Some(PoolEvent::HealthChanged { up, .. }) = p.poll_event() {
+                flips.push((now, up));
+            }
+        }
+        let step = Duration::from_millis(2000);
+        let first = flips[0].0;
+        assert_eq!(flips, vec![(first, false), (first + step * 2, true)]);
+        assert!(now > Instant::ZERO);
+    }
+
+    #[test]
+    fn stale_check_results_are_ignored() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        p.handle_check_result(BackendId(0), false);
+        assert!(p.is_up(BackendId(0)));
+        assert_eq!(p.poll_event(), None);
+    }
+
+    #[test]
+    #[should_panic(expected = "no active connection")]
+    #[cfg(debug_assertions)]
+    fn releasing_more_than_acquired_is_caught() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        p.release(BackendId(0));
+    }
+}
+
+#[cfg(test)]
+mod proptests {
+    use super::*;
+    use proptest::prelude::*;
+    use rand::SeedableRng;
+    use rand::rngs::SmallRng;
+
+    #[derive(Debug, Clone)]
+    enum Op {
+        Acquire,
+        Release(usize),
+        Fail(usize),
+        Check(usize, bool),
+    }
+
+    fn op() -> impl Strategy<Value = Op> {
+        prop_oneof![
+            3 => Just(Op::Acquire),
+            3 => any::<usize>().prop_map(Op::Release),
+            1 => any::<usize>().prop_map(Op::Fail),
+            1 => (any::<usize>(), any::<bool>()).prop_map(|(i, ok)| Op::Check(i, ok)),
+        ]
+    }
+
+    proptest! {
+        /// Whatever happens, each backend's count equals the connections
+        /// acquired on it and not yet released, and returns to zero.
+        #[test]
+        fn counts_match_a_model_and_return_to_zero(
+            seed in any::<u64>(),
+            n in 1usize..6,
+            max in proptest::option::of(1u32..4),
+            ops in proptest::collection::vec(op(), 0..200),
+        ) {
+            let mut rng = SmallRng::seed_from_u64(seed);
+            let specs = (0..n).map(|i| BackendSpec { name: i.to_string(), max_connections: max }).collect();
+            let mut p = Pool::new(Policy::LeastConn, HealthConfig::default(), specs, Instant::ZERO, &mut rng);
+            let mut open: Vec<BackendId> = Vec::new();
+            let mut now = Instant::ZERO;
+            for op in ops {
+                match op {
+                    Op::Acquire => if let Ok(id) = p.acquire(&mut rng, &[]) {
+                        prop_assert!(p.is_up(id));
+                        if let Some(max) = max { prop_assert!(p.active(id) <= max); }
+                        open.push(id);
+                    },
+                    Op::Release(i) => if !open.is_empty() {
+                        let id = open.swap_remove(i % open.len());
+                        p.release(id);
+                    },
+                    Op::Fail(i) => p.handle_connect_result(BackendId(i % n), false),
+                    Op::Check(i, ok) => {
+                        now = p.poll_timeout().unwrap_or(now).max(now);
+                        if p.poll_check(now).is_some() { p.handle_check_result(BackendId(i % n), ok); }
+                    }
+                }
+                for id in p.ids() {
+                    let model = open.iter().filter(|&&o| o == id).count() as u32;
+                    prop_assert_eq!(p.active(id), model);
+                }
+            }
+            for id in open.drain(..) { p.release(id); }
+            prop_assert!(p.ids().all(|id| p.active(id) == 0));
+        }
+    }
+}
