@@ -1,1 +1,252 @@
-//! placeholder
+//! # shoal-config
+//!
+//! shoal's configuration file: TOML read into raw serde structs (unknown
+//! fields rejected), then validated into typed values. Every error is one
+//! line naming the file position or the field and the value that was wrong,
+//! e.g. `listener "web": backends[1] = "127.0.0.1:99999": invalid address`.
+//!
+//! ## Layout
+//! - [`raw`]: the file's shape, as serde reads it, with defaults.
+//! - this module: [`Config`] and friends, the validated form the runtime
+//!   uses, and [`ConfigError`].
+
+pub mod raw;
+
+use shoal_core::{HealthConfig, Policy};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+/// A validated configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub node: NodeConfig,
+    pub listeners: Vec<ListenerConfig>,
+}
+
+/// The `[node]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NodeConfig {
+    /// The node's name in logs, metrics and (later) the cluster.
+    pub name: String,
+    /// Where `/metrics` and `/status` are served; none if absent.
+    pub admin: Option<SocketAddr>,
+    /// How long open connections may finish after a shutdown signal.
+    pub drain_timeout: Duration,
+}
+
+/// One `[[listener]]`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ListenerConfig {
+    pub name: String,
+    pub bind: SocketAddr,
+    pub policy: Policy,
+    pub backends: Vec<SocketAddr>,
+    /// Concurrent client connections this listener holds; past it, new
+    /// clients wait in the kernel's accept queue.
+    pub max_connections: Option<u32>,
+    /// Concurrent connections this node opens to any one backend; a full
+    /// backend is skipped, and a client for whom every backend is full is
+    /// refused (closed at once).
+    pub backend_max_connections: Option<u32>,
+    pub connect_timeout: Duration,
+    /// How many other backends a client is tried on after a failed connect.
+    pub retries: u32,
+    /// A connection with no byte in either direction for this long is closed.
+    pub idle_timeout: Duration,
+    /// The listen(2) backlog.
+    pub backlog: u32,
+    pub health: HealthConfig,
+}
+
+/// What was wrong with a configuration.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config file {path}: {source}")]
+    Read {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("{origin}:{line}:{column}: {message}")]
+    Syntax {
+        origin: String,
+        line: usize,
+        column: usize,
+        message: String,
+    },
+    #[error("{origin}: {field} = {value}: {reason}")]
+    Invalid {
+        origin: String,
+        field: String,
+        value: String,
+        reason: String,
+    },
+}
+
+impl Config {
+    /// Reads and validates the file at `path`.
+    pub fn from_file(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.display().to_string(),
+            source,
+        })?;
+        Config::from_toml(&text, &path.display().to_string())
+    }
+
+    /// Parses and validates `text`; `origin` names it in errors.
+    pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+            let (line, column) = e
+                .span()
+                .map(|s| line_col(text, s.start))
+                .unwrap_or((1, 1));
+            ConfigError::Syntax {
+                origin: origin.to_owned(),
+                line,
+                column,
+                message: e.message().trim().replace('\n', " "),
+            }
+        })?;
+        validate(raw, origin)
+    }
+}
+
+fn line_col(text: &str, offset: usize) -> (usize, usize) {
+    let before = &text[..offset.min(text.len())];
+    let line = before.matches('\n').count() + 1;
+    let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+    (line, column)
+}
+
+struct Ctx<'a> {
+    origin: &'a str,
+}
+
+impl Ctx<'_> {
+    fn invalid(&self, field: impl Into<String>, value: impl std::fmt::Debug, reason: impl Into<String>) -> ConfigError {
+        ConfigError::Invalid {
+            origin: self.origin.to_owned(),
+            field: field.into(),
+            value: format!("{value:?}"),
+            reason: reason.into(),
+        }
+    }
+
+    fn addr(&self, field: impl Into<String>, value: &str) -> Result<SocketAddr, ConfigError> {
+        value.parse::<SocketAddr>().map_err(|_| {
+            self.invalid(
+                field,
+                value,
+                "not an IP:port socket address (e.g. 127.0.0.1:5001 or [::1]:5001; port 1-65535)",
+            )
+        })
+    }
+
+    fn millis(&self, field: impl Into<String>, ms: u64) -> Result<Duration, ConfigError> {
+        if ms == 0 {
+            return Err(self.invalid(field, ms, "must be at least 1"));
+        }
+        Ok(Duration::from_millis(ms))
+    }
+}
+
+fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
+    let cx = Ctx { origin };
+    let node = raw.node;
+    if node.name.trim().is_empty() {
+        return Err(cx.invalid("node.name", &node.name, "must not be empty"));
+    }
+    let admin = node
+        .admin
+        .as_deref()
+        .map(|a| cx.addr("node.admin", a))
+        .transpose()?;
+    let drain_timeout = Duration::from_millis(node.drain_timeout_ms);
+
+    if raw.listener.is_empty() {
+        return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
+    }
+    let mut names = BTreeSet::new();
+    let mut binds = BTreeSet::new();
+    let mut listeners = Vec::with_capacity(raw.listener.len());
+    for (i, l) in raw.listener.into_iter().enumerate() {
+        let at = |field: &str| format!("listener[{i}].{field}");
+        if l.name.trim().is_empty() {
+            return Err(cx.invalid(at("name"), &l.name, "must not be empty"));
+        }
+        if !names.insert(l.name.clone()) {
+            return Err(cx.invalid(at("name"), &l.name, "duplicate listener name"));
+        }
+        let at = |field: &str| format!("listener \"{}\": {field}", l.name);
+        let bind = cx.addr(at("bind"), &l.bind)?;
+        if bind.port() == 0 && !l.allow_ephemeral_port {
+            return Err(cx.invalid(at("bind"), &l.bind, "port 0 is not a fixed port"));
+        }
+        if bind.port() != 0 && !binds.insert(bind) {
+            return Err(cx.invalid(at("bind"), &l.bind, "another listener binds the same address"));
+        }
+        let policy = l.policy.parse::<Policy>().map_err(|e| cx.invalid(at("policy"), &l.policy, e.to_string()))?;
+        if l.backends.is_empty() {
+            return Err(cx.invalid(at("backends"), "[]", "a listener needs at least one backend"));
+        }
+        let mut backends = Vec::with_capacity(l.backends.len());
+        for (j, b) in l.backends.iter().enumerate() {
+            let addr = cx.addr(at(&format!("backends[{j}]")), b)?;
+            if addr.port() == 0 {
+                return Err(cx.invalid(at(&format!("backends[{j}]")), b, "port 0 cannot be connected to"));
+            }
+            if backends.contains(&addr) {
+                return Err(cx.invalid(at(&format!("backends[{j}]")), b, "duplicate backend in this listener"));
+            }
+            backends.push(addr);
+        }
+        let positive = |field: &str, v: Option<u32>| match v {
+            Some(0) => Err(cx.invalid(at(field), 0, "must be at least 1 (leave it out for no limit)")),
+            v => Ok(v),
+        };
+        let max_connections = positive("max_connections", l.max_connections)?;
+        let backend_max_connections = positive("backend_max_connections", l.backend_max_connections)?;
+        if l.backlog == 0 {
+            return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
+        }
+        let h = &l.health;
+        let health = HealthConfig {
+            interval: cx.millis(at("health.interval_ms"), h.interval_ms)?,
+            timeout: cx.millis(at("health.timeout_ms"), h.timeout_ms)?,
+            rise: h.rise,
+            fall: h.fall,
+        };
+        health.validate().map_err(|e| {
+            let (field, value) = match &e {
+                shoal_core::HealthParamError::Zero { field } => (*field, 0),
+                shoal_core::HealthParamError::TimeoutOverInterval { .. } => ("timeout_ms", h.timeout_ms),
+            };
+            cx.invalid(at(&format!("health.{field}")), value, e.to_string())
+        })?;
+        listeners.push(ListenerConfig {
+            connect_timeout: cx.millis(at("connect_timeout_ms"), l.connect_timeout_ms)?,
+            idle_timeout: cx.millis(at("idle_timeout_ms"), l.idle_timeout_ms)?,
+            name: l.name,
+            bind,
+            policy,
+            backends,
+            max_connections,
+            backend_max_connections,
+            retries: l.retries,
+            backlog: l.backlog,
+            health,
+        });
+    }
+    Ok(Config {
+        node: NodeConfig {
+            name: node.name,
+            admin,
+            drain_timeout,
+        },
+        listeners,
+    })
+}
+
+#[cfg(test)]
+mod tests;

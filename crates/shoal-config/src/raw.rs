@@ -1,0 +1,117 @@
+//! The configuration file's shape as serde reads it. Unknown fields are
+//! errors (a typo must not be silently ignored); every default is here.
+
+use serde::Deserialize;
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    #[serde(default)]
+    pub node: RawNode,
+    #[serde(default)]
+    pub listener: Vec<RawListener>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawNode {
+    #[serde(default = "default_node_name")]
+    pub name: String,
+    pub admin: Option<String>,
+    #[serde(default = "default_drain_timeout_ms")]
+    pub drain_timeout_ms: u64,
+}
+
+impl Default for RawNode {
+    fn default() -> Self {
+        RawNode {
+            name: default_node_name(),
+            admin: None,
+            drain_timeout_ms: default_drain_timeout_ms(),
+        }
+    }
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawListener {
+    pub name: String,
+    pub bind: String,
+    #[serde(default = "default_policy")]
+    pub policy: String,
+    pub backends: Vec<String>,
+    pub max_connections: Option<u32>,
+    pub backend_max_connections: Option<u32>,
+    #[serde(default = "default_connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "default_retries")]
+    pub retries: u32,
+    #[serde(default = "default_idle_timeout_ms")]
+    pub idle_timeout_ms: u64,
+    #[serde(default = "default_backlog")]
+    pub backlog: u32,
+    /// Lets `bind` use port 0 (the kernel picks one; `/status` shows it).
+    /// Meant for tests and demos, where a fixed port could be taken.
+    #[serde(default)]
+    pub allow_ephemeral_port: bool,
+    #[serde(default)]
+    pub health: RawHealth,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawHealth {
+    #[serde(default = "default_interval_ms")]
+    pub interval_ms: u64,
+    #[serde(default = "default_timeout_ms")]
+    pub timeout_ms: u64,
+    #[serde(default = "default_rise")]
+    pub rise: u32,
+    #[serde(default = "default_fall")]
+    pub fall: u32,
+}
+
+impl Default for RawHealth {
+    fn default() -> Self {
+        RawHealth {
+            interval_ms: default_interval_ms(),
+            timeout_ms: default_timeout_ms(),
+            rise: default_rise(),
+            fall: default_fall(),
+        }
+    }
+}
+
+fn default_node_name() -> String {
+    "shoal".to_owned()
+}
+fn default_drain_timeout_ms() -> u64 {
+    30_000
+}
+fn default_policy() -> String {
+    "least-conn".to_owned()
+}
+fn default_connect_timeout_ms() -> u64 {
+    2_000
+}
+fn default_retries() -> u32 {
+    2
+}
+fn default_idle_timeout_ms() -> u64 {
+    300_000
+}
+fn default_backlog() -> u32 {
+    1024
+}
+fn default_interval_ms() -> u64 {
+    2_000
+}
+fn default_timeout_ms() -> u64 {
+    1_000
+}
+fn default_rise() -> u32 {
+    2
+}
+fn default_fall() -> u32 {
+    3
+}
