@@ -97,10 +97,7 @@ impl Config {
     /// Parses and validates `text`; `origin` names it in errors.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
-            let (line, column) = e
-                .span()
-                .map(|s| line_col(text, s.start))
-                .unwrap_or((1, 1));
+            let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
                 origin: origin.to_owned(),
                 line,
@@ -124,7 +121,12 @@ struct Ctx<'a> {
 }
 
 impl Ctx<'_> {
-    fn invalid(&self, field: impl Into<String>, value: impl std::fmt::Debug, reason: impl Into<String>) -> ConfigError {
+    fn invalid(
+        &self,
+        field: impl Into<String>,
+        value: impl std::fmt::Debug,
+        reason: impl Into<String>,
+    ) -> ConfigError {
         ConfigError::Invalid {
             origin: self.origin.to_owned(),
             field: field.into(),
@@ -184,29 +186,53 @@ fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
             return Err(cx.invalid(at("bind"), &l.bind, "port 0 is not a fixed port"));
         }
         if bind.port() != 0 && !binds.insert(bind) {
-            return Err(cx.invalid(at("bind"), &l.bind, "another listener binds the same address"));
+            return Err(cx.invalid(
+                at("bind"),
+                &l.bind,
+                "another listener binds the same address",
+            ));
         }
-        let policy = l.policy.parse::<Policy>().map_err(|e| cx.invalid(at("policy"), &l.policy, e.to_string()))?;
+        let policy = l
+            .policy
+            .parse::<Policy>()
+            .map_err(|e| cx.invalid(at("policy"), &l.policy, e.to_string()))?;
         if l.backends.is_empty() {
-            return Err(cx.invalid(at("backends"), "[]", "a listener needs at least one backend"));
+            return Err(cx.invalid(
+                at("backends"),
+                "[]",
+                "a listener needs at least one backend",
+            ));
         }
         let mut backends = Vec::with_capacity(l.backends.len());
         for (j, b) in l.backends.iter().enumerate() {
             let addr = cx.addr(at(&format!("backends[{j}]")), b)?;
             if addr.port() == 0 {
-                return Err(cx.invalid(at(&format!("backends[{j}]")), b, "port 0 cannot be connected to"));
+                return Err(cx.invalid(
+                    at(&format!("backends[{j}]")),
+                    b,
+                    "port 0 cannot be connected to",
+                ));
             }
             if backends.contains(&addr) {
-                return Err(cx.invalid(at(&format!("backends[{j}]")), b, "duplicate backend in this listener"));
+                return Err(cx.invalid(
+                    at(&format!("backends[{j}]")),
+                    b,
+                    "duplicate backend in this listener",
+                ));
             }
             backends.push(addr);
         }
         let positive = |field: &str, v: Option<u32>| match v {
-            Some(0) => Err(cx.invalid(at(field), 0, "must be at least 1 (leave it out for no limit)")),
+            Some(0) => Err(cx.invalid(
+                at(field),
+                0,
+                "must be at least 1 (leave it out for no limit)",
+            )),
             v => Ok(v),
         };
         let max_connections = positive("max_connections", l.max_connections)?;
-        let backend_max_connections = positive("backend_max_connections", l.backend_max_connections)?;
+        let backend_max_connections =
+            positive("backend_max_connections", l.backend_max_connections)?;
         if l.backlog == 0 {
             return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
         }
@@ -220,7 +246,9 @@ fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
         health.validate().map_err(|e| {
             let (field, value) = match &e {
                 shoal_core::HealthParamError::Zero { field } => (*field, 0),
-                shoal_core::HealthParamError::TimeoutOverInterval { .. } => ("timeout_ms", h.timeout_ms),
+                shoal_core::HealthParamError::TimeoutOverInterval { .. } => {
+                    ("timeout_ms", h.timeout_ms)
+                }
             };
             cx.invalid(at(&format!("health.{field}")), value, e.to_string())
         })?;

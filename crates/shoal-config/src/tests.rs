@@ -18,7 +18,9 @@ backends = ["127.0.0.1:5001", "127.0.0.1:5002", "[::1]:5003"]
 "#;
 
 fn err(text: &str) -> String {
-    Config::from_toml(text, "test.toml").unwrap_err().to_string()
+    Config::from_toml(text, "test.toml")
+        .unwrap_err()
+        .to_string()
 }
 
 #[test]
@@ -62,9 +64,9 @@ fn duplicate_listeners_are_refused() {
         "{GOOD}\n{}",
         GOOD[GOOD.find("[[listener]]").unwrap()..].replace("\"web\"", "\"web2\"")
     );
-    assert!(
-        err(&other_name).contains("listener \"web2\": bind = \"127.0.0.1:8080\": another listener binds the same address")
-    );
+    assert!(err(&other_name).contains(
+        "listener \"web2\": bind = \"127.0.0.1:8080\": another listener binds the same address"
+    ));
 }
 
 #[test]
@@ -73,15 +75,24 @@ fn empty_or_duplicate_backends_are_refused() {
         r#"["127.0.0.1:5001", "127.0.0.1:5002", "[::1]:5003"]"#,
         "[]",
     ));
-    assert!(e.contains("backends = \"[]\": a listener needs at least one backend"), "{e}");
+    assert!(
+        e.contains("backends = \"[]\": a listener needs at least one backend"),
+        "{e}"
+    );
     let e = err(&GOOD.replace("127.0.0.1:5002", "127.0.0.1:5001"));
-    assert!(e.contains("backends[1] = \"127.0.0.1:5001\": duplicate backend"), "{e}");
+    assert!(
+        e.contains("backends[1] = \"127.0.0.1:5001\": duplicate backend"),
+        "{e}"
+    );
 }
 
 #[test]
 fn bad_policy_and_health_values_are_named() {
     let e = err(&GOOD.replace("least-conn", "fastest"));
-    assert!(e.contains("policy = \"fastest\": unknown policy `fastest`"), "{e}");
+    assert!(
+        e.contains("policy = \"fastest\": unknown policy `fastest`"),
+        "{e}"
+    );
     let e = err(&GOOD.replace("rise = 2", "rise = 0"));
     assert!(e.contains("health.rise = 0"), "{e}");
     let e = err(&GOOD.replace("timeout_ms = 1000", "timeout_ms = 5000"));
@@ -106,5 +117,10 @@ fn port_zero_needs_an_explicit_opt_in() {
         "bind = \"127.0.0.1:8080\"",
         "bind = \"127.0.0.1:0\"\nallow_ephemeral_port = true",
     );
-    assert_eq!(Config::from_toml(&ok, "t").unwrap().listeners[0].bind.port(), 0);
+    assert_eq!(
+        Config::from_toml(&ok, "t").unwrap().listeners[0]
+            .bind
+            .port(),
+        0
+    );
 }

@@ -52,10 +52,14 @@ impl HealthConfig {
     /// Checks the parameters; every error names the field.
     pub fn validate(&self) -> Result<(), HealthParamError> {
         if self.interval.is_zero() {
-            return Err(HealthParamError::Zero { field: "interval_ms" });
+            return Err(HealthParamError::Zero {
+                field: "interval_ms",
+            });
         }
         if self.timeout.is_zero() {
-            return Err(HealthParamError::Zero { field: "timeout_ms" });
+            return Err(HealthParamError::Zero {
+                field: "timeout_ms",
+            });
         }
         if self.rise == 0 {
             return Err(HealthParamError::Zero { field: "rise" });

@@ -192,7 +192,10 @@ mod tests {
         assert_eq!(a, run(42), "same seed, same choices");
         assert_ne!(a, run(43), "another seed, other choices");
         let ones = a.iter().filter(|&&i| i == 1).count();
-        assert!((16..=48).contains(&ones), "both tied backends win: {ones}/64");
+        assert!(
+            (16..=48).contains(&ones),
+            "both tied backends win: {ones}/64"
+        );
     }
 
     #[test]
@@ -215,8 +218,14 @@ mod tests {
     #[test]
     fn first_available_takes_the_lowest_index() {
         let mut rng = SmallRng::seed_from_u64(0);
-        let c = vec![Candidate { index: 2, load: 0 }, Candidate { index: 4, load: 0 }];
-        assert_eq!(choose(Policy::FirstAvailable, &c, &mut 0, &mut rng), Some(2));
+        let c = vec![
+            Candidate { index: 2, load: 0 },
+            Candidate { index: 4, load: 0 },
+        ];
+        assert_eq!(
+            choose(Policy::FirstAvailable, &c, &mut 0, &mut rng),
+            Some(2)
+        );
     }
 
     #[test]

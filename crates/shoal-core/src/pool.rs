@@ -211,8 +211,8 @@ impl Pool {
                 });
             }
         }
-        let index = policy::choose(self.policy, &self.candidates, &mut self.rr_cursor, rng)
-            .ok_or(why)?;
+        let index =
+            policy::choose(self.policy, &self.candidates, &mut self.rr_cursor, rng).ok_or(why)?;
         self.backends[index].active += 1;
         Ok(BackendId(index))
     }
@@ -305,7 +305,13 @@ mod tests {
                 max_connections: max,
             })
             .collect();
-        let p = Pool::new(policy, HealthConfig::default(), specs, Instant::ZERO, &mut rng);
+        let p = Pool::new(
+            policy,
+            HealthConfig::default(),
+            specs,
+            Instant::ZERO,
+            &mut rng,
+        );
         (p, rng)
     }
 

@@ -1,1 +1,28 @@
-//! placeholder
+//! # shoal-runtime
+//!
+//! The tokio shell around `shoal-core`: it binds sockets, reads the clock,
+//! seeds the RNG from the operating system and feeds what happens into the
+//! core's `handle_*` methods, then acts on its `poll_*` outputs.
+//!
+//! ## Layout
+//! - [`node`]: [`Node`], one shoal process: binds every socket up front (so a
+//!   port in use is a start-up error), runs until a shutdown future
+//!   resolves, then drains.
+//! - [`listener`]: the accept loop and the life of one client connection:
+//!   choose, connect with timeout and retries, proxy, log.
+//! - [`proxy`]: the byte copy between client and backend with half-close,
+//!   idle timeout and cancellation.
+//! - [`checker`]: the active health-check driver of one listener's pool.
+//! - [`metrics`]: the Prometheus registry and the series shoal exports.
+//! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`.
+//! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
+
+pub mod admin;
+pub mod checker;
+pub mod clock;
+pub mod listener;
+pub mod metrics;
+pub mod node;
+pub mod proxy;
+
+pub use node::{Node, StartError};

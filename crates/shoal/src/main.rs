@@ -1,1 +1,163 @@
-fn main() {}
+//! The `shoal` command: `run`, `check-config`, `demo`.
+//!
+//! Exit codes: 0 after a clean stop, 2 for a bad configuration or a socket
+//! that cannot be bound, 1 for any other failure.
+
+mod demo;
+
+use anyhow::Context;
+use clap::{Parser, Subcommand, ValueEnum};
+use shoal_config::Config;
+use shoal_runtime::Node;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use tracing::info;
+
+/// shoal: a fleet of Layer-4 TCP load balancers that act as one.
+#[derive(Debug, Parser)]
+#[command(name = "shoal", version, about, long_about = None)]
+struct Cli {
+    /// Log filter: a level (error, warn, info, debug, trace) or tracing
+    /// directives such as `info,shoal::conn=warn`. Per-connection lines are
+    /// logged at info under the target `shoal::conn`.
+    #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
+    log_level: String,
+
+    /// Log line format: human-readable `text`, or one JSON object per line.
+    #[arg(long, global = true, value_enum, default_value_t = LogFormat::Text)]
+    log_format: LogFormat,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum LogFormat {
+    Text,
+    Json,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run a node from a TOML configuration file until SIGTERM or Ctrl-C,
+    /// then stop accepting and drain open connections
+    /// (`node.drain_timeout_ms`).
+    Run {
+        /// Path to the configuration file.
+        #[arg(short, long, value_name = "FILE")]
+        config: PathBuf,
+    },
+    /// Check a configuration file and exit: 0 if it is valid, 2 with a
+    /// one-line error naming the field and value if not. Binds nothing.
+    CheckConfig {
+        /// Path to the configuration file.
+        #[arg(value_name = "FILE")]
+        file: PathBuf,
+    },
+    /// Start demo backends on loopback and a shoal node in front of them,
+    /// print how to connect, and run until Ctrl-C or --duration.
+    Demo(demo::DemoArgs),
+}
+
+fn init_logging(cli: &Cli) -> anyhow::Result<()> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
+        .with_context(|| format!("--log-level {:?} is not a valid filter", cli.log_level))?;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match cli.log_format {
+        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+    Ok(())
+}
+
+/// Resolves on SIGTERM or SIGINT (Ctrl-C).
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM received"),
+        _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+    }
+}
+
+/// Logs, in one line, where every socket is bound; tests and scripts wait
+/// for it (with `--log-format json`, the event whose message is `ready`).
+fn log_ready(node: &Node) {
+    let listeners = node
+        .listener_addrs()
+        .iter()
+        .map(|(name, addr)| format!("{name}={addr}"))
+        .collect::<Vec<_>>()
+        .join(",");
+    let admin = node.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(listeners, admin, "ready");
+}
+
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("cannot start the tokio runtime")
+}
+
+enum Failure {
+    /// Configuration or binding: exit 2.
+    Usage(String),
+    /// Anything else: exit 1.
+    Other(anyhow::Error),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match &cli.command {
+        Command::CheckConfig { file } => match Config::from_file(file) {
+            Ok(c) => {
+                println!(
+                    "{}: ok ({} listener{}, {} backend{})",
+                    file.display(),
+                    c.listeners.len(),
+                    if c.listeners.len() == 1 { "" } else { "s" },
+                    c.listeners.iter().map(|l| l.backends.len()).sum::<usize>(),
+                    if c.listeners.iter().map(|l| l.backends.len()).sum::<usize>() == 1 {
+                        ""
+                    } else {
+                        "s"
+                    },
+                );
+                Ok(())
+            }
+            Err(e) => Err(Failure::Usage(e.to_string())),
+        },
+        Command::Run { config } => init_logging(&cli)
+            .map_err(Failure::Other)
+            .and_then(|()| Config::from_file(config).map_err(|e| Failure::Usage(e.to_string())))
+            .and_then(|config| {
+                let rt = runtime().map_err(Failure::Other)?;
+                rt.block_on(async {
+                    let node = Node::bind(config).map_err(|e| Failure::Usage(e.to_string()))?;
+                    log_ready(&node);
+                    node.run(shutdown_signal()).await;
+                    Ok(())
+                })
+            }),
+        Command::Demo(args) => init_logging(&cli).map_err(Failure::Other).and_then(|()| {
+            let rt = runtime().map_err(Failure::Other)?;
+            rt.block_on(demo::run(args.clone()))
+        }),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(Failure::Usage(msg)) => {
+            eprintln!("shoal: {msg}");
+            ExitCode::from(2)
+        }
+        Err(Failure::Other(e)) => {
+            eprintln!("shoal: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
+
+pub(crate) use Failure as MainFailure;

@@ -1,0 +1,166 @@
+//! The Prometheus series shoal exports, in one registry.
+//!
+//! Counters are updated on the data path (each is an atomic; the handles a
+//! connection uses are looked up once per connection). Gauges that mirror
+//! core state (health, counts) are set from the pools at scrape time, so
+//! they can never drift from what the core knows.
+
+use prometheus_client::encoding::{EncodeLabelSet, EncodeLabelValue};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::registry::Registry;
+
+/// Labels of per-backend series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BackendLabels {
+    pub listener: String,
+    pub backend: String,
+}
+
+/// Labels of per-listener series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct ListenerLabels {
+    pub listener: String,
+}
+
+/// Which way bytes flowed.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum Direction {
+    client_to_backend,
+    backend_to_client,
+}
+
+/// Labels of `shoal_bytes_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct BytesLabels {
+    pub listener: String,
+    pub backend: String,
+    pub direction: Direction,
+}
+
+/// Result of an active health check.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum CheckResult {
+    ok,
+    failed,
+}
+
+/// Labels of `shoal_health_checks_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct CheckLabels {
+    pub listener: String,
+    pub backend: String,
+    pub result: CheckResult,
+}
+
+/// Every series, registered in `registry`.
+#[derive(Debug)]
+pub struct Metrics {
+    pub registry: Registry,
+    pub backend_up: Family<BackendLabels, Gauge>,
+    pub backend_active: Family<BackendLabels, Gauge>,
+    pub backend_cluster: Family<BackendLabels, Gauge>,
+    pub connections: Family<BackendLabels, Counter>,
+    pub connect_failures: Family<BackendLabels, Counter>,
+    pub bytes: Family<BytesLabels, Counter>,
+    pub health_checks: Family<CheckLabels, Counter>,
+    pub client_connections: Family<ListenerLabels, Counter>,
+    pub listener_active: Family<ListenerLabels, Gauge>,
+    pub no_backend: Family<ListenerLabels, Counter>,
+    pub cluster_members: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Metrics::new()
+    }
+}
+
+impl Metrics {
+    /// A registry with every shoal series.
+    pub fn new() -> Self {
+        let mut registry = Registry::default();
+        let m = Metrics {
+            registry: Registry::default(),
+            backend_up: Family::default(),
+            backend_active: Family::default(),
+            backend_cluster: Family::default(),
+            connections: Family::default(),
+            connect_failures: Family::default(),
+            bytes: Family::default(),
+            health_checks: Family::default(),
+            client_connections: Family::default(),
+            listener_active: Family::default(),
+            no_backend: Family::default(),
+            cluster_members: Gauge::default(),
+        };
+        registry.register(
+            "shoal_backend_up",
+            "Whether this node sends new connections to the backend (1) or not (0)",
+            m.backend_up.clone(),
+        );
+        registry.register(
+            "shoal_backend_active_connections",
+            "This node's exact count of open connections to the backend",
+            m.backend_active.clone(),
+        );
+        registry.register(
+            "shoal_backend_cluster_connections",
+            "This node's estimate of the whole fleet's open connections to the backend",
+            m.backend_cluster.clone(),
+        );
+        registry.register(
+            "shoal_connections",
+            "Client connections forwarded to the backend (connect succeeded)",
+            m.connections.clone(),
+        );
+        registry.register(
+            "shoal_connect_failures",
+            "Failed connect attempts to the backend on behalf of clients",
+            m.connect_failures.clone(),
+        );
+        registry.register(
+            "shoal_bytes",
+            "Bytes forwarded, by direction",
+            m.bytes.clone(),
+        );
+        registry.register(
+            "shoal_health_checks",
+            "Active health checks, by result",
+            m.health_checks.clone(),
+        );
+        registry.register(
+            "shoal_listener_client_connections",
+            "Client connections accepted by the listener",
+            m.client_connections.clone(),
+        );
+        registry.register(
+            "shoal_listener_active_connections",
+            "Client connections open on the listener",
+            m.listener_active.clone(),
+        );
+        registry.register(
+            "shoal_listener_no_backend",
+            "Clients closed because no backend could take them",
+            m.no_backend.clone(),
+        );
+        registry.register(
+            "shoal_cluster_members",
+            "Live members of the fleet, this node included",
+            m.cluster_members.clone(),
+        );
+        m.cluster_members.set(1);
+        Metrics { registry, ..m }
+    }
+
+    /// The registry in Prometheus text format.
+    pub fn encode(&self) -> String {
+        let mut out = String::new();
+        prometheus_client::encoding::text::encode(&mut out, &self.registry)
+            .expect("writing to a String cannot fail");
+        out
+    }
+}

@@ -1,0 +1,185 @@
+//! Copying bytes between a client and a backend.
+//!
+//! Each direction is a read-then-write loop; when one side sends FIN the
+//! other side's write half is shut down and the opposite direction keeps
+//! flowing (half-close), until both directions have ended. The whole
+//! exchange ends early on an I/O error in either direction, on the idle
+//! timeout (no byte either way for that long), or on cancellation (the node
+//! gave up draining).
+
+use prometheus_client::metrics::counter::Counter;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::net::TcpStream;
+use tokio_util::sync::CancellationToken;
+
+/// Size of each direction's copy buffer.
+pub const COPY_BUFFER_BYTES: usize = 16 * 1024;
+
+/// Which end of a proxied connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    Client,
+    Backend,
+}
+
+/// How a proxied connection ended.
+#[derive(Debug)]
+pub enum End {
+    /// Both directions finished; the client sent its FIN first.
+    ClientClose,
+    /// Both directions finished; the backend sent its FIN first.
+    BackendClose,
+    /// No byte in either direction for the idle timeout.
+    IdleTimeout,
+    /// The node stopped before the connection finished.
+    Shutdown,
+    /// A read or write failed (e.g. a reset) on that peer's socket.
+    Error(Peer, io::Error),
+}
+
+impl End {
+    /// Short stable name, for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            End::ClientClose => "client-close",
+            End::BackendClose => "backend-close",
+            End::IdleTimeout => "idle-timeout",
+            End::Shutdown => "shutdown",
+            End::Error(Peer::Client, _) => "client-error",
+            End::Error(Peer::Backend, _) => "backend-error",
+        }
+    }
+}
+
+/// What a proxied connection did.
+#[derive(Debug)]
+pub struct Transfer {
+    pub client_to_backend: u64,
+    pub backend_to_client: u64,
+    pub end: End,
+}
+
+/// Byte counters one connection adds to as data flows.
+#[derive(Debug, Clone)]
+pub struct ByteCounters {
+    pub client_to_backend: Counter,
+    pub backend_to_client: Counter,
+}
+
+struct Activity {
+    start: Instant,
+    last_ms: AtomicU64,
+}
+
+impl Activity {
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+    fn last(&self) -> Instant {
+        self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed))
+    }
+}
+
+async fn pipe<R, W>(
+    mut from: R,
+    from_peer: Peer,
+    mut to: W,
+    to_peer: Peer,
+    total: &AtomicU64,
+    counter: &Counter,
+    activity: &Activity,
+) -> Result<(), (Peer, io::Error)>
+where
+    R: AsyncRead + Unpin,
+    W: AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+    loop {
+        let n = from.read(&mut buf).await.map_err(|e| (from_peer, e))?;
+        if n == 0 {
+            // FIN from `from`: pass it on, keep the other direction open.
+            return to.shutdown().await.map_err(|e| (to_peer, e));
+        }
+        to.write_all(&buf[..n]).await.map_err(|e| (to_peer, e))?;
+        total.fetch_add(n as u64, Ordering::Relaxed);
+        counter.inc_by(n as u64);
+        activity.touch();
+    }
+}
+
+/// Proxies between `client` and `backend` until both directions end, an
+/// error, the idle timeout or `stop`.
+pub async fn proxy(
+    mut client: TcpStream,
+    mut backend: TcpStream,
+    idle_timeout: Duration,
+    counters: &ByteCounters,
+    stop: &CancellationToken,
+) -> Transfer {
+    let activity = Activity {
+        start: Instant::now(),
+        last_ms: AtomicU64::new(0),
+    };
+    let up = AtomicU64::new(0);
+    let down = AtomicU64::new(0);
+    let (cr, cw) = client.split();
+    let (br, bw) = backend.split();
+    let c2b = pipe(
+        cr,
+        Peer::Client,
+        bw,
+        Peer::Backend,
+        &up,
+        &counters.client_to_backend,
+        &activity,
+    );
+    let b2c = pipe(
+        br,
+        Peer::Backend,
+        cw,
+        Peer::Client,
+        &down,
+        &counters.backend_to_client,
+        &activity,
+    );
+    tokio::pin!(c2b, b2c);
+    let (mut c2b_done, mut b2c_done) = (false, false);
+    let mut first_fin = None;
+    let idle = tokio::time::sleep(idle_timeout);
+    tokio::pin!(idle);
+    let end = loop {
+        tokio::select! {
+            r = &mut c2b, if !c2b_done => match r {
+                Ok(()) => { c2b_done = true; first_fin.get_or_insert(Peer::Client); }
+                Err((peer, e)) => break End::Error(peer, e),
+            },
+            r = &mut b2c, if !b2c_done => match r {
+                Ok(()) => { b2c_done = true; first_fin.get_or_insert(Peer::Backend); }
+                Err((peer, e)) => break End::Error(peer, e),
+            },
+            () = &mut idle => {
+                let deadline = activity.last() + idle_timeout;
+                if deadline <= Instant::now() {
+                    break End::IdleTimeout;
+                }
+                idle.as_mut().reset(tokio::time::Instant::from_std(deadline));
+            },
+            () = stop.cancelled() => break End::Shutdown,
+        }
+        if c2b_done && b2c_done {
+            break match first_fin {
+                Some(Peer::Backend) => End::BackendClose,
+                _ => End::ClientClose,
+            };
+        }
+    };
+    Transfer {
+        client_to_backend: up.load(Ordering::Relaxed),
+        backend_to_client: down.load(Ordering::Relaxed),
+        end,
+    }
+}
