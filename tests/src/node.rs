@@ -1,0 +1,210 @@
+//! One real `shoal` process, started from a config string.
+
+use crate::backend::http_get;
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Arc, Mutex, mpsc};
+use std::time::Duration;
+
+/// The `shoal` binary: `$SHOAL_BIN`, or the one cargo built next to this
+/// test executable (`cargo test --workspace` builds it: the `shoal`
+/// package has integration tests of its own).
+pub fn shoal_bin() -> PathBuf {
+    if let Some(p) = std::env::var_os("SHOAL_BIN") {
+        return PathBuf::from(p);
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
+    let bin = dir.join("shoal");
+    assert!(
+        bin.exists(),
+        "{} does not exist: run `cargo build -p shoal` first, or set SHOAL_BIN",
+        bin.display()
+    );
+    bin
+}
+
+/// A running `shoal` process; killed (by its PID) when dropped.
+#[derive(Debug)]
+pub struct Shoal {
+    child: Child,
+    /// Listener name → bound address, from the `ready` event.
+    pub listeners: BTreeMap<String, SocketAddr>,
+    pub admin: Option<SocketAddr>,
+    logs: Arc<Mutex<Vec<Value>>>,
+    exit: Option<ExitStatus>,
+    _dir: tempfile::TempDir,
+}
+
+impl Shoal {
+    /// Writes `config` to a file and runs `shoal run -c FILE`.
+    pub async fn start(config: &str) -> Shoal {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("shoal.toml");
+        std::fs::write(&path, config).unwrap();
+        let args = vec![
+            "run".to_owned(),
+            "-c".to_owned(),
+            path.display().to_string(),
+        ];
+        Shoal::spawn(args, dir).await
+    }
+
+    /// Runs `shoal --log-format json ARGS…` and waits for its `ready` event.
+    pub async fn spawn(args: Vec<String>, dir: tempfile::TempDir) -> Shoal {
+        let mut child = Command::new(shoal_bin())
+            .args(["--log-format", "json", "--log-level", "debug"])
+            .args(&args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn shoal");
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let (ready_tx, ready_rx) = mpsc::channel();
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    let v: Value =
+                        serde_json::from_str(&line).unwrap_or_else(|_| Value::String(line.clone()));
+                    if v["message"] == "ready" {
+                        let _ = ready_tx.send(v.clone());
+                    }
+                    logs.lock().unwrap().push(v);
+                }
+            });
+        }
+        let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(crate::WAIT))
+            .await
+            .unwrap();
+        let Ok(ready) = ready else {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "shoal did not become ready; logs: {:?}",
+                logs.lock().unwrap()
+            );
+        };
+        let listeners = ready["listeners"]
+            .as_str()
+            .unwrap_or("")
+            .split(',')
+            .filter(|s| !s.is_empty())
+            .map(|kv| {
+                let (k, v) = kv.split_once('=').unwrap();
+                (k.to_owned(), v.parse().unwrap())
+            })
+            .collect();
+        let admin = ready["admin"].as_str().and_then(|a| a.parse().ok());
+        Shoal {
+            child,
+            listeners,
+            admin,
+            logs,
+            exit: None,
+            _dir: dir,
+        }
+    }
+
+    /// The bound address of listener `name`.
+    pub fn listener(&self, name: &str) -> SocketAddr {
+        self.listeners[name]
+    }
+
+    /// `GET /status`, parsed.
+    pub async fn status(&self) -> Value {
+        let (code, body) = http_get(self.admin.expect("admin endpoint"), "/status")
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        serde_json::from_str(&body).unwrap()
+    }
+
+    /// `GET /metrics`.
+    pub async fn metrics(&self) -> String {
+        let (code, body) = http_get(self.admin.expect("admin endpoint"), "/metrics")
+            .await
+            .unwrap();
+        assert_eq!(code, 200, "{body}");
+        body
+    }
+
+    /// `/status` backends of listener `name`: (address, up, active).
+    pub async fn backends(&self, name: &str) -> Vec<(String, bool, u64)> {
+        let s = self.status().await;
+        let l = s["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no listener {name} in {s}"));
+        l["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["address"].as_str().unwrap().to_owned(),
+                    b["up"].as_bool().unwrap(),
+                    b["active_connections"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    }
+
+    /// The log events whose message is `message`.
+    pub fn logs_with(&self, message: &str) -> Vec<Value> {
+        self.logs
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|v| v["message"] == message)
+            .cloned()
+            .collect()
+    }
+
+    /// Every log event so far.
+    pub fn logs(&self) -> Vec<Value> {
+        self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGTERM to the process this harness started.
+    pub fn sigterm(&self) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    }
+
+    /// The exit status, if the process has ended.
+    pub fn try_exit(&mut self) -> Option<ExitStatus> {
+        if self.exit.is_none() {
+            self.exit = self.child.try_wait().unwrap();
+        }
+        self.exit
+    }
+
+    /// Waits (bounded by `limit`) for the process to exit.
+    pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        crate::eventually("shoal to exit", limit, || {
+            let e = self.try_exit();
+            async move { e }
+        })
+        .await
+    }
+}
+
+impl Drop for Shoal {
+    fn drop(&mut self) {
+        if self.try_exit().is_none() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
