@@ -229,8 +229,14 @@ impl Pool {
     }
 
     /// A client connection's attempt to reach `id` succeeded or failed.
-    /// A failure counts as a failed check at once.
+    /// A failure counts as a failed check at once. A success counts only
+    /// while the backend is up (it breaks a failure streak): a connect that
+    /// was in flight when the backend went down must not count towards
+    /// `rise`, which is for active checks alone.
     pub fn handle_connect_result(&mut self, id: BackendId, ok: bool) {
+        if ok && !self.backends[id.0].health.is_up() {
+            return;
+        }
         self.observe(id, ok, HealthCause::Traffic);
     }
 
@@ -409,6 +415,18 @@ mod tests {
         let first = flips[0].0;
         assert_eq!(flips, vec![(first, false), (first + step * 2, true)]);
         assert!(now > Instant::ZERO);
+    }
+
+    #[test]
+    fn connect_successes_never_bring_a_down_backend_up() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        let id = BackendId(0);
+        p.handle_connect_result(id, false);
+        assert!(!p.is_up(id));
+        for _ in 0..10 {
+            p.handle_connect_result(id, true);
+        }
+        assert!(!p.is_up(id), "only active checks count towards rise");
     }
 
     #[test]

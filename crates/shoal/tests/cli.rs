@@ -134,3 +134,18 @@ fn run_with_a_bad_config_exits_2_before_binding_anything() {
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("health.rise = 0"));
 }
+
+#[test]
+fn every_shipped_example_config_is_valid() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cluster");
+    let mut checked = 0;
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.extension().is_some_and(|e| e == "toml") {
+            let out = shoal(&["check-config", path.to_str().unwrap()]);
+            assert!(out.status.success(), "{}: {out:?}", path.display());
+            checked += 1;
+        }
+    }
+    assert!(checked >= 1, "no example config in {dir}");
+}

@@ -1,0 +1,27 @@
+# Everyday commands. Nothing here is required: the README gives the plain
+# cargo commands these wrap.
+
+# Run every test (unit, end-to-end, simulation), as CI does.
+test:
+    cargo test --workspace
+
+# Run the embedded demo: demo backends and a node on loopback.
+demo *ARGS:
+    cargo run --release -- demo {{ARGS}}
+
+# Format the code.
+fmt:
+    cargo fmt --all
+
+# Lints as CI runs them.
+lint:
+    cargo fmt --all --check
+    cargo clippy --workspace --all-targets -- -D warnings
+
+# Everything CI runs.
+ci:
+    bash .ci/run
+
+# Check a configuration file.
+check-config FILE:
+    cargo run --release -- check-config {{FILE}}
