@@ -38,6 +38,7 @@ async fn metrics_show_every_named_series_with_listener_and_backend_labels() {
         "backend",
         "bytes_in",
         "bytes_out",
+        "connect_ms",
         "duration_ms",
         "end",
         "tries",

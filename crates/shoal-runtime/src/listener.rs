@@ -298,6 +298,7 @@ async fn serve_client(
         }
     };
     let _ = backend.set_nodelay(true);
+    let connect_ms = start.elapsed().as_millis() as u64;
     let handles = &state.handles[lease.id.0];
     handles.connections.inc();
     let addr = cfg.backends[lease.id.0];
@@ -321,6 +322,7 @@ async fn serve_client(
         backend = %addr,
         bytes_in = t.client_to_backend,
         bytes_out = t.backend_to_client,
+        connect_ms,
         duration_ms = start.elapsed().as_millis() as u64,
         tries = tried.len() + 1,
         end = t.end.as_str(),

@@ -2,7 +2,7 @@
 //! loopback (each answers with its own name), puts one shoal node in front
 //! of them, and prints how to reach it.
 
-use crate::{MainFailure, log_ready, shutdown_signal};
+use crate::{Failure, log_ready, shutdown_signal};
 use shoal_config::Config;
 use shoal_runtime::Node;
 use std::net::SocketAddr;
@@ -108,19 +108,19 @@ backends = [{list}]
     )
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), MainFailure> {
+pub async fn run(args: DemoArgs) -> Result<(), Failure> {
     let mut backends = Vec::new();
     for i in 1..=usize::from(args.backends) {
         let addr = start_backend(i)
             .await
-            .map_err(|e| MainFailure::Other(anyhow::anyhow!("demo backend {i}: {e}")))?;
+            .map_err(|e| Failure::Other(anyhow::anyhow!("demo backend {i}: {e}")))?;
         backends.push(addr);
     }
     let toml = demo_config(&args, &backends);
     let config =
-        Config::from_toml(&toml, "demo config").map_err(|e| MainFailure::Usage(e.to_string()))?;
+        Config::from_toml(&toml, "demo config").map_err(|e| Failure::Usage(e.to_string()))?;
     let node = Node::bind(config).map_err(|e| {
-        MainFailure::Usage(format!(
+        Failure::Usage(format!(
             "{e} (pick other ports with --listen and --admin; port 0 takes a free one)"
         ))
     })?;

@@ -102,7 +102,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
         .context("cannot start the tokio runtime")
 }
 
-enum Failure {
+pub(crate) enum Failure {
     /// Configuration or binding: exit 2.
     Usage(String),
     /// Anything else: exit 1.
@@ -159,5 +159,3 @@ fn main() -> ExitCode {
         }
     }
 }
-
-pub(crate) use Failure as MainFailure;

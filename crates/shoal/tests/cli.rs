@@ -18,22 +18,8 @@ fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
     p.display().to_string()
 }
 
-const GOOD: &str = r#"
-[node]
-name = "node-1"
-admin = "127.0.0.1:9100"
-
-[[listener]]
-name = "web"
-bind = "127.0.0.1:8080"
-policy = "least-conn"
-backends = ["127.0.0.1:5001", "127.0.0.1:5002", "127.0.0.1:5003"]
-  [listener.health]
-  interval_ms = 2000
-  timeout_ms = 1000
-  rise = 2
-  fall = 3
-"#;
+/// The shipped example, so the documented shape is what is tested.
+const GOOD: &str = include_str!("../../../cluster/single-node.toml");
 
 #[test]
 fn help_explains_every_command_and_flag() {
@@ -114,7 +100,7 @@ fn run_with_a_port_in_use_exits_2_naming_the_listener() {
     let dir = tempfile::tempdir().unwrap();
     let text = GOOD
         .replace("127.0.0.1:8080", &format!("127.0.0.1:{port}"))
-        .replace("admin = \"127.0.0.1:9100\"\n", "");
+        .replace("admin = \"127.0.0.1:9100\"", "");
     let path = write_config(&dir, &text);
     let out = shoal(&["run", "-c", &path]);
     let stderr = String::from_utf8_lossy(&out.stderr);
