@@ -25,3 +25,11 @@ ci:
 # Check a configuration file.
 check-config FILE:
     cargo run --release -- check-config {{FILE}}
+
+# Run one simulated scenario: `just sim die-and-recover 7`.
+sim SCENARIO SEED="1":
+    cargo run --release -p shoal-sim -- run {{SCENARIO}} --seed {{SEED}}
+
+# Many seeds over every scenario: `just swarm 0..1000`.
+swarm SEEDS="0..200":
+    cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}

@@ -3,8 +3,15 @@
 //! Observations come from active checks (a TCP connect every `interval`) and
 //! from the data plane (a client connection that could not reach the backend
 //! counts as a failed check at once, like HAProxy's `observe layer4` with
-//! `on-error fail-check`). A backend goes down after `fall` consecutive
-//! failures and comes back after `rise` consecutive successes.
+//! `on-error fail-check`; successful client connects are not observations).
+//! A backend goes down after `fall` consecutive failures and comes back
+//! after `rise` consecutive successes.
+//!
+//! Bounds (checked by the simulator): a backend that dies is down within
+//! `interval * fall + timeout`. One that recovers is up within
+//! `interval * rise + max(timeout, connect_timeout)`: a client connect
+//! started before the recovery can still fail up to `connect_timeout`
+//! later, and that failure restarts the rise streak.
 //!
 //! A backend starts *up but unproven*: until its first success, a single
 //! failure takes it down (HAProxy does the same at start-up), so a backend

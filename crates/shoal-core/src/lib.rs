@@ -24,5 +24,5 @@ pub mod time;
 
 pub use health::{Health, HealthConfig, HealthParamError};
 pub use policy::Policy;
-pub use pool::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
+pub use pool::{BackendId, BackendSpec, HealthCause, NoBackend, Pool, PoolEvent};
 pub use time::Instant;

@@ -10,8 +10,8 @@
 //!   HAProxy), so concurrent arrivals see each other;
 //! - [`Pool::release`] exactly once per successful `acquire`, when that
 //!   connection ends for any reason (the runtime ties it to an RAII guard);
-//! - [`Pool::handle_connect_result`] when a connection to a backend
-//!   succeeded or failed (passive health);
+//! - [`Pool::handle_connect_failure`] when a connection to a backend
+//!   failed (passive health);
 //! - [`Pool::handle_check_result`] when an active check finishes.
 //!
 //! and after any of those, and whenever the deadline it returned passes:
@@ -218,26 +218,28 @@ impl Pool {
     }
 
     /// Ends the count of one connection returned by [`Pool::acquire`].
+    /// Returns `false`, and leaves the count at zero, if the backend had no
+    /// connection to release: a bookkeeping bug in the driver, which it
+    /// should log.
     ///
     /// # Panics
-    /// In debug builds, if the backend has no connection to release: that is
-    /// a bookkeeping bug. Release builds keep the count at zero.
-    pub fn release(&mut self, id: BackendId) {
+    /// In debug builds, on that bug, so tests find it.
+    #[must_use = "a false return is a driver bug worth logging"]
+    pub fn release(&mut self, id: BackendId) -> bool {
         let b = &mut self.backends[id.0];
         debug_assert!(b.active > 0, "release of {id} with no active connection");
+        let had = b.active > 0;
         b.active = b.active.saturating_sub(1);
+        had
     }
 
-    /// A client connection's attempt to reach `id` succeeded or failed.
-    /// A failure counts as a failed check at once. A success counts only
-    /// while the backend is up (it breaks a failure streak): a connect that
-    /// was in flight when the backend went down must not count towards
-    /// `rise`, which is for active checks alone.
-    pub fn handle_connect_result(&mut self, id: BackendId, ok: bool) {
-        if ok && !self.backends[id.0].health.is_up() {
-            return;
-        }
-        self.observe(id, ok, HealthCause::Traffic);
+    /// A client connection could not reach `id`: counts as a failed check
+    /// at once. Successful connects are not reported: passive observation
+    /// only reports errors (HAProxy's `observe layer4`), so a backend that
+    /// fails its checks still reaches `fall` under traffic, and only
+    /// active checks bring a backend up.
+    pub fn handle_connect_failure(&mut self, id: BackendId) {
+        self.observe(id, false, HealthCause::Traffic);
     }
 
     /// An active check of `id` finished. A result for a backend with no
@@ -331,7 +333,7 @@ mod tests {
         let spread = counts.iter().max().unwrap() - counts.iter().min().unwrap();
         assert!(spread <= 2, "{counts:?}");
         for id in ids {
-            p.release(id);
+            assert!(p.release(id));
         }
         assert!(p.ids().all(|id| p.active(id) == 0));
     }
@@ -339,7 +341,7 @@ mod tests {
     #[test]
     fn down_backends_get_no_connections() {
         let (mut p, mut rng) = pool(Policy::RoundRobin, 3, None);
-        p.handle_connect_result(BackendId(1), false);
+        p.handle_connect_failure(BackendId(1));
         assert!(!p.is_up(BackendId(1)));
         assert_eq!(
             p.poll_event(),
@@ -359,7 +361,7 @@ mod tests {
         let (mut p, mut rng) = pool(Policy::FirstAvailable, 3, Some(1));
         assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(0)));
         assert_eq!(p.acquire(&mut rng, &[BackendId(1)]), Ok(BackendId(2)));
-        p.handle_connect_result(BackendId(1), false);
+        p.handle_connect_failure(BackendId(1));
         assert_eq!(
             p.acquire(&mut rng, &[]),
             Err(NoBackend {
@@ -368,7 +370,7 @@ mod tests {
                 tried: 0
             })
         );
-        p.release(BackendId(0));
+        assert!(p.release(BackendId(0)));
         assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(0)));
     }
 
@@ -418,18 +420,6 @@ mod tests {
     }
 
     #[test]
-    fn connect_successes_never_bring_a_down_backend_up() {
-        let (mut p, _) = pool(Policy::LeastConn, 1, None);
-        let id = BackendId(0);
-        p.handle_connect_result(id, false);
-        assert!(!p.is_up(id));
-        for _ in 0..10 {
-            p.handle_connect_result(id, true);
-        }
-        assert!(!p.is_up(id), "only active checks count towards rise");
-    }
-
-    #[test]
     fn stale_check_results_are_ignored() {
         let (mut p, _) = pool(Policy::LeastConn, 1, None);
         p.handle_check_result(BackendId(0), false);
@@ -442,7 +432,7 @@ mod tests {
     #[cfg(debug_assertions)]
     fn releasing_more_than_acquired_is_caught() {
         let (mut p, _) = pool(Policy::LeastConn, 1, None);
-        p.release(BackendId(0));
+        let _ = p.release(BackendId(0));
     }
 }
 
@@ -494,9 +484,9 @@ mod proptests {
                     },
                     Op::Release(i) => if !open.is_empty() {
                         let id = open.swap_remove(i % open.len());
-                        p.release(id);
+                        prop_assert!(p.release(id));
                     },
-                    Op::Fail(i) => p.handle_connect_result(BackendId(i % n), false),
+                    Op::Fail(i) => p.handle_connect_failure(BackendId(i % n)),
                     Op::Check(i, ok) => {
                         now = p.poll_timeout().unwrap_or(now).max(now);
                         if p.poll_check(now).is_some() { p.handle_check_result(BackendId(i % n), ok); }
@@ -507,7 +497,7 @@ mod proptests {
                     prop_assert_eq!(p.active(id), model);
                 }
             }
-            for id in open.drain(..) { p.release(id); }
+            for id in open.drain(..) { prop_assert!(p.release(id)); }
             prop_assert!(p.ids().all(|id| p.active(id) == 0));
         }
     }

@@ -23,7 +23,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{debug, info, warn};
+use tracing::{debug, error, info, warn};
 
 /// A pool and the RNG its choices use, behind one lock.
 #[derive(Debug)]
@@ -158,7 +158,10 @@ struct BackendLease {
 
 impl Drop for BackendLease {
     fn drop(&mut self) {
-        self.state.lock().pool.release(self.id);
+        if !self.state.lock().pool.release(self.id) {
+            error!(listener = %self.state.config.name, backend = %self.id,
+                "released a connection the pool did not count (bug)");
+        }
     }
 }
 
@@ -256,10 +259,9 @@ async fn serve_client(
             r = connect(addr, cfg.connect_timeout) => r,
             () = hard_stop.cancelled() => Err(std::io::Error::other("node shutting down")),
         };
-        let ok = result.is_ok();
-        {
+        if result.is_err() {
             let mut b = state.lock();
-            b.pool.handle_connect_result(id, ok);
+            b.pool.handle_connect_failure(id);
             state.report_events(&mut b.pool);
         }
         match result {
