@@ -16,11 +16,16 @@
 //!   (power of two choices, round-robin, random, first-available).
 //! - [`pool`]: a listener's backend pool: counts, health, check schedule; the
 //!   `handle_*` / `poll_*` type the runtime drives.
+//! - [`cluster`]: the fleet: SWIM membership (foca) with its timer queue,
+//!   node identities, load reports and the view of the fleet's load.
+//! - [`wire`]: the one codec module: every byte between nodes.
 
+pub mod cluster;
 pub mod health;
 pub mod policy;
 pub mod pool;
 pub mod time;
+pub mod wire;
 
 pub use health::{Health, HealthConfig, HealthParamError};
 pub use policy::Policy;

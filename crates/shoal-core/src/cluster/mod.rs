@@ -1,0 +1,451 @@
+//! The fleet: SWIM membership (foca) and the load reports nodes gossip.
+//!
+//! # Driving a [`Cluster`]
+//! Like [`crate::Pool`], a `Cluster` does no I/O and reads no clock. Its
+//! driver (one task in the runtime; the simulator's event loop) calls:
+//! - [`Cluster::join`] with the seeds' addresses at start, and again while
+//!   [`Cluster::is_alone`] (re-resolving names first), so a fleet restarted
+//!   in any order reassembles;
+//! - [`Cluster::handle_datagram`] for every SWIM packet received;
+//! - [`Cluster::handle_timeout`] whenever the deadline from
+//!   [`Cluster::poll_timeout`] has passed;
+//! - [`Cluster::publish_report`] with this node's backends after a
+//!   [`ClusterEvent::ReportDue`], and at once (`urgent`) on a health flip;
+//! - [`Cluster::sync_message`] / [`Cluster::handle_sync`] for the
+//!   full-state push-pull on a stream: the dialling side sends its
+//!   `sync_message`, the other side applies it and answers with its own;
+//! - [`Cluster::leave`] before shutting down;
+//!
+//! and after each of those, until they return `None`:
+//! 1. [`Cluster::poll_transmit`]: datagrams to send (dropping one is fine);
+//! 2. [`Cluster::poll_event`]: membership changes, report requests;
+//! 3. [`Cluster::poll_timeout`]: when to call `handle_timeout` next.
+//!
+//! Remote load for the pools is read with [`Cluster::remote`]; it changes
+//! when [`Cluster::view_generation`] does.
+
+pub mod identity;
+pub mod report;
+pub mod timers;
+pub mod view;
+
+use crate::time::Instant;
+use crate::wire::{self, WireError};
+use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, Timer};
+use identity::NodeId;
+use rand::SeedableRng;
+use rand::rngs::SmallRng;
+use report::{BackendKey, ReportEntry, ReportHandler, ReportShard, SharedInbox};
+use serde::{Deserialize, Serialize};
+use std::collections::VecDeque;
+use std::net::SocketAddr;
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::time::Duration;
+use timers::TimerQueue;
+use view::{LoadView, RemoteLoad};
+
+/// Largest SWIM packet a node sends: below the smallest QUIC datagram size
+/// at connection start (1162 bytes on loopback, less on some paths).
+pub const SWIM_PACKET_BYTES_MAX: usize = 1100;
+
+/// Timers handled in one `handle_timeout` call; more wait for the next.
+const TIMERS_PER_CALL_MAX: usize = 10_000;
+
+/// Settings of the fleet protocol.
+#[derive(Debug, Clone)]
+pub struct ClusterConfig {
+    /// How often this node re-publishes its report.
+    pub report_interval: Duration,
+    /// A peer's shard older than this (on our clock) is dropped.
+    pub report_ttl: Duration,
+    /// foca's settings.
+    pub swim: foca::Config,
+}
+
+impl ClusterConfig {
+    /// foca's LAN settings for `expected_nodes` (probe every second,
+    /// periodic gossip every 200 ms to 3 members), with packets sized for
+    /// QUIC datagrams and down members remembered long enough that a
+    /// stale shard cannot resurrect them.
+    pub fn lan(expected_nodes: u32, report_interval: Duration, report_ttl: Duration) -> Self {
+        let mut swim =
+            foca::Config::new_lan(NonZeroU32::new(expected_nodes.max(1)).expect("max(1)"));
+        swim.max_packet_size = NonZeroUsize::new(SWIM_PACKET_BYTES_MAX).expect("non-zero");
+        ClusterConfig {
+            report_interval,
+            report_ttl,
+            swim,
+        }
+    }
+}
+
+/// What a driver is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ClusterEvent {
+    MemberUp(NodeId),
+    MemberDown(NodeId),
+    /// A member restarted or renewed its identity at the same address.
+    Renamed {
+        from: NodeId,
+        to: NodeId,
+    },
+    /// This node was declared down and rejoined with a renewed identity.
+    Rejoined(NodeId),
+    /// This node knows no live member: the driver re-announces to seeds.
+    Idle,
+    /// This node is known by at least one live member.
+    Active,
+    /// Time to call [`Cluster::publish_report`].
+    ReportDue,
+    /// A packet, timer or sync could not be handled; state unchanged
+    /// except for what the message string says.
+    Error(String),
+}
+
+/// A datagram to send.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Transmit {
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+}
+
+/// A full-state sync message: everything a node knows.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SyncState {
+    pub from: NodeId,
+    pub members: Vec<Member<NodeId>>,
+    pub reports: Vec<ReportShard>,
+}
+
+/// Errors of the inputs; each says nothing was applied unless stated.
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterError {
+    #[error("SWIM packet refused: {0}")]
+    Swim(String),
+    #[error(transparent)]
+    Wire(#[from] WireError),
+}
+
+/// Counters for metrics.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ClusterStats {
+    pub datagrams_in: u64,
+    pub bytes_in: u64,
+    pub datagrams_out: u64,
+    pub bytes_out: u64,
+    pub bad_datagrams: u64,
+    pub reports_published: u64,
+    pub shards_applied: u64,
+}
+
+/// The membership and load view of one node. See the module doc.
+pub struct Cluster {
+    foca: Foca<NodeId, wire::SwimCodec, SmallRng, ReportHandler>,
+    runtime: AccumulatingRuntime<NodeId>,
+    timers: TimerQueue<Timer<NodeId>>,
+    inbox: SharedInbox,
+    view: LoadView,
+    config: ClusterConfig,
+    transmits: VecDeque<Transmit>,
+    events: VecDeque<ClusterEvent>,
+    next_report: Instant,
+    report_seq: u64,
+    own_shards: Vec<ReportShard>,
+    epoch: u64,
+    stats: ClusterStats,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("identity", self.foca.identity())
+            .field("members", &self.foca.num_members())
+            .field("view_generation", &self.view.generation())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Cluster {
+    /// A node alone, with `identity`; `rng_seed` seeds foca's choices.
+    pub fn new(identity: NodeId, config: ClusterConfig, rng_seed: u64, now: Instant) -> Self {
+        let inbox = SharedInbox::new(identity.addr);
+        let epoch = identity.epoch;
+        let foca = Foca::with_custom_broadcast(
+            identity,
+            config.swim.clone(),
+            SmallRng::seed_from_u64(rng_seed),
+            wire::SwimCodec,
+            ReportHandler::new(inbox.clone()),
+        );
+        Cluster {
+            foca,
+            runtime: AccumulatingRuntime::new(),
+            timers: TimerQueue::default(),
+            inbox,
+            view: LoadView::default(),
+            next_report: now,
+            config,
+            transmits: VecDeque::new(),
+            events: VecDeque::new(),
+            report_seq: 0,
+            own_shards: Vec::new(),
+            epoch,
+            stats: ClusterStats::default(),
+        }
+    }
+
+    // ----- getters -----
+
+    /// This node's current identity (it renews after a false death).
+    pub fn identity(&self) -> &NodeId {
+        self.foca.identity()
+    }
+
+    /// Live members, this node included.
+    pub fn live_nodes(&self) -> u32 {
+        self.foca.num_members() as u32 + 1
+    }
+
+    /// Live peers (this node excluded).
+    pub fn members(&self) -> impl Iterator<Item = &NodeId> + '_ {
+        self.foca.iter_members().map(|m| m.id())
+    }
+
+    /// Whether this node knows no live peer.
+    pub fn is_alone(&self) -> bool {
+        self.foca.num_members() == 0
+    }
+
+    /// The fleet's load on a backend, as peers report it.
+    pub fn remote(&self, key: BackendKey) -> RemoteLoad {
+        self.view.remote(key)
+    }
+
+    /// The peers' shards and their totals.
+    pub fn view(&self) -> &LoadView {
+        &self.view
+    }
+
+    /// Changes whenever [`Cluster::remote`] may have changed.
+    pub fn view_generation(&self) -> u64 {
+        self.view.generation()
+    }
+
+    /// Counters for metrics.
+    pub fn stats(&self) -> ClusterStats {
+        self.stats
+    }
+
+    /// The settings.
+    pub fn config(&self) -> &ClusterConfig {
+        &self.config
+    }
+
+    // ----- inputs -----
+
+    /// Announces this node to every seed address but its own.
+    pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        let me = self.identity().addr;
+        for &seed in seeds.iter().filter(|&&s| s != me) {
+            if let Err(e) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
+                self.events
+                    .push_back(ClusterEvent::Error(format!("announce to {seed}: {e}")));
+            }
+        }
+        self.drain(now);
+    }
+
+    /// A SWIM packet arrived.
+    pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), ClusterError> {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        let result = self.foca.handle_data(data, &mut self.runtime);
+        // Even a refused packet may have been partly applied (foca reads
+        // members before broadcasts): always collect what it produced.
+        self.drain(now);
+        result.map_err(|e| {
+            self.stats.bad_datagrams += 1;
+            ClusterError::Swim(e.to_string())
+        })
+    }
+
+    /// Fires every timer due at `now`, asks for a report when one is due,
+    /// and drops expired shards.
+    pub fn handle_timeout(&mut self, now: Instant) {
+        for _ in 0..TIMERS_PER_CALL_MAX {
+            let Some(timer) = self.timers.pop_due(now) else {
+                break;
+            };
+            if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
+                self.events
+                    .push_back(ClusterEvent::Error(format!("timer: {e}")));
+            }
+            self.drain(now);
+        }
+        if now >= self.next_report {
+            self.events.push_back(ClusterEvent::ReportDue);
+            // Skip missed periods instead of bursting after a stall.
+            self.next_report = (self.next_report + self.config.report_interval).max(now);
+            self.view.expire(now, self.config.report_ttl);
+            // Forget versions of origins foca no longer remembers at all.
+            let known: std::collections::BTreeSet<SocketAddr> = self
+                .foca
+                .iter_membership_state()
+                .map(|m| m.id().addr)
+                .collect();
+            self.inbox.lock().retain_origins(|o| known.contains(o));
+        }
+    }
+
+    /// Publishes this node's report (every backend of every listener).
+    /// `urgent` (a health flip) gossips it at once instead of waiting for
+    /// the next periodic gossip.
+    pub fn publish_report(&mut self, now: Instant, entries: &[ReportEntry], urgent: bool) {
+        self.report_seq += 1;
+        let me = self.identity().addr;
+        self.own_shards = report::shard(me, self.epoch, self.report_seq, entries);
+        for s in &self.own_shards {
+            let result = wire::encode_report(s)
+                .map_err(|e| e.to_string())
+                .and_then(|bytes| self.foca.add_broadcast(&bytes).map_err(|e| e.to_string()));
+            if let Err(e) = result {
+                self.events.push_back(ClusterEvent::Error(format!(
+                    "publishing report shard {}: {e}",
+                    s.shard
+                )));
+            }
+        }
+        self.stats.reports_published += 1;
+        if urgent
+            && !self.is_alone()
+            && let Err(e) = self.foca.gossip(&mut self.runtime)
+        {
+            self.events
+                .push_back(ClusterEvent::Error(format!("gossip: {e}")));
+        }
+        self.drain(now);
+    }
+
+    /// Everything this node knows, for a push-pull sync.
+    pub fn sync_message(&self) -> Result<Vec<u8>, WireError> {
+        let mut members: Vec<Member<NodeId>> = self.foca.iter_membership_state().cloned().collect();
+        members.push(Member::alive(self.identity().clone()));
+        let reports = self
+            .view
+            .shards()
+            .chain(self.own_shards.iter())
+            .cloned()
+            .collect();
+        wire::encode_sync(&SyncState {
+            from: self.identity().clone(),
+            members,
+            reports,
+        })
+    }
+
+    /// Applies a peer's sync message: its members through foca (so the
+    /// usual SWIM rules decide), its shards through the same newer-wins
+    /// rule as gossip. Returns who sent it.
+    pub fn handle_sync(&mut self, now: Instant, data: &[u8]) -> Result<NodeId, ClusterError> {
+        let state = wire::decode_sync(data)?;
+        let me = self.identity().addr;
+        let members = state.members.into_iter().filter(|m| m.id().addr != me);
+        if let Err(e) = self.foca.apply_many(members, true, &mut self.runtime) {
+            self.events.push_back(ClusterEvent::Error(format!(
+                "sync from {}: {e}",
+                state.from
+            )));
+        }
+        {
+            let mut inbox = self.inbox.lock();
+            for s in state.reports {
+                inbox.offer(s);
+            }
+        }
+        self.drain(now);
+        Ok(state.from)
+    }
+
+    /// Tells the fleet this node leaves, so peers drop its counts at once.
+    pub fn leave(&mut self, now: Instant) {
+        if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
+            self.events
+                .push_back(ClusterEvent::Error(format!("leave: {e}")));
+        }
+        self.drain(now);
+    }
+
+    // ----- outputs -----
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        let t = self.transmits.pop_front()?;
+        self.stats.datagrams_out += 1;
+        self.stats.bytes_out += t.data.len() as u64;
+        Some(t)
+    }
+
+    /// The next event.
+    pub fn poll_event(&mut self) -> Option<ClusterEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Cluster::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        match self.timers.next_deadline() {
+            Some(t) => t.min(self.next_report),
+            None => self.next_report,
+        }
+    }
+
+    /// Moves what foca produced into our queues and applies accepted
+    /// shards and membership changes to the view.
+    fn drain(&mut self, now: Instant) {
+        while let Some((to, data)) = self.runtime.to_send() {
+            self.transmits.push_back(Transmit {
+                to: to.addr,
+                data: data.to_vec(),
+            });
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            self.timers.push(now + after, timer);
+        }
+        while let Some(n) = self.runtime.to_notify() {
+            let event = match n {
+                OwnedNotification::MemberUp(id) => ClusterEvent::MemberUp(id),
+                OwnedNotification::MemberDown(id) => {
+                    self.view.remove_origin(id.addr);
+                    ClusterEvent::MemberDown(id)
+                }
+                OwnedNotification::Rename(from, to) => ClusterEvent::Renamed { from, to },
+                OwnedNotification::Rejoin(id) => ClusterEvent::Rejoined(id),
+                OwnedNotification::Active => ClusterEvent::Active,
+                OwnedNotification::Idle => ClusterEvent::Idle,
+                OwnedNotification::Defunct => {
+                    ClusterEvent::Error("this node was declared down and cannot renew".into())
+                }
+                #[allow(unreachable_patterns)]
+                _ => continue,
+            };
+            self.events.push_back(event);
+        }
+        let accepted = self.inbox.lock().take();
+        for shard in accepted {
+            // A shard from an origin foca holds down is stale news.
+            if !self.is_known_down(shard.origin) {
+                self.stats.shards_applied += 1;
+                self.view.apply(now, shard);
+            }
+        }
+    }
+
+    fn is_known_down(&self, addr: SocketAddr) -> bool {
+        self.foca
+            .iter_membership_state()
+            .any(|m| m.id().addr == addr && m.state() == foca::State::Down)
+            && !self.foca.iter_members().any(|m| m.id().addr == addr)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,258 @@
+//! This node's view of the fleet's load: the newest report shards of every
+//! live peer, and their per-backend totals.
+//!
+//! Totals are kept incrementally (a shard's old entries are subtracted
+//! when a newer shard replaces it), so reading a backend's remote load is
+//! one map look-up. A peer's shards leave the view when the peer goes down
+//! or when they are older than the report TTL (measured on this node's
+//! clock from when each shard arrived, so clocks need not agree).
+
+use super::report::{BackendKey, ReportEntry, ReportShard};
+use crate::time::Instant;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+/// The fleet's load on one backend, as this node's peers report it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct RemoteLoad {
+    /// Σ of peers' open connections.
+    pub active: u32,
+    /// Peers whose checks say the backend is down.
+    pub down_votes: u32,
+    /// Peers reporting the backend at all.
+    pub reporters: u32,
+}
+
+#[derive(Debug, Clone)]
+struct Held {
+    shard: ReportShard,
+    received_at: Instant,
+}
+
+/// The newest shards of each peer and their totals.
+#[derive(Debug, Clone, Default)]
+pub struct LoadView {
+    origins: BTreeMap<SocketAddr, BTreeMap<u16, Held>>,
+    totals: BTreeMap<BackendKey, RemoteLoad>,
+    generation: u64,
+}
+
+fn add(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
+    for e in entries {
+        let t = totals.entry(e.key).or_default();
+        t.active = t.active.saturating_add(e.active);
+        t.down_votes += u32::from(!e.healthy);
+        t.reporters += 1;
+    }
+}
+
+fn subtract(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
+    for e in entries {
+        if let Some(t) = totals.get_mut(&e.key) {
+            t.active = t.active.saturating_sub(e.active);
+            t.down_votes -= u32::from(!e.healthy);
+            t.reporters -= 1;
+            if t.reporters == 0 {
+                totals.remove(&e.key);
+            }
+        }
+    }
+}
+
+impl LoadView {
+    /// The fleet's load on `key`, zero if no peer reports it.
+    pub fn remote(&self, key: BackendKey) -> RemoteLoad {
+        self.totals.get(&key).copied().unwrap_or_default()
+    }
+
+    /// Changes on every update; drivers compare it to skip unchanged views.
+    pub fn generation(&self) -> u64 {
+        self.generation
+    }
+
+    /// Peers with at least one shard in the view.
+    pub fn origins(&self) -> impl Iterator<Item = SocketAddr> + '_ {
+        self.origins.keys().copied()
+    }
+
+    /// Every shard held.
+    pub fn shards(&self) -> impl Iterator<Item = &ReportShard> + '_ {
+        self.origins
+            .values()
+            .flat_map(|s| s.values().map(|h| &h.shard))
+    }
+
+    /// Age of the oldest shard in use.
+    pub fn max_age(&self, now: Instant) -> Option<Duration> {
+        self.origins
+            .values()
+            .flat_map(|s| s.values())
+            .map(|h| now - h.received_at)
+            .max()
+    }
+
+    /// Age of `origin`'s newest shard.
+    pub fn age_of(&self, origin: SocketAddr, now: Instant) -> Option<Duration> {
+        self.origins
+            .get(&origin)?
+            .values()
+            .map(|h| now - h.received_at)
+            .min()
+    }
+
+    /// Applies a shard already known to be the newest of its slot. A shard
+    /// from a newer epoch drops everything of older epochs from the origin
+    /// (it restarted); shard indices past the new `shards` count are
+    /// dropped (it has fewer backends now).
+    pub fn apply(&mut self, now: Instant, shard: ReportShard) {
+        let held = self.origins.entry(shard.origin).or_default();
+        let stale: Vec<u16> = held
+            .iter()
+            .filter(|(i, h)| {
+                **i == shard.shard
+                    || h.shard.epoch < shard.epoch
+                    || (h.shard.version() < shard.version() && **i >= shard.shards)
+            })
+            .map(|(i, _)| *i)
+            .collect();
+        for i in stale {
+            if let Some(old) = held.remove(&i) {
+                subtract(&mut self.totals, &old.shard.entries);
+            }
+        }
+        add(&mut self.totals, &shard.entries);
+        held.insert(
+            shard.shard,
+            Held {
+                shard,
+                received_at: now,
+            },
+        );
+        self.generation += 1;
+    }
+
+    /// Drops everything `origin` reported (it went down or left).
+    pub fn remove_origin(&mut self, origin: SocketAddr) -> bool {
+        let Some(held) = self.origins.remove(&origin) else {
+            return false;
+        };
+        for h in held.values() {
+            subtract(&mut self.totals, &h.shard.entries);
+        }
+        self.generation += 1;
+        true
+    }
+
+    /// Drops shards that arrived more than `ttl` before `now`; returns how
+    /// many.
+    pub fn expire(&mut self, now: Instant, ttl: Duration) -> usize {
+        let mut dropped = 0;
+        for held in self.origins.values_mut() {
+            let old: Vec<u16> = held
+                .iter()
+                .filter(|(_, h)| now - h.received_at > ttl)
+                .map(|(i, _)| *i)
+                .collect();
+            for i in old {
+                if let Some(h) = held.remove(&i) {
+                    subtract(&mut self.totals, &h.shard.entries);
+                    dropped += 1;
+                }
+            }
+        }
+        self.origins.retain(|_, held| !held.is_empty());
+        if dropped > 0 {
+            self.generation += 1;
+        }
+        dropped
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn shard(
+        origin: u16,
+        epoch: u64,
+        seq: u64,
+        idx: u16,
+        shards: u16,
+        entries: &[(u64, bool, u32)],
+    ) -> ReportShard {
+        ReportShard {
+            origin: SocketAddr::from(([127, 0, 0, 1], origin)),
+            epoch,
+            seq,
+            shard: idx,
+            shards,
+            entries: entries
+                .iter()
+                .map(|&(k, healthy, active)| ReportEntry {
+                    key: BackendKey(k),
+                    healthy,
+                    active,
+                })
+                .collect(),
+        }
+    }
+
+    const T0: Instant = Instant::ZERO;
+
+    #[test]
+    fn totals_sum_peers_and_newer_shards_replace_older() {
+        let mut v = LoadView::default();
+        v.apply(T0, shard(1, 1, 1, 0, 1, &[(10, true, 3), (11, false, 0)]));
+        v.apply(T0, shard(2, 1, 1, 0, 1, &[(10, true, 4), (11, false, 1)]));
+        assert_eq!(
+            v.remote(BackendKey(10)),
+            RemoteLoad {
+                active: 7,
+                down_votes: 0,
+                reporters: 2
+            }
+        );
+        assert_eq!(
+            v.remote(BackendKey(11)),
+            RemoteLoad {
+                active: 1,
+                down_votes: 2,
+                reporters: 2
+            }
+        );
+        v.apply(T0, shard(1, 1, 2, 0, 1, &[(10, true, 1), (11, true, 0)]));
+        assert_eq!(v.remote(BackendKey(10)).active, 5);
+        assert_eq!(v.remote(BackendKey(11)).down_votes, 1);
+        assert_eq!(v.remote(BackendKey(99)), RemoteLoad::default());
+    }
+
+    #[test]
+    fn a_restart_or_a_smaller_report_drops_stale_shards() {
+        let mut v = LoadView::default();
+        v.apply(T0, shard(1, 1, 1, 0, 2, &[(10, true, 3)]));
+        v.apply(T0, shard(1, 1, 1, 1, 2, &[(11, true, 5)]));
+        assert_eq!(v.remote(BackendKey(11)).active, 5);
+        // Restarted with one shard only: shard 1 of the old epoch goes.
+        v.apply(T0, shard(1, 2, 0, 0, 1, &[(10, true, 1)]));
+        assert_eq!(v.remote(BackendKey(10)).active, 1);
+        assert_eq!(v.remote(BackendKey(11)), RemoteLoad::default());
+        assert_eq!(v.shards().count(), 1);
+    }
+
+    #[test]
+    fn down_origins_and_old_shards_leave_the_totals() {
+        let mut v = LoadView::default();
+        let t = Instant::from_millis;
+        v.apply(t(0), shard(1, 1, 1, 0, 1, &[(10, true, 3)]));
+        v.apply(t(900), shard(2, 1, 1, 0, 1, &[(10, true, 4)]));
+        assert_eq!(v.max_age(t(1000)), Some(Duration::from_millis(1000)));
+        assert_eq!(v.expire(t(1000), Duration::from_millis(500)), 1);
+        assert_eq!(v.remote(BackendKey(10)).active, 4);
+        let g = v.generation();
+        assert!(v.remove_origin(SocketAddr::from(([127, 0, 0, 1], 2))));
+        assert!(v.generation() > g);
+        assert_eq!(v.remote(BackendKey(10)), RemoteLoad::default());
+        assert_eq!(v.origins().count(), 0);
+    }
+}
