@@ -115,6 +115,12 @@ impl Health {
         self.up
     }
 
+    /// Whether any check has succeeded yet (until then this node's verdict
+    /// is a guess, and the fleet's is worth more).
+    pub fn is_proven(&self) -> bool {
+        self.proven
+    }
+
     /// Feeds one observation. Returns `Some(new_state)` when the state flips.
     pub fn observe(&mut self, ok: bool, rise: u32, fall: u32) -> Option<bool> {
         if ok {

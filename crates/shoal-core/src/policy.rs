@@ -14,12 +14,16 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// Power of two choices over the connection counts this node knows:
-    /// pick two candidates at random, take the one with fewer connections,
-    /// break ties at random. Never a global argmin: with the gossiped
-    /// (stale) counts of a fleet, every node would herd onto one backend.
+    /// Power of two choices over the fleet's connection counts (this
+    /// node's exact count plus every peer's last report): pick two
+    /// candidates at random, take the one with fewer connections, break
+    /// ties at random. Never a global argmin: with gossiped (stale) counts
+    /// every node would herd onto the same backend.
     #[default]
     LeastConn,
+    /// Power of two choices over this node's own counts only, ignoring
+    /// the fleet (what a fleet of independent balancers does).
+    LocalLeastConn,
     /// Each candidate in turn, in configuration order, skipping those that
     /// are down or full.
     RoundRobin,
@@ -33,8 +37,9 @@ pub enum Policy {
 
 impl Policy {
     /// Every policy, in the order the docs list them.
-    pub const ALL: [Policy; 4] = [
+    pub const ALL: [Policy; 5] = [
         Policy::LeastConn,
+        Policy::LocalLeastConn,
         Policy::RoundRobin,
         Policy::Random,
         Policy::FirstAvailable,
@@ -44,6 +49,7 @@ impl Policy {
     pub fn as_str(self) -> &'static str {
         match self {
             Policy::LeastConn => "least-conn",
+            Policy::LocalLeastConn => "local-least-conn",
             Policy::RoundRobin => "round-robin",
             Policy::Random => "random",
             Policy::FirstAvailable => "first-available",
@@ -59,7 +65,9 @@ impl fmt::Display for Policy {
 
 /// A policy name that is not one of [`Policy::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("unknown policy `{0}`; expected one of least-conn, round-robin, random, first-available")]
+#[error(
+    "unknown policy `{0}`; expected one of least-conn, local-least-conn, round-robin, random, first-available"
+)]
 pub struct UnknownPolicy(pub String);
 
 impl FromStr for Policy {
@@ -77,7 +85,7 @@ impl FromStr for Policy {
 pub struct Candidate {
     /// Position of the backend in its pool (configuration order).
     pub index: usize,
-    /// Connections the policy should weigh: today this node's own count.
+    /// Connections the policy weighs (the fleet's or this node's).
     pub load: u64,
 }
 
@@ -94,7 +102,7 @@ pub fn choose<R: Rng + ?Sized>(
         return None;
     }
     let chosen = match policy {
-        Policy::LeastConn => power_of_two(candidates, rng),
+        Policy::LeastConn | Policy::LocalLeastConn => power_of_two(candidates, rng),
         Policy::Random => candidates[rng.random_range(0..candidates.len())],
         Policy::FirstAvailable => candidates[0],
         Policy::RoundRobin => {

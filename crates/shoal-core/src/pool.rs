@@ -19,7 +19,19 @@
 //!    (a TCP connect bounded by [`HealthConfig::timeout`]) per backend returned;
 //! 2. [`Pool::poll_event`] until it returns `None`, to report health flips;
 //! 3. [`Pool::poll_timeout`] for the next instant it must be woken.
+//!
+//! In a fleet, the driver also calls [`Pool::set_remote`] and
+//! [`Pool::set_live_nodes`] whenever its view of the peers changes.
+//!
+//! # Who is a candidate
+//! A backend takes a new connection when it is up by this node's checks,
+//! below `max_connections` here, not already tried for this client, and
+//! not down by the fleet: a majority of the live nodes (this one
+//! included) report it down. Until this node's own checks have proven the
+//! backend (just after start), a majority of the peers that report it is
+//! enough, so a new node benefits from the fleet's checks at once.
 
+use crate::cluster::view::RemoteLoad;
 use crate::health::{Health, HealthConfig};
 use crate::policy::{self, Candidate, Policy};
 use crate::time::Instant;
@@ -69,10 +81,11 @@ pub enum PoolEvent {
 /// No backend could take a connection; the counts say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no backend available ({down} down, {full} at max_connections, {tried} already tried for this client)"
+    "no backend available ({down} down, {fleet_down} down by the fleet, {full} at max_connections, {tried} already tried for this client)"
 )]
 pub struct NoBackend {
     pub down: usize,
+    pub fleet_down: usize,
     pub full: usize,
     pub tried: usize,
 }
@@ -84,6 +97,18 @@ struct Backend {
     active: u32,
     next_check: Instant,
     checking: bool,
+    remote: RemoteLoad,
+}
+
+impl Backend {
+    fn fleet_down(&self, live_nodes: u32) -> bool {
+        let r = self.remote;
+        if self.health.is_proven() {
+            r.down_votes * 2 > live_nodes
+        } else {
+            r.down_votes * 2 > r.reporters
+        }
+    }
 }
 
 /// A listener's backends. See the module doc for the call order.
@@ -95,6 +120,7 @@ pub struct Pool {
     rr_cursor: usize,
     events: VecDeque<PoolEvent>,
     candidates: Vec<Candidate>,
+    live_nodes: u32,
 }
 
 impl Pool {
@@ -127,6 +153,7 @@ impl Pool {
                     now.as_nanos() + rng.random_range(0..interval_ns.max(1)),
                 ),
                 checking: false,
+                remote: RemoteLoad::default(),
             })
             .collect::<Vec<_>>();
         Pool {
@@ -136,6 +163,7 @@ impl Pool {
             backends,
             rr_cursor: 0,
             events: VecDeque::new(),
+            live_nodes: 1,
         }
     }
 
@@ -181,6 +209,33 @@ impl Pool {
         self.backends[id.0].active
     }
 
+    /// The peers' reported load on the backend.
+    pub fn remote(&self, id: BackendId) -> RemoteLoad {
+        self.backends[id.0].remote
+    }
+
+    /// The fleet-wide estimate: this node's exact count plus the peers'.
+    pub fn cluster_active(&self, id: BackendId) -> u64 {
+        let b = &self.backends[id.0];
+        u64::from(b.active) + u64::from(b.remote.active)
+    }
+
+    /// Whether a majority of the fleet reports the backend down (see the
+    /// module doc).
+    pub fn is_fleet_down(&self, id: BackendId) -> bool {
+        self.backends[id.0].fleet_down(self.live_nodes)
+    }
+
+    /// Whether this node's checks have passed for the backend at least once.
+    pub fn is_proven(&self, id: BackendId) -> bool {
+        self.backends[id.0].health.is_proven()
+    }
+
+    /// Live nodes in the fleet, this one included.
+    pub fn live_nodes(&self) -> u32 {
+        self.live_nodes
+    }
+
     // ----- inputs -----
 
     /// Chooses a backend for a new client and counts the connection.
@@ -193,21 +248,26 @@ impl Pool {
     ) -> Result<BackendId, NoBackend> {
         let mut why = NoBackend {
             down: 0,
+            fleet_down: 0,
             full: 0,
             tried: 0,
         };
+        let fleet = self.policy != Policy::LocalLeastConn;
         self.candidates.clear();
         for (index, b) in self.backends.iter().enumerate() {
             if tried.contains(&BackendId(index)) {
                 why.tried += 1;
             } else if !b.health.is_up() {
                 why.down += 1;
+            } else if b.fleet_down(self.live_nodes) {
+                why.fleet_down += 1;
             } else if b.spec.max_connections.is_some_and(|max| b.active >= max) {
                 why.full += 1;
             } else {
+                let remote = if fleet { u64::from(b.remote.active) } else { 0 };
                 self.candidates.push(Candidate {
                     index,
-                    load: u64::from(b.active),
+                    load: u64::from(b.active) + remote,
                 });
             }
         }
@@ -231,6 +291,16 @@ impl Pool {
         let had = b.active > 0;
         b.active = b.active.saturating_sub(1);
         had
+    }
+
+    /// The peers' latest load on `id` (from the cluster's view).
+    pub fn set_remote(&mut self, id: BackendId, remote: RemoteLoad) {
+        self.backends[id.0].remote = remote;
+    }
+
+    /// How many nodes are live in the fleet, this one included (1 alone).
+    pub fn set_live_nodes(&mut self, n: u32) {
+        self.live_nodes = n.max(1);
     }
 
     /// A client connection could not reach `id`: counts as a failed check
@@ -366,6 +436,7 @@ mod tests {
             p.acquire(&mut rng, &[]),
             Err(NoBackend {
                 down: 1,
+                fleet_down: 0,
                 full: 2,
                 tried: 0
             })
@@ -417,6 +488,94 @@ mod tests {
         let first = flips[0].0;
         assert_eq!(flips, vec![(first, false), (first + step * 2, true)]);
         assert!(now > Instant::ZERO);
+    }
+
+    #[test]
+    fn least_conn_weighs_the_fleet_and_local_least_conn_does_not() {
+        // Backend 0 is idle here but carries 100 connections fleet-wide.
+        for (policy, expect_zero_share) in
+            [(Policy::LeastConn, true), (Policy::LocalLeastConn, false)]
+        {
+            let (mut p, mut rng) = pool(policy, 2, None);
+            p.set_live_nodes(3);
+            p.set_remote(
+                BackendId(0),
+                RemoteLoad {
+                    active: 100,
+                    down_votes: 0,
+                    reporters: 2,
+                },
+            );
+            let mut to_zero = 0;
+            for _ in 0..50 {
+                let id = p.acquire(&mut rng, &[]).unwrap();
+                to_zero += usize::from(id == BackendId(0));
+            }
+            assert_eq!(
+                to_zero == 0,
+                expect_zero_share,
+                "{policy}: {to_zero}/50 to backend 0"
+            );
+            assert_eq!(
+                p.cluster_active(BackendId(0)),
+                100 + u64::from(p.active(BackendId(0)))
+            );
+        }
+    }
+
+    #[test]
+    fn a_majority_of_live_nodes_reporting_down_excludes_a_backend() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 2, None);
+        let id = BackendId(0);
+        // Proven up here; 3 live nodes.
+        p.poll_check(Instant::ZERO + Duration::from_secs(5));
+        p.handle_check_result(id, true);
+        assert!(p.is_proven(id));
+        p.set_live_nodes(3);
+        p.set_remote(
+            id,
+            RemoteLoad {
+                active: 0,
+                down_votes: 1,
+                reporters: 2,
+            },
+        );
+        assert!(!p.is_fleet_down(id), "1 of 3 is no majority");
+        p.set_remote(
+            id,
+            RemoteLoad {
+                active: 0,
+                down_votes: 2,
+                reporters: 2,
+            },
+        );
+        assert!(p.is_fleet_down(id), "2 of 3 is");
+        for _ in 0..5 {
+            assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(1)));
+        }
+        p.set_live_nodes(5);
+        assert!(!p.is_fleet_down(id), "2 of 5 is not");
+    }
+
+    #[test]
+    fn an_unproven_backend_follows_the_peers_that_report_it() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 2, None);
+        let id = BackendId(0);
+        assert!(!p.is_proven(id));
+        p.set_live_nodes(5);
+        // Only one peer has checked it, and says down: a new node trusts it.
+        p.set_remote(
+            id,
+            RemoteLoad {
+                active: 0,
+                down_votes: 1,
+                reporters: 1,
+            },
+        );
+        assert!(p.is_fleet_down(id));
+        let err = p.acquire(&mut rng, &[BackendId(1)]).unwrap_err();
+        assert_eq!(err.fleet_down, 1);
+        assert!(err.to_string().contains("1 down by the fleet"), "{err}");
     }
 
     #[test]

@@ -153,6 +153,8 @@ pub struct Cluster {
     own_shards: Vec<ReportShard>,
     epoch: u64,
     stats: ClusterStats,
+    /// The live node count foca's settings were last derived from.
+    sized_for: u32,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -191,6 +193,7 @@ impl Cluster {
             own_shards: Vec::new(),
             epoch,
             stats: ClusterStats::default(),
+            sized_for: 0,
         }
     }
 
@@ -429,12 +432,38 @@ impl Cluster {
             };
             self.events.push_back(event);
         }
+        self.resize_swim();
         let accepted = self.inbox.lock().take();
         for shard in accepted {
             // A shard from an origin foca holds down is stale news.
             if !self.is_known_down(shard.origin) {
                 self.stats.shards_applied += 1;
                 self.view.apply(now, shard);
+            }
+        }
+    }
+
+    /// Re-derives foca's dissemination count and suspicion timeout from
+    /// the live node count (memberlist's LAN rules), as the fleet grows or
+    /// shrinks. The configured packet size and periods stay.
+    fn resize_swim(&mut self) {
+        let n = self.live_nodes().max(3);
+        if n == self.sized_for {
+            return;
+        }
+        let lan = foca::Config::new_lan(NonZeroU32::new(n).expect("max(3)"));
+        let config = foca::Config {
+            max_transmissions: lan.max_transmissions,
+            suspect_to_down_after: lan.suspect_to_down_after,
+            ..self.config.swim.clone()
+        };
+        match self.foca.set_config(config) {
+            Ok(()) => self.sized_for = n,
+            Err(e) => {
+                self.sized_for = n;
+                self.events.push_back(ClusterEvent::Error(format!(
+                    "resizing SWIM for {n} nodes: {e}"
+                )));
             }
         }
     }
