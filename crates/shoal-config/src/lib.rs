@@ -15,7 +15,7 @@ pub mod raw;
 use shoal_core::{HealthConfig, Policy};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 /// A validated configuration.
@@ -23,6 +23,33 @@ use std::time::Duration;
 pub struct Config {
     pub node: NodeConfig,
     pub listeners: Vec<ListenerConfig>,
+    /// The fleet; `None` is a fleet of one.
+    pub cluster: Option<ClusterConfig>,
+}
+
+/// The `[cluster]` table.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClusterConfig {
+    /// The node's QUIC endpoint.
+    pub bind: SocketAddr,
+    /// The address peers dial (defaults to `bind`; needed when `bind` is
+    /// a wildcard like 0.0.0.0).
+    pub advertise: SocketAddr,
+    /// `host:port` strings; a name resolves to all its addresses.
+    pub seeds: Vec<String>,
+    /// A DNS server for seed names instead of the system resolver.
+    pub resolver: Option<SocketAddr>,
+    /// Cluster CA certificate, node certificate and key (PEM), resolved
+    /// against the configuration file's directory.
+    pub ca: PathBuf,
+    pub cert: PathBuf,
+    pub key: PathBuf,
+    pub report_interval: Duration,
+    pub report_ttl: Duration,
+    pub sync_interval: Duration,
+    pub warm_start_timeout: Duration,
+    /// How often seeds are re-resolved and re-announced while alone.
+    pub reseed_interval: Duration,
 }
 
 /// The `[node]` table.
@@ -91,11 +118,17 @@ impl Config {
             path: path.display().to_string(),
             source,
         })?;
-        Config::from_toml(&text, &path.display().to_string())
+        let base = path.parent().map(Path::to_path_buf).unwrap_or_default();
+        Config::parse(&text, &path.display().to_string(), &base)
     }
 
-    /// Parses and validates `text`; `origin` names it in errors.
+    /// Parses and validates `text`; `origin` names it in errors. Relative
+    /// certificate paths are taken from the current directory.
     pub fn from_toml(text: &str, origin: &str) -> Result<Config, ConfigError> {
+        Config::parse(text, origin, Path::new(""))
+    }
+
+    fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
             ConfigError::Syntax {
@@ -105,7 +138,7 @@ impl Config {
                 message: e.message().trim().replace('\n', " "),
             }
         })?;
-        validate(raw, origin)
+        validate(raw, origin, base)
     }
 }
 
@@ -153,7 +186,75 @@ impl Ctx<'_> {
     }
 }
 
-fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
+fn validate_cluster(
+    cx: &Ctx<'_>,
+    c: raw::RawCluster,
+    base: &Path,
+) -> Result<ClusterConfig, ConfigError> {
+    let bind = cx.addr("cluster.bind", &c.bind)?;
+    let advertise = match &c.advertise {
+        Some(a) => cx.addr("cluster.advertise", a)?,
+        None => bind,
+    };
+    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+        let (field, value) = match &c.advertise {
+            Some(a) => ("cluster.advertise", a.clone()),
+            None => ("cluster.bind", c.bind.clone()),
+        };
+        return Err(cx.invalid(
+            field,
+            value,
+            "peers cannot dial a wildcard address or port 0; set cluster.advertise to this node's reachable IP:port",
+        ));
+    }
+    for (i, seed) in c.seeds.iter().enumerate() {
+        shoal_seeds::parse_seed(seed)
+            .map_err(|e| cx.invalid(format!("cluster.seeds[{i}]"), seed, e.to_string()))?;
+    }
+    let resolver = c
+        .resolver
+        .as_deref()
+        .map(|r| cx.addr("cluster.resolver", r))
+        .transpose()?;
+    let path = |field: &str, p: &str| {
+        if p.trim().is_empty() {
+            Err(cx.invalid(field, p, "must name a PEM file"))
+        } else {
+            Ok(base.join(p))
+        }
+    };
+    let report_interval = cx.millis("cluster.report_interval_ms", c.report_interval_ms)?;
+    let report_ttl = match c.report_ttl_ms {
+        Some(ms) => cx.millis("cluster.report_ttl_ms", ms)?,
+        None => report_interval * 8,
+    };
+    if report_ttl <= report_interval {
+        return Err(cx.invalid(
+            "cluster.report_ttl_ms",
+            report_ttl.as_millis(),
+            format!(
+                "must exceed report_interval_ms ({}): a report must live longer than the time to its successor",
+                report_interval.as_millis()
+            ),
+        ));
+    }
+    Ok(ClusterConfig {
+        bind,
+        advertise,
+        seeds: c.seeds,
+        resolver,
+        ca: path("cluster.ca", &c.ca)?,
+        cert: path("cluster.cert", &c.cert)?,
+        key: path("cluster.key", &c.key)?,
+        report_interval,
+        report_ttl,
+        sync_interval: cx.millis("cluster.sync_interval_ms", c.sync_interval_ms)?,
+        warm_start_timeout: Duration::from_millis(c.warm_start_timeout_ms),
+        reseed_interval: cx.millis("cluster.reseed_interval_ms", c.reseed_interval_ms)?,
+    })
+}
+
+fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, ConfigError> {
     let cx = Ctx { origin };
     let node = raw.node;
     if node.name.trim().is_empty() {
@@ -266,6 +367,21 @@ fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
             health,
         });
     }
+    let cluster = raw
+        .cluster
+        .map(|c| validate_cluster(&cx, c, base))
+        .transpose()?;
+    if let Some(c) = &cluster
+        && listeners
+            .iter()
+            .any(|l| l.bind.port() != 0 && l.bind == c.bind)
+    {
+        return Err(cx.invalid(
+            "cluster.bind",
+            c.bind.to_string(),
+            "a listener binds the same address",
+        ));
+    }
     Ok(Config {
         node: NodeConfig {
             name: node.name,
@@ -273,6 +389,7 @@ fn validate(raw: raw::RawConfig, origin: &str) -> Result<Config, ConfigError> {
             drain_timeout,
         },
         listeners,
+        cluster,
     })
 }
 

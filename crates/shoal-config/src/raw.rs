@@ -10,6 +10,42 @@ pub struct RawConfig {
     pub node: RawNode,
     #[serde(default)]
     pub listener: Vec<RawListener>,
+    pub cluster: Option<RawCluster>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCluster {
+    pub bind: String,
+    pub advertise: Option<String>,
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    pub resolver: Option<String>,
+    pub ca: String,
+    pub cert: String,
+    pub key: String,
+    #[serde(default = "default_report_interval_ms")]
+    pub report_interval_ms: u64,
+    pub report_ttl_ms: Option<u64>,
+    #[serde(default = "default_sync_interval_ms")]
+    pub sync_interval_ms: u64,
+    #[serde(default = "default_warm_start_timeout_ms")]
+    pub warm_start_timeout_ms: u64,
+    #[serde(default = "default_reseed_interval_ms")]
+    pub reseed_interval_ms: u64,
+}
+
+fn default_report_interval_ms() -> u64 {
+    250
+}
+fn default_sync_interval_ms() -> u64 {
+    30_000
+}
+fn default_warm_start_timeout_ms() -> u64 {
+    3_000
+}
+fn default_reseed_interval_ms() -> u64 {
+    5_000
 }
 
 #[derive(Debug, Deserialize)]

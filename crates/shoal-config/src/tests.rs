@@ -124,3 +124,78 @@ fn port_zero_needs_an_explicit_opt_in() {
         0
     );
 }
+
+const CLUSTER: &str = r#"
+[cluster]
+bind = "127.0.0.1:7946"
+seeds = ["127.0.0.1:7946", "lb.shoal.test:7946", "[::1]:7947"]
+ca = "certs/ca.pem"
+cert = "certs/node-1.pem"
+key = "certs/node-1.key"
+"#;
+
+#[test]
+fn the_cluster_table_parses_with_defaults_and_paths_from_the_file() {
+    let dir = std::env::temp_dir().join(format!("shoal-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("shoal.toml");
+    std::fs::write(&file, format!("{GOOD}{CLUSTER}")).unwrap();
+    let c = Config::from_file(&file).unwrap().cluster.unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    assert_eq!(c.advertise, c.bind);
+    assert_eq!(c.seeds.len(), 3);
+    assert_eq!(c.ca, dir.join("certs/ca.pem"));
+    assert_eq!(c.report_interval, Duration::from_millis(250));
+    assert_eq!(c.report_ttl, Duration::from_millis(2000));
+    assert!(
+        Config::from_toml(GOOD, "t").unwrap().cluster.is_none(),
+        "no table: a fleet of one"
+    );
+}
+
+#[test]
+fn cluster_errors_name_the_field_and_value() {
+    let e = err(&format!(
+        "{GOOD}{}",
+        CLUSTER.replace("lb.shoal.test:7946", "lb.shoal.test")
+    ));
+    assert!(e.contains("cluster.seeds[1] = \"lb.shoal.test\""), "{e}");
+    let e = err(&format!(
+        "{GOOD}{}",
+        CLUSTER.replace("lb.shoal.test:7946", "bad_name!:7946")
+    ));
+    assert!(
+        e.contains("cluster.seeds[1] = \"bad_name!:7946\"") && e.contains("contains `!`"),
+        "{e}"
+    );
+    let e = err(&format!(
+        "{GOOD}{}",
+        CLUSTER.replace("127.0.0.1:7946\"\nseeds", "0.0.0.0:7946\"\nseeds")
+    ));
+    assert!(
+        e.contains("cluster.bind = \"0.0.0.0:7946\": peers cannot dial"),
+        "{e}"
+    );
+    let ok = format!(
+        "{GOOD}{}",
+        CLUSTER.replace(
+            "bind = \"127.0.0.1:7946\"",
+            "bind = \"0.0.0.0:7946\"\nadvertise = \"10.1.2.3:7946\""
+        )
+    );
+    assert_eq!(
+        Config::from_toml(&ok, "t")
+            .unwrap()
+            .cluster
+            .unwrap()
+            .advertise
+            .to_string(),
+        "10.1.2.3:7946"
+    );
+    let e = err(&format!(
+        "{GOOD}{CLUSTER}report_interval_ms = 500\nreport_ttl_ms = 400\n"
+    ));
+    assert!(e.contains("cluster.report_ttl_ms = 400"), "{e}");
+    let e = err(&format!("{GOOD}{}", CLUSTER.replace("key = ", "kee = ")));
+    assert!(e.contains("unknown field `kee`"), "{e}");
+}
