@@ -196,7 +196,8 @@ fn validate_cluster(
         Some(a) => cx.addr("cluster.advertise", a)?,
         None => bind,
     };
-    if advertise.ip().is_unspecified() || advertise.port() == 0 {
+    // Port 0 (tests, demos) advertises the port the kernel picks.
+    if advertise.ip().is_unspecified() {
         let (field, value) = match &c.advertise {
             Some(a) => ("cluster.advertise", a.clone()),
             None => ("cluster.bind", c.bind.clone()),
@@ -204,7 +205,7 @@ fn validate_cluster(
         return Err(cx.invalid(
             field,
             value,
-            "peers cannot dial a wildcard address or port 0; set cluster.advertise to this node's reachable IP:port",
+            "peers cannot dial a wildcard address; set cluster.advertise to this node's reachable IP:port",
         ));
     }
     for (i, seed) in c.seeds.iter().enumerate() {

@@ -1,6 +1,7 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
 //! `GET /status` (JSON: listeners, backends, health and counts).
 
+use crate::fleet::FleetSnapshot;
 use crate::listener::ListenerState;
 use crate::metrics::{BackendLabels, Metrics};
 use axum::Router;
@@ -9,7 +10,7 @@ use axum::http::header;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde::Serialize;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 /// What the endpoint reads.
 #[derive(Debug, Clone)]
@@ -17,6 +18,8 @@ pub struct AdminState {
     pub node_name: String,
     pub listeners: Vec<Arc<ListenerState>>,
     pub metrics: Arc<Metrics>,
+    /// With `[cluster]`: what the fleet driver last saw.
+    pub fleet: Option<Arc<Mutex<FleetSnapshot>>>,
 }
 
 /// `/status` body.
@@ -24,7 +27,27 @@ pub struct AdminState {
 pub struct Status {
     pub node: String,
     pub cluster_members: i64,
+    /// With `[cluster]`: this node and its live peers.
+    pub cluster: Option<ClusterStatus>,
     pub listeners: Vec<ListenerStatus>,
+}
+
+/// The fleet in `/status`.
+#[derive(Debug, Serialize)]
+pub struct ClusterStatus {
+    /// This node's identity, `name@addr#epoch.bump`.
+    pub identity: String,
+    pub live_nodes: u32,
+    pub members: Vec<MemberStatus>,
+}
+
+/// One live peer in `/status`.
+#[derive(Debug, Serialize)]
+pub struct MemberStatus {
+    pub name: String,
+    pub addr: String,
+    /// Age of its newest load report here, if one is held.
+    pub report_age_ms: Option<u64>,
 }
 
 /// One listener in `/status`.
@@ -41,8 +64,17 @@ pub struct ListenerStatus {
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
     pub address: String,
+    /// Whether this node sends it new connections (its own checks and the
+    /// fleet's majority agree it is up).
     pub up: bool,
+    /// This node's own checks.
+    pub checks_up: bool,
+    /// Live peers whose checks say it is down.
+    pub fleet_down_votes: u32,
     pub active_connections: u32,
+    /// Σ of the peers' reported counts.
+    pub remote_connections: u32,
+    /// This node's estimate of the whole fleet's count.
     pub cluster_connections: u64,
 }
 
@@ -64,25 +96,26 @@ impl AdminState {
                             listener: l.config.name.clone(),
                             backend: address.clone(),
                         };
-                        let up = b.pool.is_up(id);
-                        self.metrics
-                            .backend_up
-                            .get_or_create(&labels)
-                            .set(i64::from(up));
-                        self.metrics
-                            .backend_active
-                            .get_or_create(&labels)
-                            .set(i64::from(active));
-                        // A fleet of one: the cluster-wide count is ours.
-                        self.metrics
-                            .backend_cluster
+                        let checks_up = b.pool.is_up(id);
+                        let up = checks_up && !b.pool.is_fleet_down(id);
+                        let remote = b.pool.remote(id);
+                        let cluster = b.pool.cluster_active(id);
+                        let m = &self.metrics;
+                        m.backend_up.get_or_create(&labels).set(i64::from(up));
+                        m.backend_active
                             .get_or_create(&labels)
                             .set(i64::from(active));
+                        m.backend_cluster
+                            .get_or_create(&labels)
+                            .set(i64::try_from(cluster).unwrap_or(i64::MAX));
                         BackendStatus {
                             address,
                             up,
+                            checks_up,
+                            fleet_down_votes: remote.down_votes,
                             active_connections: active,
-                            cluster_connections: u64::from(active),
+                            remote_connections: remote.active,
+                            cluster_connections: cluster,
                         }
                     })
                     .collect();
@@ -95,9 +128,30 @@ impl AdminState {
                 }
             })
             .collect();
+        let cluster = self.fleet.as_ref().map(|f| {
+            let f = f.lock().unwrap_or_else(|p| p.into_inner());
+            ClusterStatus {
+                identity: f
+                    .identity
+                    .as_ref()
+                    .map(|i| format!("{i:?}"))
+                    .unwrap_or_default(),
+                live_nodes: f.live_nodes,
+                members: f
+                    .members
+                    .iter()
+                    .map(|(id, age)| MemberStatus {
+                        name: id.name.clone(),
+                        addr: id.addr.to_string(),
+                        report_age_ms: age.map(|a| a.as_millis() as u64),
+                    })
+                    .collect(),
+            }
+        });
         Status {
             node: self.node_name.clone(),
             cluster_members: self.metrics.cluster_members.get(),
+            cluster,
             listeners,
         }
     }

@@ -13,6 +13,8 @@
 //! - [`proxy`]: the byte copy between client and backend with half-close,
 //!   idle timeout and cancellation.
 //! - [`checker`]: the active health-check driver of one listener's pool.
+//! - [`fleet`]: the fleet driver: owns the cluster core, the QUIC
+//!   transport and the seed resolver; warm start, re-seeding, sync, leave.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`.
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
@@ -20,6 +22,7 @@
 pub mod admin;
 pub mod checker;
 pub mod clock;
+pub mod fleet;
 pub mod listener;
 pub mod metrics;
 pub mod node;

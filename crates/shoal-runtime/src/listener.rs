@@ -20,7 +20,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
@@ -53,6 +53,8 @@ pub struct ListenerState {
     client_connections: Counter,
     no_backend: Counter,
     pub active: Gauge,
+    /// Woken on every health flip, so the fleet publishes at once.
+    pub flips: Arc<Notify>,
 }
 
 impl ListenerState {
@@ -63,6 +65,7 @@ impl ListenerState {
         local_addr: SocketAddr,
         clock: Clock,
         metrics: &Metrics,
+        flips: Arc<Notify>,
     ) -> Self {
         let mut rng: SmallRng = rand::make_rng();
         let specs = config
@@ -123,6 +126,7 @@ impl ListenerState {
             balancer: Mutex::new(Balancer { pool, rng }),
             clock,
             config,
+            flips,
         }
     }
 
@@ -138,6 +142,7 @@ impl ListenerState {
         while let Some(event) = pool.poll_event() {
             match event {
                 PoolEvent::HealthChanged { backend, up, cause } => {
+                    self.flips.notify_one();
                     let name = &pool.spec(backend).name;
                     if up {
                         info!(listener = %self.config.name, backend = %name, ?cause, "backend is up");

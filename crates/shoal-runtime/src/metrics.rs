@@ -10,6 +10,7 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
+use std::sync::atomic::AtomicU64;
 
 /// Labels of per-backend series.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
@@ -56,6 +57,32 @@ pub struct CheckLabels {
     pub result: CheckResult,
 }
 
+/// Which way gossip flowed: `in` or `out`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq)]
+pub enum Flow {
+    In,
+    Out,
+}
+
+impl EncodeLabelValue for Flow {
+    fn encode(
+        &self,
+        encoder: &mut prometheus_client::encoding::LabelValueEncoder<'_>,
+    ) -> std::fmt::Result {
+        use std::fmt::Write;
+        encoder.write_str(match self {
+            Flow::In => "in",
+            Flow::Out => "out",
+        })
+    }
+}
+
+/// Labels of the gossip series.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct FlowLabels {
+    pub direction: Flow,
+}
+
 /// Every series, registered in `registry`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -71,6 +98,10 @@ pub struct Metrics {
     pub listener_active: Family<ListenerLabels, Gauge>,
     pub no_backend: Family<ListenerLabels, Counter>,
     pub cluster_members: Gauge,
+    pub gossip_messages: Family<FlowLabels, Counter>,
+    pub gossip_bytes: Family<FlowLabels, Counter>,
+    pub report_age_seconds: Gauge<f64, AtomicU64>,
+    pub peers_refused: Counter,
 }
 
 impl Default for Metrics {
@@ -96,6 +127,10 @@ impl Metrics {
             listener_active: Family::default(),
             no_backend: Family::default(),
             cluster_members: Gauge::default(),
+            gossip_messages: Family::default(),
+            gossip_bytes: Family::default(),
+            report_age_seconds: Gauge::default(),
+            peers_refused: Counter::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -152,8 +187,53 @@ impl Metrics {
             "Live members of the fleet, this node included",
             m.cluster_members.clone(),
         );
+        registry.register(
+            "shoal_gossip_messages",
+            "SWIM datagrams exchanged with peers",
+            m.gossip_messages.clone(),
+        );
+        registry.register(
+            "shoal_gossip_bytes",
+            "SWIM datagram payload bytes exchanged with peers (QUIC overhead excluded)",
+            m.gossip_bytes.clone(),
+        );
+        registry.register(
+            "shoal_report_age_seconds",
+            "Age of the oldest peer load report in use (0 with no peer)",
+            m.report_age_seconds.clone(),
+        );
+        registry.register(
+            "shoal_cluster_peers_refused",
+            "Peers refused at the TLS handshake (certificate not from the cluster CA, or no certificate)",
+            m.peers_refused.clone(),
+        );
         m.cluster_members.set(1);
         Metrics { registry, ..m }
+    }
+
+    /// Adds the gossip traffic between two readings of the core's counters.
+    pub fn count_gossip(
+        &self,
+        before: &shoal_core::cluster::ClusterStats,
+        after: &shoal_core::cluster::ClusterStats,
+    ) {
+        let flows = [
+            (
+                Flow::In,
+                after.datagrams_in - before.datagrams_in,
+                after.bytes_in - before.bytes_in,
+            ),
+            (
+                Flow::Out,
+                after.datagrams_out - before.datagrams_out,
+                after.bytes_out - before.bytes_out,
+            ),
+        ];
+        for (direction, messages, bytes) in flows {
+            let labels = FlowLabels { direction };
+            self.gossip_messages.get_or_create(&labels).inc_by(messages);
+            self.gossip_bytes.get_or_create(&labels).inc_by(bytes);
+        }
     }
 
     /// The registry in Prometheus text format.

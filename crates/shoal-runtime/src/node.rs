@@ -1,31 +1,39 @@
-//! One shoal node: binds every socket first (so a port in use fails the
-//! start, not a later moment), runs the listeners, health checkers and
-//! admin endpoint, and on shutdown stops accepting, lets open connections
-//! finish for up to the drain timeout, then cuts what is left.
+//! One shoal node: binds every socket first (so a port in use or a bad
+//! certificate fails the start, not a later moment), joins its fleet and
+//! pulls the fleet's state before its listeners accept (warm start), runs
+//! the listeners, health checkers, fleet driver and admin endpoint, and on
+//! shutdown tells the fleet it leaves, stops accepting, lets open
+//! connections finish for up to the drain timeout, then cuts what is left.
 
 use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
+use crate::fleet::{Fleet, FleetError, FleetSnapshot};
 use crate::listener::{self, ListenerState};
 use crate::metrics::Metrics;
 use shoal_config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
+use tokio::sync::Notify;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
 
-/// A socket that could not be bound.
+/// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
-#[error("{what}: cannot bind {addr}: {source}")]
-pub struct StartError {
-    /// What the socket is for, e.g. `listener "web"`.
-    pub what: String,
-    pub addr: SocketAddr,
-    pub source: std::io::Error,
+pub enum StartError {
+    /// A TCP socket could not be bound; `what` is e.g. `listener "web"`.
+    #[error("{what}: cannot bind {addr}: {source}")]
+    Bind {
+        what: String,
+        addr: SocketAddr,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Fleet(#[from] FleetError),
 }
 
 /// A node with its sockets bound, ready to [`Node::run`].
@@ -35,6 +43,8 @@ pub struct Node {
     listeners: Vec<(Arc<ListenerState>, TcpListener)>,
     admin: Option<TcpListener>,
     metrics: Arc<Metrics>,
+    fleet: Option<Fleet>,
+    snapshot: Arc<Mutex<FleetSnapshot>>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -50,42 +60,80 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
 }
 
 impl Node {
-    /// Binds every listener and the admin endpoint.
+    /// Binds every listener, the admin endpoint and (with `[cluster]`) the
+    /// fleet's QUIC endpoint, loading the certificates from their files.
     pub fn bind(config: Config) -> Result<Node, StartError> {
+        Node::bind_inner(config, None)
+    }
+
+    /// [`Node::bind`] with the fleet's certificates already in memory.
+    pub fn bind_with_tls(
+        config: Config,
+        tls: &shoal_transport::ClusterTls,
+    ) -> Result<Node, StartError> {
+        Node::bind_inner(config, Some(tls))
+    }
+
+    fn bind_inner(
+        config: Config,
+        tls: Option<&shoal_transport::ClusterTls>,
+    ) -> Result<Node, StartError> {
         let clock = Clock::new();
+        let flips = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let tcp = bind_tcp(l.bind, l.backlog).map_err(|source| StartError {
+            let bound = bind_tcp(l.bind, l.backlog).and_then(|tcp| Ok((tcp.local_addr()?, tcp)));
+            let (local, tcp) = bound.map_err(|source| StartError::Bind {
                 what: format!("listener \"{}\"", l.name),
                 addr: l.bind,
                 source,
             })?;
-            let local = tcp.local_addr().map_err(|source| StartError {
-                what: format!("listener \"{}\"", l.name),
-                addr: l.bind,
-                source,
-            })?;
-            let state = ListenerState::new(l.clone(), local, clock, &metrics);
+            let state = ListenerState::new(l.clone(), local, clock, &metrics, flips.clone());
             listeners.push((Arc::new(state), tcp));
         }
         let admin = config
             .node
             .admin
             .map(|addr| {
-                bind_tcp(addr, 128).map_err(|source| StartError {
+                bind_tcp(addr, 128).map_err(|source| StartError::Bind {
                     what: "admin endpoint (node.admin)".to_owned(),
                     addr,
                     source,
                 })
             })
             .transpose()?;
+        let snapshot = Arc::new(Mutex::new(FleetSnapshot::default()));
+        let fleet = match &config.cluster {
+            None => None,
+            Some(c) => {
+                let states = listeners.iter().map(|(s, _)| s.clone()).collect();
+                let (name, m) = (&config.node.name, metrics.clone());
+                let (f, s) = (flips.clone(), snapshot.clone());
+                Some(match tls {
+                    Some(tls) => Fleet::bind_with_tls(c, tls, name, states, clock, m, f, s)?,
+                    None => Fleet::bind(c, name, states, clock, m, f, s)?,
+                })
+            }
+        };
         Ok(Node {
             config,
             listeners,
             admin,
             metrics,
+            fleet,
+            snapshot,
         })
+    }
+
+    /// Every listener's shared state (pools, counts), e.g. for a demo table.
+    pub fn listener_states(&self) -> Vec<Arc<ListenerState>> {
+        self.listeners.iter().map(|(s, _)| s.clone()).collect()
+    }
+
+    /// The fleet endpoint's bound address, with `[cluster]`.
+    pub fn cluster_addr(&self) -> Option<SocketAddr> {
+        self.fleet.as_ref().map(Fleet::local_addr)
     }
 
     /// Each listener's name and bound address.
@@ -102,20 +150,39 @@ impl Node {
     }
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
-    pub async fn run(self, shutdown: impl Future<Output = ()>) {
+    pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
+        tokio::pin!(shutdown);
         let stop_accepting = CancellationToken::new();
         let hard_stop = CancellationToken::new();
         let connections = TaskTracker::new();
         let mut background = Vec::new();
         let states: Vec<_> = self.listeners.iter().map(|(s, _)| s.clone()).collect();
-        for (state, tcp) in self.listeners {
-            info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
-                backends = state.config.backends.len(), "listening");
+        // Checks start at once, so a warm start that finds no peer still
+        // has this node's own verdicts soon.
+        for state in &states {
             background.push(tokio::spawn(checker::run(
                 state.clone(),
                 self.metrics.clone(),
                 stop_accepting.clone(),
             )));
+        }
+        let mut fleet_task = None;
+        if let Some(mut fleet) = self.fleet.take() {
+            info!(cluster = %fleet.local_addr(), "joining the fleet");
+            tokio::select! {
+                _ = fleet.warm_start() => {}
+                () = &mut shutdown => {
+                    info!("stopped before the warm start finished");
+                    return;
+                }
+            }
+            fleet_task = Some(tokio::spawn(
+                fleet.run(stop_accepting.clone(), hard_stop.clone()),
+            ));
+        }
+        for (state, tcp) in self.listeners {
+            info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
+                backends = state.config.backends.len(), "listening");
             background.push(tokio::spawn(listener::accept_loop(
                 state,
                 tcp,
@@ -132,6 +199,7 @@ impl Node {
                 node_name: self.config.node.name.clone(),
                 listeners: states,
                 metrics: self.metrics.clone(),
+                fleet: self.config.cluster.is_some().then(|| self.snapshot.clone()),
             });
             let stop = hard_stop.clone();
             tokio::spawn(async move {
@@ -170,6 +238,9 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
         }
         hard_stop.cancel();
+        if let Some(task) = fleet_task {
+            let _ = task.await;
+        }
         if let Some(task) = admin_task {
             let _ = task.await;
         }

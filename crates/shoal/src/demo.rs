@@ -1,11 +1,22 @@
-//! `shoal demo`: the embedded default. Starts small HTTP backends on
-//! loopback (each answers with its own name), puts one shoal node in front
-//! of them, and prints how to reach it.
+//! `shoal demo`: the embedded default, a local fleet on loopback.
+//!
+//! Starts small HTTP backends (each answers with its own name), a fleet of
+//! shoal nodes in one process (certificates from an in-memory CA, joined
+//! through the first node as seed), and demo clients that hold connections
+//! open, arriving at the nodes with a skew (the first node gets half, as a
+//! sticky DNS cache would cause). Every few seconds it prints, for each
+//! node, its own count and its estimate of the fleet's count per backend:
+//! the estimates agree across nodes, and the backends stay balanced even
+//! though one node holds most clients.
 
 use crate::{Failure, log_ready, shutdown_signal};
+use rand::RngExt;
+use rand::rngs::SmallRng;
 use shoal_config::Config;
 use shoal_runtime::Node;
+use shoal_runtime::listener::ListenerState;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -13,18 +24,31 @@ use tokio::net::{TcpListener, TcpStream};
 /// Options of `shoal demo`.
 #[derive(Debug, Clone, clap::Args)]
 pub struct DemoArgs {
+    /// How many shoal nodes form the fleet.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=9))]
+    nodes: u16,
     /// How many demo backends to start (each on a free loopback port).
     #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
     backends: u16,
-    /// Where the node accepts clients. Port 0 picks a free port.
+    /// Where the first node accepts clients; node N uses the port plus N-1.
+    /// Port 0 gives every node a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the node serves /metrics and /status. Port 0 picks a free port.
+    /// Where the first node serves /metrics and /status; node N uses the
+    /// port plus N-1. Port 0 gives every node a free port.
     #[arg(long, default_value = "127.0.0.1:9100")]
     admin: SocketAddr,
-    /// Balancing policy: least-conn, round-robin, random or first-available.
+    /// Balancing policy: least-conn (fleet-wide), local-least-conn,
+    /// round-robin, random or first-available.
     #[arg(long, default_value = "least-conn")]
     policy: String,
+    /// Demo clients holding connections open (each reconnects every few
+    /// seconds, half of them through the first node). 0 for none.
+    #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=10_000))]
+    clients: u32,
+    /// Seconds between two prints of the count table; 0 to never print.
+    #[arg(long, default_value_t = 3)]
+    table_every: u64,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<u64>,
@@ -32,29 +56,21 @@ pub struct DemoArgs {
 
 /// The longest request head a demo backend reads.
 const REQUEST_HEAD_BYTES_MAX: usize = 8 * 1024;
-/// How long a demo backend waits for a request head.
-const REQUEST_TIMEOUT_MS: u64 = 10_000;
 
+/// Answers one HTTP request with the backend's name; a connection that
+/// sends nothing is held open (it is a demo client holding a slot) until
+/// the client or shoal's idle timeout closes it.
 async fn serve_demo_client(mut stream: TcpStream, name: String) {
     let mut head = Vec::with_capacity(1024);
     let mut buf = [0u8; 1024];
-    let read_head = async {
-        while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
-            match stream.read(&mut buf).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => head.extend_from_slice(&buf[..n]),
-            }
-            if head.len() > REQUEST_HEAD_BYTES_MAX {
-                return false;
-            }
+    while !head.windows(4).any(|w| w == b"\r\n\r\n") && !head.windows(2).any(|w| w == b"\n\n") {
+        match stream.read(&mut buf).await {
+            Ok(0) | Err(_) => return,
+            Ok(n) => head.extend_from_slice(&buf[..n]),
         }
-        true
-    };
-    let complete = tokio::time::timeout(Duration::from_millis(REQUEST_TIMEOUT_MS), read_head)
-        .await
-        .unwrap_or(false);
-    if !complete {
-        return;
+        if head.len() > REQUEST_HEAD_BYTES_MAX {
+            return;
+        }
     }
     let body = format!("hello from {name}\n");
     let response = format!(
@@ -79,18 +95,32 @@ async fn start_backend(index: usize) -> std::io::Result<SocketAddr> {
     Ok(addr)
 }
 
-/// The demo's configuration, as the TOML a user could save and edit.
-fn demo_config(args: &DemoArgs, backends: &[SocketAddr]) -> String {
+fn offset(addr: SocketAddr, i: u16) -> SocketAddr {
+    match addr.port() {
+        0 => addr,
+        p => SocketAddr::new(addr.ip(), p.saturating_add(i)),
+    }
+}
+
+/// Node `i`'s configuration, as TOML a user could save (certificates are
+/// in memory here; a saved file needs `shoal certs` files instead).
+fn node_config(
+    args: &DemoArgs,
+    i: u16,
+    backends: &[SocketAddr],
+    seed: Option<SocketAddr>,
+) -> String {
     let list = backends
         .iter()
         .map(|b| format!("\"{b}\""))
         .collect::<Vec<_>>()
         .join(", ");
+    let seeds = seed.map(|s| format!("\"{s}\"")).unwrap_or_default();
     format!(
         r#"[node]
-name = "demo"
+name = "node-{n}"
 admin = "{admin}"
-drain_timeout_ms = 5000
+drain_timeout_ms = 2000
 
 [[listener]]
 name = "demo"
@@ -101,11 +131,72 @@ backends = [{list}]
   [listener.health]
   interval_ms = 1000
   timeout_ms = 500
+
+[cluster]
+bind = "127.0.0.1:0"
+seeds = [{seeds}]
+ca = "in-memory"
+cert = "in-memory"
+key = "in-memory"
 "#,
-        admin = args.admin,
-        listen = args.listen,
+        n = i + 1,
+        admin = offset(args.admin, i),
+        listen = offset(args.listen, i),
         policy = args.policy,
     )
+}
+
+/// One demo client: connect through a node (half the time the first),
+/// hold the connection a few seconds, repeat, until the demo ends.
+async fn demo_client(nodes: Arc<Vec<SocketAddr>>, mut rng: SmallRng) {
+    loop {
+        let node = if rng.random_bool(0.5) {
+            nodes[0]
+        } else {
+            nodes[rng.random_range(0..nodes.len())]
+        };
+        let hold = Duration::from_millis(rng.random_range(3000..10_000));
+        if let Ok(stream) = TcpStream::connect(node).await {
+            tokio::time::sleep(hold).await;
+            drop(stream);
+        } else {
+            tokio::time::sleep(Duration::from_secs(1)).await;
+        }
+    }
+}
+
+fn print_table(started: tokio::time::Instant, names: &[String], states: &[Arc<ListenerState>]) {
+    let mut out = format!(
+        "[{:>4}s] local/fleet-wide connections per backend\n",
+        started.elapsed().as_secs()
+    );
+    let Some(first) = states.first() else { return };
+    let backends: Vec<String> = first
+        .config
+        .backends
+        .iter()
+        .map(|b| b.to_string())
+        .collect();
+    out.push_str(&format!("{:<8}", ""));
+    for b in &backends {
+        out.push_str(&format!("{b:>18}"));
+    }
+    out.push_str(&format!("{:>10}\n", "members"));
+    for (name, s) in names.iter().zip(states) {
+        let b = s.lock();
+        out.push_str(&format!("{name:<8}"));
+        for id in b.pool.ids() {
+            let cell = format!(
+                "{}/{}{}",
+                b.pool.active(id),
+                b.pool.cluster_active(id),
+                if b.pool.is_up(id) { "" } else { " down" }
+            );
+            out.push_str(&format!("{cell:>18}"));
+        }
+        out.push_str(&format!("{:>10}\n", b.pool.live_nodes()));
+    }
+    println!("{out}");
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
@@ -116,45 +207,117 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             .map_err(|e| Failure::Other(anyhow::anyhow!("demo backend {i}: {e}")))?;
         backends.push(addr);
     }
-    let toml = demo_config(&args, &backends);
-    let config =
-        Config::from_toml(&toml, "demo config").map_err(|e| Failure::Usage(e.to_string()))?;
-    let node = Node::bind(config).map_err(|e| {
-        Failure::Usage(format!(
-            "{e} (pick other ports with --listen and --admin; port 0 takes a free one)"
-        ))
-    })?;
-    let listen = node.listener_addrs()[0].1;
-    let admin = node.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+    let ca = shoal_transport::MemoryCa::new().map_err(|e| Failure::Other(e.into()))?;
+    let mut nodes = Vec::new();
+    let mut seed = None;
+    for i in 0..args.nodes {
+        let toml = node_config(&args, i, &backends, seed);
+        let config =
+            Config::from_toml(&toml, "demo config").map_err(|e| Failure::Usage(e.to_string()))?;
+        let name = config.node.name.clone();
+        let tls = ca.node(&name).map_err(|e| Failure::Other(e.into()))?;
+        let node = Node::bind_with_tls(config, &tls).map_err(|e| {
+            Failure::Usage(format!(
+                "{e} (pick other ports with --listen and --admin; port 0 takes free ones)"
+            ))
+        })?;
+        seed = seed.or(node.cluster_addr());
+        nodes.push((name, node));
+    }
     println!(
-        "shoal demo: {} demo backends behind one shoal node\n",
+        "shoal demo: a fleet of {} nodes in front of {} demo backends\n",
+        nodes.len(),
         backends.len()
     );
     for (i, b) in backends.iter().enumerate() {
-        println!("  backend {}:  {b}", i + 1);
+        println!("  backend {}: {b}", i + 1);
     }
     println!();
-    println!("  try it:     curl http://{listen}/          (each answer names the backend)");
-    println!("  or:         for i in 1 2 3 4 5 6; do curl -s http://{listen}/; done");
-    println!("  status:     curl http://{admin}/status");
-    println!("  metrics:    curl http://{admin}/metrics");
-    println!("  stop:       Ctrl-C\n");
-    println!("  the configuration in use (save it and run `shoal run -c FILE`):\n");
-    for line in toml.lines() {
-        println!("    {line}");
+    let mut listen = Vec::new();
+    for (name, node) in &nodes {
+        let l = node.listener_addrs()[0].1;
+        let admin = node.admin_addr().map(|a| a.to_string()).unwrap_or_default();
+        let cluster = node
+            .cluster_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default();
+        println!(
+            "  {name}: clients http://{l}/   status http://{admin}/status   fleet (QUIC) {cluster}"
+        );
+        listen.push(l);
     }
     println!();
-    log_ready(&node);
-    let duration = args.duration;
-    node.run(async move {
-        match duration {
+    println!(
+        "  try it:   curl http://{}/          (each answer names the backend)",
+        listen[0]
+    );
+    println!(
+        "  status:   curl http://{}/status    (each node's own and fleet-wide counts)",
+        nodes[0]
+            .1
+            .admin_addr()
+            .map(|a| a.to_string())
+            .unwrap_or_default()
+    );
+    println!("  stop:     Ctrl-C\n");
+    if args.clients > 0 {
+        println!(
+            "  {} demo clients hold connections open; half arrive through node-1, yet the backends stay even\n",
+            args.clients
+        );
+    }
+    for (_, node) in &nodes {
+        log_ready(node);
+    }
+    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
+    let states: Vec<Arc<ListenerState>> = nodes
+        .iter()
+        .map(|(_, n)| n.listener_states()[0].clone())
+        .collect();
+    let stop = tokio_util::sync::CancellationToken::new();
+    let mut runs = Vec::new();
+    for (_, node) in nodes {
+        let stop = stop.clone();
+        runs.push(tokio::spawn(
+            node.run(async move { stop.cancelled().await }),
+        ));
+    }
+    let targets = Arc::new(listen);
+    let mut clients = Vec::new();
+    for _ in 0..args.clients {
+        clients.push(tokio::spawn(demo_client(targets.clone(), rand::make_rng())));
+    }
+    let started = tokio::time::Instant::now();
+    let table = async {
+        if args.table_every == 0 {
+            return std::future::pending().await;
+        }
+        let mut tick = tokio::time::interval(Duration::from_secs(args.table_every));
+        tick.tick().await;
+        loop {
+            tick.tick().await;
+            print_table(started, &names, &states);
+        }
+    };
+    let until = async {
+        match args.duration {
             Some(s) => tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(s)) => tracing::info!(seconds = s, "demo duration reached"),
                 () = shutdown_signal() => {},
             },
             None => shutdown_signal().await,
         }
-    })
-    .await;
+    };
+    tokio::select! {
+        () = until => {}
+        () = table => {}
+    }
+    for c in clients {
+        c.abort();
+    }
+    stop.cancel();
+    for r in runs {
+        let _ = r.await;
+    }
     Ok(())
 }

@@ -54,9 +54,36 @@ enum Command {
         #[arg(value_name = "FILE")]
         file: PathBuf,
     },
-    /// Start demo backends on loopback and a shoal node in front of them,
-    /// print how to connect, and run until Ctrl-C or --duration.
+    /// Start a local fleet on loopback: demo backends, three shoal nodes
+    /// with generated certificates, and a table of each node's local and
+    /// fleet-wide counts; runs until Ctrl-C or --duration.
     Demo(demo::DemoArgs),
+    /// Generate the cluster CA and node certificates (mutual TLS between
+    /// nodes: a node without a certificate from the CA cannot join).
+    #[command(subcommand)]
+    Certs(CertsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum CertsCommand {
+    /// Write a new cluster CA to DIR/ca.pem and DIR/ca.key (refuses to
+    /// overwrite). Keep ca.key secret: whoever holds it can admit nodes.
+    Init {
+        /// Directory for the CA files (created if missing).
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
+    /// Write DIR/NAME.pem and DIR/NAME.key, a node certificate signed by
+    /// the CA in DIR (from `shoal certs init DIR`).
+    Node {
+        /// The node's name (letters, digits, `-`; it appears in the
+        /// certificate).
+        #[arg(value_name = "NAME")]
+        name: String,
+        /// Directory holding ca.pem and ca.key; the node files go there too.
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+    },
 }
 
 fn init_logging(cli: &Cli) -> anyhow::Result<()> {
@@ -92,7 +119,11 @@ fn log_ready(node: &Node) {
         .collect::<Vec<_>>()
         .join(",");
     let admin = node.admin_addr().map(|a| a.to_string()).unwrap_or_default();
-    info!(listeners, admin, "ready");
+    let cluster = node
+        .cluster_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_default();
+    info!(listeners, admin, cluster, "ready");
 }
 
 fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
@@ -142,6 +173,16 @@ fn main() -> ExitCode {
                     Ok(())
                 })
             }),
+        Command::Certs(CertsCommand::Init { dir }) => shoal_transport::init_ca(dir)
+            .map(|files| {
+                println!("wrote {} and {}", files.cert.display(), files.key.display());
+            })
+            .map_err(|e| Failure::Usage(e.to_string())),
+        Command::Certs(CertsCommand::Node { name, dir }) => shoal_transport::issue_node(name, dir)
+            .map(|files| {
+                println!("wrote {} and {}", files.cert.display(), files.key.display());
+            })
+            .map_err(|e| Failure::Usage(e.to_string())),
         Command::Demo(args) => init_logging(&cli).map_err(Failure::Other).and_then(|()| {
             let rt = runtime().map_err(Failure::Other)?;
             rt.block_on(demo::run(args.clone()))

@@ -1,0 +1,191 @@
+//! The receiving half of [`crate::Transport`]: the accept loop, the per-connection task
+//! and the per-request task.
+//!
+//! The per-connection task is the "network task" that must never block: it moves
+//! datagrams into the incoming channel with `try_send` and drops them (counted) when the
+//! channel is full. Request streams get a task each (at most
+//! `requests_per_connection_max` per connection, enforced by QUIC stream credit), which may
+//! wait for channel room and for the answer, up to `request_timeout_ms`.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use quinn::{Connection, ReadToEndError, RecvStream, SendStream, VarInt};
+use rustls::pki_types::CertificateDer;
+use tokio::sync::{OwnedSemaphorePermit, oneshot};
+use tokio::time::{Instant, timeout, timeout_at};
+
+use crate::endpoint::{Incoming, Shared, Slot, reset_code};
+use crate::stats::{add, bump};
+use crate::tls::ALPN;
+
+/// Close code for a connection whose peer passed the handshake but not our membership
+/// checks.
+const CLOSE_NOT_MEMBER: u32 = 1;
+
+impl Shared {
+    /// Accepts connections until the endpoint closes.
+    pub(crate) async fn accept_loop(self: Arc<Self>) {
+        while let Some(incoming) = self.endpoint.accept().await {
+            let Ok(permit) = Arc::clone(&self.incoming_permits).try_acquire_owned() else {
+                bump(&self.counters.incoming_refused_full);
+                tracing::debug!(peer = %incoming.remote_address(), "incoming connection refused: incoming_connections_max reached");
+                incoming.refuse();
+                continue;
+            };
+            self.runtime
+                .spawn(Arc::clone(&self).accept_one(incoming, permit));
+        }
+        tracing::debug!(local_addr = %self.local_addr, "accept loop ended");
+    }
+
+    async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
+        let from = incoming.remote_address();
+        match self.handshake_incoming(incoming).await {
+            Ok(conn) => self.serve(conn).await,
+            Err(reason) => self.report_refused(from, reason),
+        }
+    }
+
+    /// Completes the server side of the handshake. With mandatory client authentication it
+    /// completes only after rustls verified the peer's chain against the cluster CA, so a
+    /// foreign peer fails here even though its own `connect()` may have succeeded.
+    async fn handshake_incoming(&self, incoming: quinn::Incoming) -> Result<Connection, String> {
+        let connecting = incoming
+            .accept()
+            .map_err(|e| format!("handshake as server: {e}"))?;
+        let conn = match timeout(self.limits.connect_timeout(), connecting).await {
+            Err(_) => {
+                return Err(format!(
+                    "handshake as server timed out after {} ms",
+                    self.limits.connect_timeout_ms
+                ));
+            }
+            Ok(Err(e)) => return Err(format!("handshake as server: {e}")),
+            Ok(Ok(conn)) => conn,
+        };
+        // These hold by construction of the TLS config; checking them here keeps a later
+        // change there (optional client auth, a second ALPN) from silently admitting
+        // strangers.
+        let reject = |reason: &str| {
+            conn.close(VarInt::from_u32(CLOSE_NOT_MEMBER), reason.as_bytes());
+            Err(reason.to_string())
+        };
+        let has_chain = conn
+            .peer_identity()
+            .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .is_some_and(|chain| !chain.is_empty());
+        if !has_chain {
+            return reject("peer presented no certificate");
+        }
+        let protocol = conn
+            .handshake_data()
+            .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|data| data.protocol);
+        if protocol.as_deref() != Some(ALPN) {
+            return reject("peer did not negotiate ALPN shoal/1");
+        }
+        Ok(conn)
+    }
+
+    /// Serves one established connection until it closes: datagrams to the channel, each
+    /// request stream to its own task. Caches the connection under the peer's address if
+    /// nothing live is cached, and removes it from the cache when it ends.
+    pub(crate) async fn serve(self: Arc<Self>, conn: Connection) {
+        let from = conn.remote_address();
+        self.cache_if_absent(from, &conn);
+        let reason = loop {
+            tokio::select! {
+                datagram = conn.read_datagram() => match datagram {
+                    Ok(data) => self.deliver_datagram(from, data),
+                    Err(e) => break e,
+                },
+                stream = conn.accept_bi() => match stream {
+                    Ok((send, recv)) => {
+                        self.runtime.spawn(Arc::clone(&self).answer(from, send, recv));
+                    }
+                    Err(e) => break e,
+                },
+            }
+        };
+        tracing::debug!(peer = %from, %reason, "connection ended");
+        self.forget(from, conn.stable_id());
+    }
+
+    fn cache_if_absent(&self, from: SocketAddr, conn: &Connection) {
+        let mut peers = self.lock_peers();
+        let occupied = match peers.get(&from) {
+            Some(Slot::Ready(cached)) => cached.close_reason().is_none(),
+            Some(Slot::Connecting { .. }) => true,
+            None => false,
+        };
+        if !occupied && peers.len() < self.limits.peers_max {
+            peers.insert(from, Slot::Ready(conn.clone()));
+        }
+    }
+
+    fn deliver_datagram(&self, from: SocketAddr, data: Bytes) {
+        bump(&self.counters.datagrams_received);
+        add(&self.counters.datagram_bytes_received, data.len() as u64);
+        if self
+            .incoming
+            .try_send(Incoming::Datagram { from, data })
+            .is_err()
+        {
+            bump(&self.counters.datagrams_dropped_queue_full);
+        }
+    }
+
+    /// Reads one request, hands it to the channel, writes back the answer; resets the
+    /// stream with a [`reset_code`] when any step fails or runs out of time.
+    async fn answer(self: Arc<Self>, from: SocketAddr, mut send: SendStream, mut recv: RecvStream) {
+        let deadline = Instant::now() + self.limits.request_timeout();
+        let refuse = |send: &mut SendStream, code: u32| {
+            bump(&self.counters.requests_refused);
+            tracing::debug!(peer = %from, reason = %reset_code::describe(code.into()), "request refused");
+            // The stream may already be gone with the connection; nothing left to tell.
+            let _ = send.reset(VarInt::from_u32(code));
+        };
+        let data = match timeout_at(deadline, recv.read_to_end(self.limits.request_bytes_max)).await
+        {
+            Ok(Ok(data)) => data,
+            Ok(Err(ReadToEndError::TooLong)) => {
+                let _ = recv.stop(VarInt::from_u32(reset_code::TOO_LARGE));
+                return refuse(&mut send, reset_code::TOO_LARGE);
+            }
+            Ok(Err(ReadToEndError::Read(e))) => {
+                tracing::debug!(peer = %from, error = %e, "request stream failed");
+                return;
+            }
+            Err(_) => return refuse(&mut send, reset_code::TIMED_OUT),
+        };
+        let (respond, answer) = oneshot::channel();
+        let request = Incoming::Request {
+            from,
+            data,
+            respond,
+        };
+        match timeout_at(deadline, self.incoming.send(request)).await {
+            Ok(Ok(())) => bump(&self.counters.requests_received),
+            Ok(Err(_)) | Err(_) => return refuse(&mut send, reset_code::BUSY),
+        }
+        let response = match timeout_at(deadline, answer).await {
+            Ok(Ok(response)) => response,
+            Ok(Err(_)) => return refuse(&mut send, reset_code::NO_ANSWER),
+            Err(_) => return refuse(&mut send, reset_code::TIMED_OUT),
+        };
+        // Writing back gets a fresh deadline: how fast it drains is up to the requester.
+        let written = timeout(self.limits.request_timeout(), async {
+            send.write_all(&response).await?;
+            send.finish()?;
+            Ok::<(), Box<dyn std::error::Error + Send + Sync>>(())
+        })
+        .await;
+        match written {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::debug!(peer = %from, error = %e, "cannot write response"),
+            Err(_) => refuse(&mut send, reset_code::TIMED_OUT),
+        }
+    }
+}
