@@ -11,9 +11,11 @@
 //! - [`node`]: [`node::Shoal`], one `shoal` process: waits for its `ready`
 //!   log event, reads `/status` and `/metrics`, sends SIGTERM, and kills
 //!   the process it started (by PID) when dropped.
+//! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
 //! - [`eventually`]: polling with a bound, instead of sleeping.
 
 pub mod backend;
+pub mod fleet;
 pub mod node;
 
 use std::future::Future;

@@ -35,7 +35,10 @@ pub struct Shoal {
     /// Listener name → bound address, from the `ready` event.
     pub listeners: BTreeMap<String, SocketAddr>,
     pub admin: Option<SocketAddr>,
+    /// The fleet endpoint, with `[cluster]`.
+    pub cluster: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<Value>>>,
+    reader: Option<std::thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
     _dir: tempfile::TempDir,
 }
@@ -67,7 +70,7 @@ impl Shoal {
         let stderr = child.stderr.take().unwrap();
         let logs = Arc::new(Mutex::new(Vec::new()));
         let (ready_tx, ready_rx) = mpsc::channel();
-        {
+        let reader = {
             let logs = logs.clone();
             std::thread::spawn(move || {
                 for line in BufReader::new(stderr).lines() {
@@ -79,8 +82,8 @@ impl Shoal {
                     }
                     logs.lock().unwrap().push(v);
                 }
-            });
-        }
+            })
+        };
         let ready = tokio::task::spawn_blocking(move || ready_rx.recv_timeout(crate::WAIT))
             .await
             .unwrap();
@@ -103,11 +106,14 @@ impl Shoal {
             })
             .collect();
         let admin = ready["admin"].as_str().and_then(|a| a.parse().ok());
+        let cluster = ready["cluster"].as_str().and_then(|a| a.parse().ok());
         Shoal {
             child,
             listeners,
             admin,
+            cluster,
             logs,
+            reader: Some(reader),
             exit: None,
             _dir: dir,
         }
@@ -171,9 +177,55 @@ impl Shoal {
             .collect()
     }
 
+    /// Waits (bounded) until at least one log event has message `message`,
+    /// then returns all of them. Log lines travel through a pipe and a
+    /// reader thread, so they can trail what `/status` already shows.
+    pub async fn log_eventually(&self, message: &str) -> Vec<Value> {
+        crate::eventually(&format!("a log line `{message}`"), crate::WAIT, || {
+            let found = self.logs_with(message);
+            async move { (!found.is_empty()).then_some(found) }
+        })
+        .await
+    }
+
     /// Every log event so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// Sends SIGKILL to the process this harness started (a crash).
+    pub fn kill9(&mut self) {
+        let _ = self.child.kill();
+        self.exit = self.child.wait().ok();
+    }
+
+    /// `/status`'s fleet size (`cluster.live_nodes`, 1 without a fleet).
+    pub async fn live_nodes(&self) -> u64 {
+        let s = self.status().await;
+        s["cluster"]["live_nodes"].as_u64().unwrap_or(1)
+    }
+
+    /// `/status` backends of listener `name`: (address, cluster_connections).
+    pub async fn cluster_counts(&self, name: &str) -> Vec<(String, u64)> {
+        let s = self.status().await;
+        let l = s["listeners"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|l| l["name"] == name)
+            .cloned()
+            .unwrap();
+        l["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|b| {
+                (
+                    b["address"].as_str().unwrap().to_owned(),
+                    b["cluster_connections"].as_u64().unwrap(),
+                )
+            })
+            .collect()
     }
 
     /// Sends SIGTERM to the process this harness started.
@@ -190,13 +242,19 @@ impl Shoal {
         self.exit
     }
 
-    /// Waits (bounded by `limit`) for the process to exit.
+    /// Waits (bounded by `limit`) for the process to exit, then for its
+    /// last log lines to be read.
     pub async fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
-        crate::eventually("shoal to exit", limit, || {
+        let status = crate::eventually("shoal to exit", limit, || {
             let e = self.try_exit();
             async move { e }
         })
-        .await
+        .await;
+        if let Some(reader) = self.reader.take() {
+            // The pipe closed with the process: the reader ends promptly.
+            let _ = tokio::task::spawn_blocking(move || reader.join()).await;
+        }
+        status
     }
 }
 

@@ -78,7 +78,7 @@ async fn a_failed_connect_is_counted_and_retried_on_another_backend() {
     .await;
     assert_eq!(closed["backend"], live.addr.to_string());
     assert_eq!(closed["tries"], 2);
-    let down_log = shoal.logs_with("backend is down");
+    let down_log = shoal.log_eventually("backend is down").await;
     assert_eq!(down_log.len(), 1, "{down_log:?}");
     assert_eq!(down_log[0]["cause"], "Traffic");
     let down = shoal.backends("web").await;

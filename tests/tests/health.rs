@@ -60,7 +60,7 @@ async fn a_killed_backend_is_skipped_without_failing_clients_and_comes_back() {
         }
     })
     .await;
-    let log = shoal.logs_with("backend is down");
+    let log = shoal.log_eventually("backend is down").await;
     assert!(
         log.iter().any(|l| l["backend"] == dead.to_string()),
         "{log:?}"
@@ -153,7 +153,7 @@ async fn a_client_is_refused_when_every_backend_is_at_its_limit() {
         m.contains("shoal_listener_no_backend_total{listener=\"web\"} 1"),
         "{m}"
     );
-    let refused = shoal.logs_with("client refused");
+    let refused = shoal.log_eventually("client refused").await;
     assert_eq!(refused.len(), 1);
     assert_eq!(refused[0]["end"], "no-backend");
     // A slot frees up: the next client is served again.

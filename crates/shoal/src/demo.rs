@@ -200,6 +200,7 @@ fn print_table(started: tokio::time::Instant, names: &[String], states: &[Arc<Li
 }
 
 pub async fn run(args: DemoArgs) -> Result<(), Failure> {
+    let signal = shutdown_signal();
     let mut backends = Vec::new();
     for i in 1..=usize::from(args.backends) {
         let addr = start_backend(i)
@@ -303,9 +304,9 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         match args.duration {
             Some(s) => tokio::select! {
                 () = tokio::time::sleep(Duration::from_secs(s)) => tracing::info!(seconds = s, "demo duration reached"),
-                () = shutdown_signal() => {},
+                () = signal => {},
             },
-            None => shutdown_signal().await,
+            None => signal.await,
         }
     };
     tokio::select! {

@@ -99,13 +99,25 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Resolves on SIGTERM or SIGINT (Ctrl-C).
-async fn shutdown_signal() {
+/// Registers the SIGTERM and SIGINT (Ctrl-C) handlers at once, and
+/// returns a future that resolves on either. Registering before anything is
+/// bound matters: a signal that arrives before the handler exists would
+/// kill the process with no drain.
+pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate()).expect("installing a SIGTERM handler");
-    tokio::select! {
-        _ = term.recv() => info!("SIGTERM received"),
-        _ = tokio::signal::ctrl_c() => info!("interrupt received"),
+    let term = signal(SignalKind::terminate());
+    let int = signal(SignalKind::interrupt());
+    async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("interrupt received"),
+            },
+            (Err(e), _) | (_, Err(e)) => {
+                tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
+                std::future::pending::<()>().await;
+            }
+        }
     }
 }
 
@@ -167,9 +179,10 @@ fn main() -> ExitCode {
             .and_then(|config| {
                 let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
+                    let shutdown = shutdown_signal();
                     let node = Node::bind(config).map_err(|e| Failure::Usage(e.to_string()))?;
                     log_ready(&node);
-                    node.run(shutdown_signal()).await;
+                    node.run(shutdown).await;
                     Ok(())
                 })
             }),
