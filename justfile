@@ -33,3 +33,11 @@ sim SCENARIO SEED="1":
 # Many seeds over every scenario: `just swarm 0..1000`.
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
+
+# Start a local three-node fleet (certs, demo backends, 3 processes).
+cluster-up:
+    bash cluster/up.sh
+
+# Stop the fleet that cluster-up started.
+cluster-down:
+    bash cluster/down.sh

@@ -262,3 +262,39 @@ fn garbage_oversized_and_foreign_version_input_is_an_error_not_a_panic() {
     assert!(n.handle_sync(Instant::ZERO, &lying).is_err());
     assert_eq!(n.live_nodes(), 1);
 }
+
+#[test]
+fn a_report_of_many_backends_travels_in_shards_and_arrives_whole() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    // 100 backends: three shards of at most 40 entries.
+    net.local[0] = (0..100).map(|k| entry(k, k % 10 != 0, k as u32)).collect();
+    net.run_for(3000);
+    for i in 1..3 {
+        for k in 0..100u64 {
+            let r = net.nodes[i].remote(BackendKey(k));
+            assert_eq!(r.active, k as u32, "node {i} key {k}");
+            assert_eq!(r.down_votes, u32::from(k % 10 == 0), "node {i} key {k}");
+        }
+        assert_eq!(
+            net.nodes[i]
+                .view()
+                .shards()
+                .filter(|s| s.origin == addr(0))
+                .count(),
+            3
+        );
+    }
+    // Shrinking to 10 backends drops the two shards that no longer exist.
+    net.local[0] = (0..10).map(|k| entry(k, true, 1)).collect();
+    net.run_for(2000);
+    assert_eq!(
+        net.nodes[1]
+            .view()
+            .shards()
+            .filter(|s| s.origin == addr(0))
+            .count(),
+        1
+    );
+    assert_eq!(net.nodes[1].remote(BackendKey(50)), RemoteLoad::default());
+}
