@@ -28,6 +28,6 @@ pub mod time;
 pub mod wire;
 
 pub use health::{Health, HealthConfig, HealthParamError};
-pub use policy::Policy;
+pub use policy::{Candidate, Policy};
 pub use pool::{BackendId, BackendSpec, HealthCause, NoBackend, Pool, PoolEvent};
 pub use time::Instant;

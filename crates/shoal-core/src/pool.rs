@@ -246,6 +246,29 @@ impl Pool {
         rng: &mut R,
         tried: &[BackendId],
     ) -> Result<BackendId, NoBackend> {
+        let policy = self.policy;
+        self.acquire_with(tried, |candidates, rr_cursor| {
+            policy::choose(policy, candidates, rr_cursor, rng)
+        })
+    }
+
+    /// [`Pool::acquire`] with the choice among the candidates made by
+    /// `choose` (given the candidates, with the load the pool's policy
+    /// weighs, and the round-robin cursor); it returns a candidate's
+    /// `index`, or `None` to refuse. Which backends are candidates, and the
+    /// counting, stay the pool's. The simulator uses this to compare the
+    /// policies with reference choosers (global argmin, an oracle).
+    ///
+    /// # Panics
+    /// If `choose` returns an index that is not a candidate's.
+    pub fn acquire_with<F>(
+        &mut self,
+        tried: &[BackendId],
+        choose: F,
+    ) -> Result<BackendId, NoBackend>
+    where
+        F: FnOnce(&[Candidate], &mut usize) -> Option<usize>,
+    {
         let mut why = NoBackend {
             down: 0,
             fleet_down: 0,
@@ -271,8 +294,11 @@ impl Pool {
                 });
             }
         }
-        let index =
-            policy::choose(self.policy, &self.candidates, &mut self.rr_cursor, rng).ok_or(why)?;
+        let index = choose(&self.candidates, &mut self.rr_cursor).ok_or(why)?;
+        assert!(
+            self.candidates.iter().any(|c| c.index == index),
+            "chooser returned {index}, not a candidate"
+        );
         self.backends[index].active += 1;
         Ok(BackendId(index))
     }
