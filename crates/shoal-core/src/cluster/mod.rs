@@ -155,6 +155,8 @@ pub struct Cluster {
     stats: ClusterStats,
     /// The live node count foca's settings were last derived from.
     sized_for: u32,
+    /// Addresses foca declared down and has not seen alive since.
+    down: std::collections::BTreeSet<SocketAddr>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -194,6 +196,7 @@ impl Cluster {
             epoch,
             stats: ClusterStats::default(),
             sized_for: 0,
+            down: std::collections::BTreeSet::new(),
         }
     }
 
@@ -415,9 +418,13 @@ impl Cluster {
         }
         while let Some(n) = self.runtime.to_notify() {
             let event = match n {
-                OwnedNotification::MemberUp(id) => ClusterEvent::MemberUp(id),
+                OwnedNotification::MemberUp(id) => {
+                    self.down.remove(&id.addr);
+                    ClusterEvent::MemberUp(id)
+                }
                 OwnedNotification::MemberDown(id) => {
                     self.view.remove_origin(id.addr);
+                    self.down.insert(id.addr);
                     ClusterEvent::MemberDown(id)
                 }
                 OwnedNotification::Rename(from, to) => ClusterEvent::Renamed { from, to },
@@ -436,7 +443,7 @@ impl Cluster {
         let accepted = self.inbox.lock().take();
         for shard in accepted {
             // A shard from an origin foca holds down is stale news.
-            if !self.is_known_down(shard.origin) {
+            if !self.down.contains(&shard.origin) {
                 self.stats.shards_applied += 1;
                 self.view.apply(now, shard);
             }
@@ -466,13 +473,6 @@ impl Cluster {
                 )));
             }
         }
-    }
-
-    fn is_known_down(&self, addr: SocketAddr) -> bool {
-        self.foca
-            .iter_membership_state()
-            .any(|m| m.id().addr == addr && m.state() == foca::State::Down)
-            && !self.foca.iter_members().any(|m| m.id().addr == addr)
     }
 }
 
