@@ -41,3 +41,16 @@ cluster-up:
 # Stop the fleet that cluster-up started.
 cluster-down:
     bash cluster/down.sh
+
+# Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md.
+fleet-measure:
+    cargo build --release -p shoal
+    cargo run --release -p shoal-e2e --bin fleet_measure -- --out docs/fleet-figures.md
+
+# Side by side with HAProxy and direct, on loopback; writes BENCHMARKS.md.
+bench:
+    python3 bench/bench.py
+
+# Micro-benchmarks of the core (criterion).
+bench-core:
+    cargo bench -p shoal-core

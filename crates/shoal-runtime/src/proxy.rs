@@ -11,8 +11,9 @@ use prometheus_client::metrics::counter::Counter;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpStream;
+use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
 
 /// Size of each direction's copy buffer.
@@ -84,30 +85,43 @@ impl Activity {
     }
 }
 
-async fn pipe<R, W>(
-    mut from: R,
+/// Copies `from` to `to` until FIN, then passes the FIN on.
+///
+/// The buffer exists only while bytes are flowing: it is allocated when the
+/// socket turns readable and dropped as soon as a read finds nothing more,
+/// so an idle connection holds no user-space buffer (HAProxy does the same
+/// with its dynamic buffers). Under a steady stream the buffer is kept from
+/// one read to the next.
+async fn pipe(
+    from: ReadHalf<'_>,
     from_peer: Peer,
-    mut to: W,
+    mut to: WriteHalf<'_>,
     to_peer: Peer,
     total: &AtomicU64,
     counter: &Counter,
     activity: &Activity,
-) -> Result<(), (Peer, io::Error)>
-where
-    R: AsyncRead + Unpin,
-    W: AsyncWrite + Unpin,
-{
-    let mut buf = vec![0u8; COPY_BUFFER_BYTES];
+) -> Result<(), (Peer, io::Error)> {
     loop {
-        let n = from.read(&mut buf).await.map_err(|e| (from_peer, e))?;
-        if n == 0 {
-            // FIN from `from`: pass it on, keep the other direction open.
-            return to.shutdown().await.map_err(|e| (to_peer, e));
+        from.readable().await.map_err(|e| (from_peer, e))?;
+        // Capacity only: `try_read_buf` fills it without zeroing first.
+        let mut buf = Vec::with_capacity(COPY_BUFFER_BYTES);
+        loop {
+            buf.clear();
+            match from.try_read_buf(&mut buf) {
+                Ok(0) => {
+                    // FIN from `from`: pass it on, keep the other direction open.
+                    return to.shutdown().await.map_err(|e| (to_peer, e));
+                }
+                Ok(n) => {
+                    to.write_all(&buf).await.map_err(|e| (to_peer, e))?;
+                    total.fetch_add(n as u64, Ordering::Relaxed);
+                    counter.inc_by(n as u64);
+                    activity.touch();
+                }
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
+                Err(e) => return Err((from_peer, e)),
+            }
         }
-        to.write_all(&buf[..n]).await.map_err(|e| (to_peer, e))?;
-        total.fetch_add(n as u64, Ordering::Relaxed);
-        counter.inc_by(n as u64);
-        activity.touch();
     }
 }
 
