@@ -17,15 +17,17 @@ pub fn shoal_bin() -> PathBuf {
     if let Some(p) = std::env::var_os("SHOAL_BIN") {
         return PathBuf::from(p);
     }
+    // Tests run from target/<profile>/deps, tools from target/<profile>.
     let exe = std::env::current_exe().expect("current_exe");
-    let dir = exe.parent().and_then(|d| d.parent()).expect("target dir");
-    let bin = dir.join("shoal");
-    assert!(
-        bin.exists(),
-        "{} does not exist: run `cargo build -p shoal` first, or set SHOAL_BIN",
-        bin.display()
-    );
-    bin
+    let candidates: Vec<PathBuf> = exe
+        .ancestors()
+        .skip(1)
+        .take(2)
+        .map(|d| d.join("shoal"))
+        .collect();
+    candidates.iter().find(|b| b.is_file()).cloned().unwrap_or_else(|| {
+        panic!("no shoal binary in {candidates:?}: run `cargo build -p shoal` first, or set SHOAL_BIN")
+    })
 }
 
 /// A running `shoal` process; killed (by its PID) when dropped.

@@ -12,8 +12,7 @@ async fn metrics_show_every_named_series_with_listener_and_backend_labels() {
     let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
     echo_round_trip(&mut s, b"0123456789").await.unwrap();
     let labels = format!("listener=\"web\",backend=\"{}\"", backend.addr);
-    let m = shoal.metrics().await;
-    for series in [
+    let expected = [
         format!("shoal_backend_up{{{labels}}} 1"),
         format!("shoal_backend_active_connections{{{labels}}} 1"),
         format!("shoal_backend_cluster_connections{{{labels}}} 1"),
@@ -23,9 +22,18 @@ async fn metrics_show_every_named_series_with_listener_and_backend_labels() {
         format!("shoal_bytes_total{{{labels},direction=\"backend_to_client\"}} 10"),
         "shoal_cluster_members 1".to_owned(),
         "shoal_listener_active_connections{listener=\"web\"} 1".to_owned(),
-    ] {
-        assert!(m.contains(&series), "missing `{series}` in\n{m}");
-    }
+    ];
+    // Byte counters move just after each write completes, so the echo can
+    // reach the client a moment before the count does.
+    eventually("every named series with its value", WAIT, || async {
+        let m = shoal.metrics().await;
+        let missing: Vec<_> = expected
+            .iter()
+            .filter(|s| !m.contains(s.as_str()))
+            .collect();
+        missing.is_empty().then_some(())
+    })
+    .await;
     drop(s);
     let line = eventually("the connection log line", WAIT, || {
         let l = shoal.logs_with("connection closed").pop();

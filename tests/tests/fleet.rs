@@ -304,7 +304,11 @@ async fn sigterm_announces_the_leave_to_the_fleet() {
     nodes[2].sigterm();
     let status = nodes[2].wait_exit(WAIT).await;
     assert!(status.success(), "{status:?}");
-    assert!(!nodes[2].logs_with("leaving the fleet").is_empty());
+    assert!(
+        !nodes[2].logs_with("leaving the fleet").is_empty(),
+        "{:#?}",
+        nodes[2].logs().iter().map(|l| format!("{} {}", l["message"], l["target"])).collect::<Vec<_>>()
+    );
     for node in &nodes[..2] {
         eventually("the others to drop the leaving node", WAIT, || async {
             (node.live_nodes().await == 2).then_some(())

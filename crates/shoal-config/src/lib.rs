@@ -44,7 +44,11 @@ pub struct ClusterConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
+    /// How often changed report shards are published.
     pub report_interval: Duration,
+    /// How often unchanged shards are published anyway.
+    pub report_refresh: Duration,
+    /// A peer's shard older than this stops counting.
     pub report_ttl: Duration,
     pub sync_interval: Duration,
     pub warm_start_timeout: Duration,
@@ -225,17 +229,31 @@ fn validate_cluster(
         }
     };
     let report_interval = cx.millis("cluster.report_interval_ms", c.report_interval_ms)?;
+    let report_refresh = match c.report_refresh_ms {
+        Some(ms) => cx.millis("cluster.report_refresh_ms", ms)?,
+        None => report_interval * 4,
+    };
+    if report_refresh < report_interval {
+        return Err(cx.invalid(
+            "cluster.report_refresh_ms",
+            report_refresh.as_millis(),
+            format!(
+                "must be at least report_interval_ms ({})",
+                report_interval.as_millis()
+            ),
+        ));
+    }
     let report_ttl = match c.report_ttl_ms {
         Some(ms) => cx.millis("cluster.report_ttl_ms", ms)?,
-        None => report_interval * 8,
+        None => report_refresh * 3,
     };
-    if report_ttl <= report_interval {
+    if report_ttl <= report_refresh {
         return Err(cx.invalid(
             "cluster.report_ttl_ms",
             report_ttl.as_millis(),
             format!(
-                "must exceed report_interval_ms ({}): a report must live longer than the time to its successor",
-                report_interval.as_millis()
+                "must exceed report_refresh_ms ({}): a shard must live longer than the time to its refresh",
+                report_refresh.as_millis()
             ),
         ));
     }
@@ -248,6 +266,7 @@ fn validate_cluster(
         cert: path("cluster.cert", &c.cert)?,
         key: path("cluster.key", &c.key)?,
         report_interval,
+        report_refresh,
         report_ttl,
         sync_interval: cx.millis("cluster.sync_interval_ms", c.sync_interval_ms)?,
         warm_start_timeout: Duration::from_millis(c.warm_start_timeout_ms),

@@ -26,6 +26,7 @@ pub struct RawCluster {
     pub key: String,
     #[serde(default = "default_report_interval_ms")]
     pub report_interval_ms: u64,
+    pub report_refresh_ms: Option<u64>,
     pub report_ttl_ms: Option<u64>,
     #[serde(default = "default_sync_interval_ms")]
     pub sync_interval_ms: u64,

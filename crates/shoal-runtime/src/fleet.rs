@@ -97,6 +97,10 @@ impl std::fmt::Debug for Fleet {
 /// Syncs in flight at once (the periodic one plus warm start).
 const SYNCS_IN_FLIGHT_MAX: usize = 4;
 
+/// After announcing the leave, how long the transport stays open so the
+/// notices get out (quinn drops queued datagrams when a connection closes).
+const LEAVE_LINGER_MS: u64 = 300;
+
 impl Fleet {
     /// Loads the certificates and binds the QUIC endpoint (so a bad
     /// certificate or a port in use fails the start).
@@ -153,7 +157,8 @@ impl Fleet {
             _ => config.advertise,
         };
         let identity = NodeId::new(advertise, node_name, epoch);
-        let core_config = ClusterConfig::lan(3, config.report_interval, config.report_ttl);
+        let core_config = ClusterConfig::lan(3, config.report_interval, config.report_ttl)
+            .with_refresh(config.report_refresh);
         let cluster = Cluster::new(identity, core_config, rng.random(), clock.now());
         let keys = listeners
             .iter()
@@ -241,17 +246,20 @@ impl Fleet {
         let mut sync = tokio::time::interval(self.config.sync_interval);
         sync.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         sync.tick().await; // the first tick is immediate; warm start just synced
-        let mut left = false;
+        let mut left_at: Option<StdInstant> = None;
         loop {
             let deadline = self.clock.to_std(self.cluster.poll_timeout());
+            let left = left_at.is_some();
             tokio::select! {
                 biased;
-                () = stop.cancelled() => break,
+                // Before `stop`: a node with nothing to drain gets both at once,
+                // and must still say goodbye.
                 () = leave.cancelled(), if !left => {
-                    left = true;
+                    left_at = Some(StdInstant::now());
                     info!("leaving the fleet");
                     self.cluster.leave(self.clock.now());
                 }
+                () = stop.cancelled() => break,
                 Some(incoming) = self.incoming.recv() => self.handle_incoming(incoming),
                 Some((peer, result)) = self.sync_rx.recv() => self.handle_sync_answer(peer, result),
                 Some(addrs) = self.seeds_rx.recv() => {
@@ -271,6 +279,16 @@ impl Fleet {
                 _ = sync.tick(), if !left => self.spawn_periodic_sync(),
             }
             self.flush();
+        }
+        if left_at.is_none() {
+            info!("leaving the fleet");
+            self.cluster.leave(self.clock.now());
+            self.flush();
+            left_at = Some(StdInstant::now());
+        }
+        let linger_until = left_at.map(|t| t + Duration::from_millis(LEAVE_LINGER_MS));
+        if let Some(t) = linger_until {
+            tokio::time::sleep_until(t.into()).await;
         }
         self.transport.close_and_wait().await;
         debug!("fleet transport closed");

@@ -54,8 +54,11 @@ const TIMERS_PER_CALL_MAX: usize = 10_000;
 /// Settings of the fleet protocol.
 #[derive(Debug, Clone)]
 pub struct ClusterConfig {
-    /// How often this node re-publishes its report.
+    /// How often this node publishes the shards of its report that changed.
     pub report_interval: Duration,
+    /// How often an unchanged shard is published anyway, so peers' copies
+    /// stay within `report_ttl`.
+    pub report_refresh: Duration,
     /// A peer's shard older than this (on our clock) is dropped.
     pub report_ttl: Duration,
     /// foca's settings.
@@ -67,15 +70,25 @@ impl ClusterConfig {
     /// periodic gossip every 200 ms to 3 members), with packets sized for
     /// QUIC datagrams and down members remembered long enough that a
     /// stale shard cannot resurrect them.
+    /// Unchanged shards are refreshed every 4 report intervals; see
+    /// [`ClusterConfig::with_refresh`].
     pub fn lan(expected_nodes: u32, report_interval: Duration, report_ttl: Duration) -> Self {
+        let report_refresh = report_interval * 4;
         let mut swim =
             foca::Config::new_lan(NonZeroU32::new(expected_nodes.max(1)).expect("max(1)"));
         swim.max_packet_size = NonZeroUsize::new(SWIM_PACKET_BYTES_MAX).expect("non-zero");
         ClusterConfig {
             report_interval,
+            report_refresh,
             report_ttl,
             swim,
         }
+    }
+
+    /// Sets how often unchanged shards are published anyway.
+    pub fn with_refresh(mut self, report_refresh: Duration) -> Self {
+        self.report_refresh = report_refresh;
+        self
     }
 }
 
@@ -135,6 +148,7 @@ pub struct ClusterStats {
     pub bytes_out: u64,
     pub bad_datagrams: u64,
     pub reports_published: u64,
+    pub shards_published: u64,
     pub shards_applied: u64,
 }
 
@@ -151,6 +165,8 @@ pub struct Cluster {
     next_report: Instant,
     report_seq: u64,
     own_shards: Vec<ReportShard>,
+    /// When each of `own_shards` was last published.
+    own_published: Vec<Instant>,
     epoch: u64,
     stats: ClusterStats,
     /// The live node count foca's settings were last derived from.
@@ -193,6 +209,7 @@ impl Cluster {
             events: VecDeque::new(),
             report_seq: 0,
             own_shards: Vec::new(),
+            own_published: Vec::new(),
             epoch,
             stats: ClusterStats::default(),
             sized_for: 0,
@@ -303,14 +320,36 @@ impl Cluster {
         }
     }
 
-    /// Publishes this node's report (every backend of every listener).
-    /// `urgent` (a health flip) gossips it at once instead of waiting for
-    /// the next periodic gossip.
+    /// Publishes this node's report (every backend of every listener):
+    /// each shard whose entries changed since it was last published, and
+    /// each unchanged one older than `report_refresh`. Sending only what
+    /// changed keeps the report traffic within what SWIM's gossip can
+    /// carry with many backends. `urgent` (a health flip) gossips at once
+    /// instead of waiting for the next periodic gossip.
     pub fn publish_report(&mut self, now: Instant, entries: &[ReportEntry], urgent: bool) {
-        self.report_seq += 1;
         let me = self.identity().addr;
-        self.own_shards = report::shard(me, self.epoch, self.report_seq, entries);
-        for s in &self.own_shards {
+        let fresh = report::shard(me, self.epoch, self.report_seq + 1, entries);
+        let refresh = self.config.report_refresh;
+        let due: Vec<usize> = (0..fresh.len())
+            .filter(
+                |&i| match (self.own_shards.get(i), self.own_published.get(i)) {
+                    (Some(old), Some(&at)) => {
+                        old.entries != fresh[i].entries
+                            || old.shards != fresh[i].shards
+                            || now - at >= refresh
+                    }
+                    _ => true,
+                },
+            )
+            .collect();
+        self.own_shards.truncate(fresh.len());
+        self.own_published.truncate(fresh.len());
+        if due.is_empty() {
+            return;
+        }
+        self.report_seq += 1;
+        for i in due {
+            let s = &fresh[i];
             let result = wire::encode_report(s)
                 .map_err(|e| e.to_string())
                 .and_then(|bytes| self.foca.add_broadcast(&bytes).map_err(|e| e.to_string()));
@@ -320,6 +359,14 @@ impl Cluster {
                     s.shard
                 )));
             }
+            if i < self.own_shards.len() {
+                self.own_shards[i] = s.clone();
+                self.own_published[i] = now;
+            } else {
+                self.own_shards.push(s.clone());
+                self.own_published.push(now);
+            }
+            self.stats.shards_published += 1;
         }
         self.stats.reports_published += 1;
         if urgent

@@ -22,7 +22,7 @@ fn addr(i: usize) -> SocketAddr {
 }
 
 fn config() -> ClusterConfig {
-    ClusterConfig::lan(3, Duration::from_millis(250), Duration::from_millis(1500))
+    ClusterConfig::lan(3, Duration::from_millis(250), Duration::from_millis(3000))
 }
 
 impl Net {
@@ -297,4 +297,31 @@ fn a_report_of_many_backends_travels_in_shards_and_arrives_whole() {
         1
     );
     assert_eq!(net.nodes[1].remote(BackendKey(50)), RemoteLoad::default());
+}
+
+#[test]
+fn only_changed_shards_are_published_until_a_refresh_is_due() {
+    let mut n = Cluster::new(NodeId::new(addr(0), "n0", 1), config(), 1, Instant::ZERO);
+    let t = Instant::from_millis;
+    let mut entries: Vec<ReportEntry> = (0..100).map(|k| entry(k, true, 0)).collect();
+    n.publish_report(t(0), &entries, false);
+    assert_eq!(n.stats().shards_published, 3);
+    n.publish_report(t(250), &entries, false);
+    assert_eq!(n.stats().shards_published, 3, "nothing changed");
+    entries[45].active = 1; // in shard 1
+    n.publish_report(t(500), &entries, false);
+    assert_eq!(n.stats().shards_published, 4, "only shard 1");
+    n.publish_report(t(1000), &entries, false);
+    assert_eq!(
+        n.stats().shards_published,
+        6,
+        "shards 0 and 2 refreshed after 1 s"
+    );
+    entries.truncate(10);
+    n.publish_report(t(1100), &entries, false);
+    assert_eq!(
+        n.stats().shards_published,
+        7,
+        "one shard now, with a new count"
+    );
 }
