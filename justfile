@@ -54,8 +54,3 @@ bench:
 # Micro-benchmarks of the core (criterion).
 bench-core:
     cargo bench -p shoal-core
-
-# Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md.
-fleet-measure:
-    cargo build --release -p shoal
-    cargo run --release -p shoal-e2e --bin fleet_measure -- --out docs/fleet-figures.md
