@@ -84,6 +84,7 @@ pub struct Fleet {
     seeds_rx: mpsc::Receiver<Vec<SocketAddr>>,
     resolving: bool,
     counted: shoal_core::cluster::ClusterStats,
+    counted_transport: shoal_transport::TransportStats,
 }
 
 impl std::fmt::Debug for Fleet {
@@ -192,6 +193,7 @@ impl Fleet {
             seeds_rx,
             resolving: false,
             counted: Default::default(),
+            counted_transport: Default::default(),
         })
     }
 
@@ -453,6 +455,9 @@ impl Fleet {
         m.cluster_members.set(i64::from(self.cluster.live_nodes()));
         m.count_gossip(&self.counted, &stats);
         self.counted = stats;
+        let transport = self.transport.stats();
+        m.count_drops(&self.counted_transport, &transport);
+        self.counted_transport = transport;
         let view = self.cluster.view();
         m.report_age_seconds
             .set(view.max_age(now).map_or(0.0, |d| d.as_secs_f64()));

@@ -102,6 +102,13 @@ pub struct Metrics {
     pub gossip_bytes: Family<FlowLabels, Counter>,
     pub report_age_seconds: Gauge<f64, AtomicU64>,
     pub peers_refused: Counter,
+    pub datagrams_dropped: Family<DropLabels, Counter>,
+}
+
+/// Labels of `shoal_gossip_datagrams_dropped_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DropLabels {
+    pub reason: &'static str,
 }
 
 impl Default for Metrics {
@@ -131,6 +138,7 @@ impl Metrics {
             gossip_bytes: Family::default(),
             report_age_seconds: Gauge::default(),
             peers_refused: Counter::default(),
+            datagrams_dropped: Family::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -207,6 +215,11 @@ impl Metrics {
             "Peers refused at the TLS handshake (certificate not from the cluster CA, or no certificate)",
             m.peers_refused.clone(),
         );
+        registry.register(
+            "shoal_gossip_datagrams_dropped",
+            "SWIM datagrams the transport dropped, by reason (no_connection: none yet, one is being set up)",
+            m.datagrams_dropped.clone(),
+        );
         m.cluster_members.set(1);
         Metrics { registry, ..m }
     }
@@ -233,6 +246,41 @@ impl Metrics {
             let labels = FlowLabels { direction };
             self.gossip_messages.get_or_create(&labels).inc_by(messages);
             self.gossip_bytes.get_or_create(&labels).inc_by(bytes);
+        }
+    }
+
+    /// Adds the transport's datagram drops between two readings.
+    pub fn count_drops(
+        &self,
+        before: &shoal_transport::TransportStats,
+        after: &shoal_transport::TransportStats,
+    ) {
+        let reasons = [
+            (
+                "no_connection",
+                after.datagrams_dropped_no_connection - before.datagrams_dropped_no_connection,
+            ),
+            (
+                "too_large",
+                after.datagrams_dropped_too_large - before.datagrams_dropped_too_large,
+            ),
+            (
+                "unsupported",
+                after.datagrams_dropped_unsupported - before.datagrams_dropped_unsupported,
+            ),
+            (
+                "peers_full",
+                after.datagrams_dropped_peers_full - before.datagrams_dropped_peers_full,
+            ),
+            (
+                "queue_full",
+                after.datagrams_dropped_queue_full - before.datagrams_dropped_queue_full,
+            ),
+        ];
+        for (reason, n) in reasons {
+            self.datagrams_dropped
+                .get_or_create(&DropLabels { reason })
+                .inc_by(n);
         }
     }
 

@@ -48,6 +48,14 @@ use view::{LoadView, RemoteLoad};
 /// at connection start (1162 bytes on loopback, less on some paths).
 pub const SWIM_PACKET_BYTES_MAX: usize = 1100;
 
+/// Report intervals after a change in which a changed shard is sent again.
+pub const CHANGED_RESENDS: u32 = 2;
+
+/// foca relays a broadcast `4·log10(n+1)` times (2 for 3 nodes); reports
+/// get at least this many, so a small fleet does not miss one for a whole
+/// refresh period.
+const BROADCAST_TRANSMISSIONS_MIN: u8 = 3;
+
 /// Timers handled in one `handle_timeout` call; more wait for the next.
 const TIMERS_PER_CALL_MAX: usize = 10_000;
 
@@ -165,8 +173,9 @@ pub struct Cluster {
     next_report: Instant,
     report_seq: u64,
     own_shards: Vec<ReportShard>,
-    /// When each of `own_shards` was last published.
+    /// When each of `own_shards` was last published, and last changed.
     own_published: Vec<Instant>,
+    own_changed: Vec<Instant>,
     epoch: u64,
     stats: ClusterStats,
     /// The live node count foca's settings were last derived from.
@@ -210,6 +219,7 @@ impl Cluster {
             report_seq: 0,
             own_shards: Vec::new(),
             own_published: Vec::new(),
+            own_changed: Vec::new(),
             epoch,
             stats: ClusterStats::default(),
             sized_for: 0,
@@ -321,29 +331,38 @@ impl Cluster {
     }
 
     /// Publishes this node's report (every backend of every listener):
-    /// each shard whose entries changed since it was last published, and
-    /// each unchanged one older than `report_refresh`. Sending only what
-    /// changed keeps the report traffic within what SWIM's gossip can
-    /// carry with many backends. `urgent` (a health flip) gossips at once
-    /// instead of waiting for the next periodic gossip.
+    /// each shard whose entries changed since it was last published, again
+    /// in the next [`CHANGED_RESENDS`] intervals (a broadcast is relayed
+    /// only a few times and can miss a peer), and each unchanged one older
+    /// than `report_refresh`. Sending only what changed keeps the report
+    /// traffic within what SWIM's gossip can carry with many backends.
+    /// `urgent` (a health flip) gossips at once instead of waiting for the
+    /// next periodic gossip.
     pub fn publish_report(&mut self, now: Instant, entries: &[ReportEntry], urgent: bool) {
         let me = self.identity().addr;
         let fresh = report::shard(me, self.epoch, self.report_seq + 1, entries);
         let refresh = self.config.report_refresh;
+        let recent =
+            self.config.report_interval * CHANGED_RESENDS + self.config.report_interval / 2;
+        let mut changed = vec![true; fresh.len()];
+        for (i, new) in fresh.iter().enumerate() {
+            if let Some(old) = self.own_shards.get(i) {
+                changed[i] = old.entries != new.entries || old.shards != new.shards;
+            }
+        }
         let due: Vec<usize> = (0..fresh.len())
-            .filter(
-                |&i| match (self.own_shards.get(i), self.own_published.get(i)) {
-                    (Some(old), Some(&at)) => {
-                        old.entries != fresh[i].entries
-                            || old.shards != fresh[i].shards
-                            || now - at >= refresh
-                    }
+            .filter(|&i| {
+                let published = self.own_published.get(i).copied();
+                let changed_at = self.own_changed.get(i).copied();
+                match (published, changed_at) {
+                    (Some(p), Some(c)) => changed[i] || now - c < recent || now - p >= refresh,
                     _ => true,
-                },
-            )
+                }
+            })
             .collect();
         self.own_shards.truncate(fresh.len());
         self.own_published.truncate(fresh.len());
+        self.own_changed.truncate(fresh.len());
         if due.is_empty() {
             return;
         }
@@ -362,9 +381,13 @@ impl Cluster {
             if i < self.own_shards.len() {
                 self.own_shards[i] = s.clone();
                 self.own_published[i] = now;
+                if changed[i] {
+                    self.own_changed[i] = now;
+                }
             } else {
                 self.own_shards.push(s.clone());
                 self.own_published.push(now);
+                self.own_changed.push(now);
             }
             self.stats.shards_published += 1;
         }
@@ -506,8 +529,9 @@ impl Cluster {
             return;
         }
         let lan = foca::Config::new_lan(NonZeroU32::new(n).expect("max(3)"));
+        let max_tx = lan.max_transmissions.get().max(BROADCAST_TRANSMISSIONS_MIN);
         let config = foca::Config {
-            max_transmissions: lan.max_transmissions,
+            max_transmissions: std::num::NonZeroU8::new(max_tx).expect("at least the minimum"),
             suspect_to_down_after: lan.suspect_to_down_after,
             ..self.config.swim.clone()
         };

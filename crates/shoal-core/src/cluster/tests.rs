@@ -304,24 +304,46 @@ fn only_changed_shards_are_published_until_a_refresh_is_due() {
     let mut n = Cluster::new(NodeId::new(addr(0), "n0", 1), config(), 1, Instant::ZERO);
     let t = Instant::from_millis;
     let mut entries: Vec<ReportEntry> = (0..100).map(|k| entry(k, true, 0)).collect();
-    n.publish_report(t(0), &entries, false);
-    assert_eq!(n.stats().shards_published, 3);
-    n.publish_report(t(250), &entries, false);
-    assert_eq!(n.stats().shards_published, 3, "nothing changed");
-    entries[45].active = 1; // in shard 1
-    n.publish_report(t(500), &entries, false);
-    assert_eq!(n.stats().shards_published, 4, "only shard 1");
-    n.publish_report(t(1000), &entries, false);
+    let mut at = |ms: u64, entries: &[ReportEntry]| {
+        n.publish_report(t(ms), entries, false);
+        n.stats().shards_published
+    };
+    assert_eq!(at(0, &entries), 3, "a new report: every shard");
+    assert_eq!(at(250, &entries), 6, "sent again while recent");
+    assert_eq!(at(500, &entries), 9, "and once more");
+    assert_eq!(at(750, &entries), 9, "then quiet");
     assert_eq!(
-        n.stats().shards_published,
-        6,
-        "shards 0 and 2 refreshed after 1 s"
+        at(1000, &entries),
+        9,
+        "no refresh before 1 s since the last send"
     );
+    entries[45].active = 1; // in shard 1
+    assert_eq!(at(1250, &entries), 10, "only the changed shard");
+    assert_eq!(at(1500, &entries), 13, "shard 1 again, 0 and 2 refreshed");
+    assert_eq!(at(1750, &entries), 14, "shard 1 a last time");
+    assert_eq!(at(2000, &entries), 14, "quiet");
     entries.truncate(10);
-    n.publish_report(t(1100), &entries, false);
-    assert_eq!(
-        n.stats().shards_published,
-        7,
-        "one shard now, with a new count"
+    assert_eq!(at(2100, &entries), 15, "one shard now, with a new count");
+}
+
+#[test]
+fn refreshed_reports_stay_fresh_when_nothing_changes() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    for i in 0..3 {
+        net.local[i] = vec![entry(1, true, 1)];
+    }
+    net.run_for(3000);
+    let mut worst = Duration::ZERO;
+    for _ in 0..100 {
+        net.run_for(50);
+        for n in &net.nodes {
+            worst = worst.max(n.view().max_age(net.now).unwrap_or_default());
+        }
+    }
+    // Refreshed every second, carried by the next gossip (200 ms).
+    assert!(
+        worst < Duration::from_millis(1500),
+        "oldest shard held: {worst:?}"
     );
 }
