@@ -144,16 +144,21 @@ impl Shoal {
         body
     }
 
-    /// `/status` backends of listener `name`: (address, up, active).
-    pub async fn backends(&self, name: &str) -> Vec<(String, bool, u64)> {
+    /// `/status`'s entry for listener `name`.
+    async fn listener_status(&self, name: &str) -> Value {
         let s = self.status().await;
-        let l = s["listeners"]
+        s["listeners"]
             .as_array()
             .unwrap()
             .iter()
             .find(|l| l["name"] == name)
             .cloned()
-            .unwrap_or_else(|| panic!("no listener {name} in {s}"));
+            .unwrap_or_else(|| panic!("no listener {name} in {s}"))
+    }
+
+    /// `/status` backends of listener `name`: (address, up, active).
+    pub async fn backends(&self, name: &str) -> Vec<(String, bool, u64)> {
+        let l = self.listener_status(name).await;
         l["backends"]
             .as_array()
             .unwrap()
@@ -209,14 +214,7 @@ impl Shoal {
 
     /// `/status` backends of listener `name`: (address, cluster_connections).
     pub async fn cluster_counts(&self, name: &str) -> Vec<(String, u64)> {
-        let s = self.status().await;
-        let l = s["listeners"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|l| l["name"] == name)
-            .cloned()
-            .unwrap();
+        let l = self.listener_status(name).await;
         l["backends"]
             .as_array()
             .unwrap()

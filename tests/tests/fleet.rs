@@ -307,7 +307,11 @@ async fn sigterm_announces_the_leave_to_the_fleet() {
     assert!(
         !nodes[2].logs_with("leaving the fleet").is_empty(),
         "{:#?}",
-        nodes[2].logs().iter().map(|l| format!("{} {}", l["message"], l["target"])).collect::<Vec<_>>()
+        nodes[2]
+            .logs()
+            .iter()
+            .map(|l| format!("{} {}", l["message"], l["target"]))
+            .collect::<Vec<_>>()
     );
     for node in &nodes[..2] {
         eventually("the others to drop the leaving node", WAIT, || async {

@@ -102,42 +102,49 @@ const SYNCS_IN_FLIGHT_MAX: usize = 4;
 /// notices get out (quinn drops queued datagrams when a connection closes).
 const LEAVE_LINGER_MS: u64 = 300;
 
+/// What the fleet driver shares with the rest of the node.
+#[derive(Debug)]
+pub struct NodeParts {
+    pub node_name: String,
+    pub listeners: Vec<Arc<ListenerState>>,
+    pub clock: Clock,
+    pub metrics: Arc<Metrics>,
+    /// Woken by the listeners on every health flip.
+    pub flips: Arc<Notify>,
+    /// Where the driver leaves what `/status` shows.
+    pub snapshot: Arc<Mutex<FleetSnapshot>>,
+}
+
 impl Fleet {
-    /// Loads the certificates and binds the QUIC endpoint (so a bad
-    /// certificate or a port in use fails the start).
-    #[allow(clippy::too_many_arguments)]
+    /// Binds the QUIC endpoint (so a bad certificate or a port in use fails
+    /// the start), with the certificates from `config`'s files, or `tls`
+    /// when given (the demo keeps them in memory).
     pub fn bind(
         config: &FleetConfig,
-        node_name: &str,
-        listeners: Vec<Arc<ListenerState>>,
-        clock: Clock,
-        metrics: Arc<Metrics>,
-        flips: Arc<Notify>,
-        snapshot: Arc<Mutex<FleetSnapshot>>,
+        tls: Option<&ClusterTls>,
+        parts: NodeParts,
     ) -> Result<Fleet, FleetError> {
-        let tls = ClusterTls::load(&TlsFiles {
-            ca: config.ca.clone(),
-            cert: config.cert.clone(),
-            key: config.key.clone(),
-        })
-        .map_err(|e| FleetError::Tls(e.to_string()))?;
-        Fleet::bind_with_tls(
-            config, &tls, node_name, listeners, clock, metrics, flips, snapshot,
-        )
-    }
-
-    /// [`Fleet::bind`] with certificates already in memory (the demo).
-    #[allow(clippy::too_many_arguments)]
-    pub fn bind_with_tls(
-        config: &FleetConfig,
-        tls: &ClusterTls,
-        node_name: &str,
-        listeners: Vec<Arc<ListenerState>>,
-        clock: Clock,
-        metrics: Arc<Metrics>,
-        flips: Arc<Notify>,
-        snapshot: Arc<Mutex<FleetSnapshot>>,
-    ) -> Result<Fleet, FleetError> {
+        let loaded;
+        let tls = match tls {
+            Some(tls) => tls,
+            None => {
+                loaded = ClusterTls::load(&TlsFiles {
+                    ca: config.ca.clone(),
+                    cert: config.cert.clone(),
+                    key: config.key.clone(),
+                })
+                .map_err(|e| FleetError::Tls(e.to_string()))?;
+                &loaded
+            }
+        };
+        let NodeParts {
+            node_name,
+            listeners,
+            clock,
+            metrics,
+            flips,
+            snapshot,
+        } = parts;
         let (transport, incoming) = Transport::bind(config.bind, tls, TransportLimits::default())
             .map_err(|e| FleetError::Bind {
             addr: config.bind,

@@ -8,7 +8,7 @@
 use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
-use crate::fleet::{Fleet, FleetError, FleetSnapshot};
+use crate::fleet::{Fleet, FleetError, FleetSnapshot, NodeParts};
 use crate::listener::{self, ListenerState};
 use crate::metrics::Metrics;
 use shoal_config::Config;
@@ -107,13 +107,15 @@ impl Node {
         let fleet = match &config.cluster {
             None => None,
             Some(c) => {
-                let states = listeners.iter().map(|(s, _)| s.clone()).collect();
-                let (name, m) = (&config.node.name, metrics.clone());
-                let (f, s) = (flips.clone(), snapshot.clone());
-                Some(match tls {
-                    Some(tls) => Fleet::bind_with_tls(c, tls, name, states, clock, m, f, s)?,
-                    None => Fleet::bind(c, name, states, clock, m, f, s)?,
-                })
+                let parts = NodeParts {
+                    node_name: config.node.name.clone(),
+                    listeners: listeners.iter().map(|(s, _)| s.clone()).collect(),
+                    clock,
+                    metrics: metrics.clone(),
+                    flips: flips.clone(),
+                    snapshot: snapshot.clone(),
+                };
+                Some(Fleet::bind(c, tls, parts)?)
             }
         };
         Ok(Node {
