@@ -54,3 +54,11 @@ bench:
 # Micro-benchmarks of the core (criterion).
 bench-core:
     cargo bench -p shoal-core
+
+# A fleet scenario from simulations/scenarios: `just sim-fleet partition-heal 7`.
+sim-fleet SCENARIO SEED="1":
+    cargo run --release -p shoal-sim -- run {{SCENARIO}} --seed {{SEED}}
+
+# 1000-node convergence (membership figures; slow: minutes).
+sim-1000:
+    cargo run --release -p shoal-sim -- run convergence-1000 --seed 1 --keep-going

@@ -19,6 +19,11 @@
 //!
 //! Plus [`Invariant::EventsMax`]: a run that does not finish within its
 //! event budget fails instead of looping.
+//!
+//! The fleet simulator ([`crate::fleet`]) checks the same four per node
+//! and three more, with their bounds in [`crate::fleet::bounds`]:
+//! [`Invariant::Membership`], [`Invariant::View`] and
+//! [`Invariant::Expectation`] (what a scenario file says must happen).
 
 use crate::scenario::Scenario;
 use shoal_core::Instant;
@@ -82,6 +87,14 @@ pub enum Invariant {
     Recovery,
     Refusal,
     EventsMax,
+    /// A live node's member set differs from the true live set after the
+    /// membership bound of the liveness phase.
+    Membership,
+    /// A node's view of a live origin's report is older than the view
+    /// bound, or holds a node that is not live, or differs at the end.
+    View,
+    /// A scenario's `[expect]` table was not met (the faults did not show).
+    Expectation,
 }
 
 impl fmt::Display for Invariant {
@@ -92,6 +105,9 @@ impl fmt::Display for Invariant {
             Invariant::Recovery => "recovery",
             Invariant::Refusal => "refusal",
             Invariant::EventsMax => "events-max",
+            Invariant::Membership => "membership",
+            Invariant::View => "view",
+            Invariant::Expectation => "expectation",
         })
     }
 }

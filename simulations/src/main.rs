@@ -3,16 +3,25 @@
 //! that any failure can be replayed.
 //!
 //! ```text
-//! shoal-sim run <scenario> --seed N [--policy P] [--plant-bug B]
-//! shoal-sim swarm [--seeds A..B] [--scenario NAME]
+//! shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug B] [--quick] [--keep-going]
+//! shoal-sim swarm [--seeds A..B] [--scenario NAME] [--quick]
+//! shoal-sim regressions
 //! shoal-sim list
 //! ```
+//!
+//! A scenario is a single-node one (`shoal-sim list` shows both kinds), a
+//! fleet scenario file compiled in from `simulations/scenarios/`, the
+//! seed-drawn `fleet-swarm`, or a path to a fleet scenario file. This file
+//! is the only place that reads a file (such a path) or the wall clock (to
+//! report simulated seconds per wall second); the library does neither.
 //!
 //! Exit status: 0 when every run kept every invariant, 1 when one broke,
 //! 2 for a usage error.
 
 use anyhow::{Context, Result, anyhow, bail};
 use shoal_core::Policy;
+use shoal_sim::fleet::scenario::SWARM_NAME;
+use shoal_sim::fleet::{self, Chooser, FleetBug, FleetReport, FleetScenario};
 use shoal_sim::report::Delay;
 use shoal_sim::{PlantedBug, Report, Scenario};
 use std::ops::Range;
@@ -20,8 +29,12 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage:
-  shoal-sim run <scenario> --seed N [--policy least-conn|round-robin|random|first-available] [--plant-bug NAME]
-  shoal-sim swarm [--seeds A..B] [--scenario NAME]
+  shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug NAME] [--quick] [--keep-going]
+      --keep-going (fleet): note broken invariants and run to the end for every figure
+      P: least-conn, local-least-conn, round-robin, random, first-available,
+         and for fleet scenarios global-argmin, oracle
+  shoal-sim swarm [--seeds A..B] [--scenario NAME] [--quick]
+  shoal-sim regressions
   shoal-sim list";
 
 /// Seeds a swarm runs when none are given.
@@ -45,10 +58,18 @@ fn dispatch(args: &[String]) -> Result<bool> {
     match command.as_str() {
         "run" => run_one(rest),
         "swarm" => swarm(rest),
+        "regressions" => regressions(rest),
         "list" => {
+            println!("single-node scenarios:");
             for name in Scenario::names() {
-                println!("{name}");
+                println!("  {name}");
             }
+            println!("fleet scenarios (simulations/scenarios/):");
+            for name in FleetScenario::names() {
+                let s = FleetScenario::named(name, 0).expect("listed")?;
+                println!("  {name:<20} {}", s.description);
+            }
+            println!("  {SWARM_NAME:<20} drawn from the seed: fleet size, network and fault mix");
             Ok(true)
         }
         other => bail!("unknown command `{other}`"),
@@ -63,7 +84,8 @@ struct Args<'a> {
 }
 
 impl<'a> Args<'a> {
-    /// Splits `args`, refusing flags not in `known`.
+    /// Splits `args`, refusing flags not in `known`. `--quick` and
+    /// `--keep-going` take no value.
     fn parse(args: &'a [String], known: &[&str]) -> Result<Args<'a>> {
         let mut positional = Vec::new();
         let mut flags = Vec::new();
@@ -72,6 +94,10 @@ impl<'a> Args<'a> {
             if let Some(flag) = arg.strip_prefix("--") {
                 if !known.contains(&flag) {
                     bail!("unknown flag `--{flag}`");
+                }
+                if flag == "quick" || flag == "keep-going" {
+                    flags.push((flag, ""));
+                    continue;
                 }
                 let value = it
                     .next()
@@ -103,8 +129,112 @@ fn scenario(name: &str, seed: u64) -> Result<Scenario> {
     })
 }
 
+/// A fleet scenario by name (compiled in, or `fleet-swarm`) or by path.
+fn fleet_scenario(name: &str, seed: u64, quick: bool) -> Result<Option<FleetScenario>> {
+    let s = match FleetScenario::named(name, seed) {
+        Some(s) => s?,
+        None if name.ends_with(".toml") => FleetScenario::from_toml(&read_scenario_file(name)?)?,
+        None => return Ok(None),
+    };
+    Ok(Some(if quick { s.quick() } else { s }))
+}
+
+/// The CLI reads the scenario file a user named; the library never does
+/// I/O, so the rule against reading files is lifted here only.
+#[allow(clippy::disallowed_methods)]
+fn read_scenario_file(path: &str) -> Result<String> {
+    std::fs::read_to_string(path).with_context(|| format!("reading scenario file `{path}`"))
+}
+
+/// Wall-clock time, for the simulated-seconds-per-wall-second figure only.
+#[allow(clippy::disallowed_methods)]
+fn wall_now() -> std::time::Instant {
+    std::time::Instant::now()
+}
+
+/// The command that replays a fleet run.
+fn replay(name: &str, seed: u64, chooser: Option<Chooser>, quick: bool) -> String {
+    let mut cmd = format!("cargo run --release -p shoal-sim -- run {name} --seed {seed}");
+    if let Some(c) = chooser {
+        cmd.push_str(&format!(" --policy {c}"));
+    }
+    if quick {
+        cmd.push_str(" --quick");
+    }
+    cmd
+}
+
+fn run_fleet(s: FleetScenario, args: &Args<'_>, name: &str, seed: u64) -> Result<bool> {
+    let mut s = s;
+    let chooser = args.flag("policy").map(str::parse::<Chooser>).transpose()?;
+    if let Some(c) = chooser {
+        s = s.with_chooser(c);
+    }
+    if let Some(b) = args.flag("plant-bug") {
+        let names = FleetBug::ALL.map(FleetBug::as_str).join(", ");
+        let bug = FleetBug::from_name(b)
+            .ok_or_else(|| anyhow!("unknown bug `{b}`; expected one of {names}"))?;
+        s = s.with_bug(bug);
+    }
+    let quick = args.flag("quick").is_some();
+    println!(
+        "scenario {} ({}): {} nodes ({} seeds), {} backends, policy {}, {} clients/s for {} ms, {} faults{}",
+        s.name,
+        s.description,
+        s.nodes,
+        s.seeds,
+        s.backends.count,
+        s.chooser,
+        s.workload.arrivals_per_sec,
+        s.duration_ms,
+        s.faults.len(),
+        if quick { ", quick variant" } else { "" }
+    );
+    for (at, action) in s.schedule()? {
+        println!("  at {:>9} ms: {action:?}", at.as_millis());
+    }
+    let keep_going = args.flag("keep-going").is_some();
+    let started = wall_now();
+    let result = if keep_going {
+        fleet::sim::run_keep_going(&s, seed)
+    } else {
+        fleet::run(&s, seed)
+    };
+    let wall = started.elapsed().as_secs_f64();
+    match result {
+        Ok(report) => {
+            println!("{report}");
+            print_speed(&report, wall);
+            if let Some(v) = report.violations.first() {
+                println!("FAILED: {v}");
+                println!("replay: {}", replay(name, seed, chooser, quick));
+                return Ok(false);
+            }
+            Ok(true)
+        }
+        Err(v) => {
+            println!("FAILED: {v}");
+            println!("replay: {}", replay(name, seed, chooser, quick));
+            Ok(false)
+        }
+    }
+}
+
+fn print_speed(r: &FleetReport, wall: f64) {
+    let simulated = r.end.as_secs_f64();
+    println!(
+        "  speed: {simulated:.1} simulated s in {wall:.2} wall s = {:.1} simulated s per wall s ({} nodes, {:.0} events per wall s)",
+        simulated / wall.max(1e-9),
+        r.nodes,
+        r.events as f64 / wall.max(1e-9)
+    );
+}
+
 fn run_one(args: &[String]) -> Result<bool> {
-    let args = Args::parse(args, &["seed", "policy", "plant-bug"])?;
+    let args = Args::parse(
+        args,
+        &["seed", "policy", "plant-bug", "quick", "keep-going"],
+    )?;
     let [name] = args.positional[..] else {
         bail!("`run` takes exactly one scenario name");
     };
@@ -115,6 +245,17 @@ fn run_one(args: &[String]) -> Result<bool> {
         .context("`--seed`")?;
     // First, before anything can fail or panic.
     println!("SEED={seed}");
+    if Scenario::by_name(name, seed).is_none() {
+        let quick = args.flag("quick").is_some();
+        let Some(s) = fleet_scenario(name, seed, quick)? else {
+            bail!(
+                "unknown scenario `{name}`; expected one of {}, {}, {SWARM_NAME} or a .toml path",
+                Scenario::names().collect::<Vec<_>>().join(", "),
+                FleetScenario::names().collect::<Vec<_>>().join(", ")
+            );
+        };
+        return run_fleet(s, &args, name, seed);
+    }
     let mut s = scenario(name, seed)?;
     if let Some(p) = args.flag("policy") {
         s = s.with_policy(p.parse::<Policy>()?);
@@ -168,7 +309,7 @@ fn parse_seeds(text: &str) -> Result<Range<u64>> {
 }
 
 fn swarm(args: &[String]) -> Result<bool> {
-    let args = Args::parse(args, &["seeds", "scenario"])?;
+    let args = Args::parse(args, &["seeds", "scenario", "quick"])?;
     if !args.positional.is_empty() {
         bail!("`swarm` takes no positional arguments");
     }
@@ -176,18 +317,48 @@ fn swarm(args: &[String]) -> Result<bool> {
         Some(text) => parse_seeds(text)?,
         None => SWARM_SEEDS_DEFAULT,
     };
+    let quick = args.flag("quick").is_some();
     let names = match args.flag("scenario") {
         Some(name) => {
-            scenario(name, 0)?;
+            if Scenario::by_name(name, 0).is_none() && fleet_scenario(name, 0, quick)?.is_none() {
+                bail!("unknown scenario `{name}`");
+            }
             vec![name]
         }
-        None => Scenario::names().collect(),
+        None => Scenario::names().chain([SWARM_NAME]).collect(),
     };
     let mut runs = 0u64;
     let mut failed = Vec::new();
     let mut closest = Closest::default();
+    let mut simulated = 0.0;
+    let started = wall_now();
     for seed in seeds {
         for name in &names {
+            if Scenario::by_name(name, seed).is_none() {
+                let s = fleet_scenario(name, seed, quick)?.expect("checked above");
+                runs += 1;
+                match fleet::run(&s, seed) {
+                    Ok(r) => {
+                        simulated += r.end.as_secs_f64();
+                        println!(
+                            "SEED={seed} {name}: ok trace={:016x} nodes={} policy={} clients={} refused={} events={} membership={:?} view={:?}",
+                            r.trace_hash,
+                            r.nodes,
+                            r.chooser,
+                            r.clients.arrived,
+                            r.clients.refused(),
+                            r.events,
+                            r.membership_convergence,
+                            r.view_convergence
+                        );
+                    }
+                    Err(v) => {
+                        println!("SEED={seed} {name}: FAILED: {v}");
+                        failed.push(replay(name, seed, None, quick));
+                    }
+                }
+                continue;
+            }
             let s = scenario(name, seed)?;
             runs += 1;
             match shoal_sim::run(&s, seed) {
@@ -203,17 +374,66 @@ fn swarm(args: &[String]) -> Result<bool> {
                 }
                 Err(v) => {
                     println!("SEED={seed} {name}: FAILED: {v}");
-                    failed.push(format!("{name} --seed {seed}"));
+                    failed.push(format!(
+                        "cargo run -p shoal-sim -- run {name} --seed {seed}"
+                    ));
                 }
             }
         }
     }
-    println!("swarm: {runs} runs, {} failed", failed.len());
+    println!(
+        "swarm: {runs} runs, {} failed; fleet runs simulated {simulated:.0} s in {:.1} wall s",
+        failed.len(),
+        started.elapsed().as_secs_f64()
+    );
     closest.print();
     for f in &failed {
-        println!("  replay: cargo run -p shoal-sim -- run {f}");
+        println!("  replay: {f}");
     }
     Ok(failed.is_empty())
+}
+
+/// Replays `simulations/regressions.toml`.
+fn regressions(args: &[String]) -> Result<bool> {
+    Args::parse(args, &[])?;
+    let mut failed = 0;
+    for r in fleet::regressions::all() {
+        let s = fleet_scenario(&r.scenario, r.seed, r.quick)?
+            .ok_or_else(|| anyhow!("regression names unknown scenario `{}`", r.scenario))?;
+        let chooser = r.policy.as_deref().map(str::parse::<Chooser>).transpose()?;
+        let s = match chooser {
+            Some(c) => s.with_chooser(c),
+            None => s,
+        };
+        match (fleet::run(&s, r.seed), &r.known_violation) {
+            (Ok(rep), None) => println!(
+                "SEED={} {}: ok trace={:016x}",
+                r.seed, r.scenario, rep.trace_hash
+            ),
+            (Err(v), Some(known)) if &v.invariant.to_string() == known => {
+                println!(
+                    "SEED={} {}: known core problem still open: {v}",
+                    r.seed, r.scenario
+                );
+            }
+            (Ok(_), Some(known)) => {
+                failed += 1;
+                println!(
+                    "SEED={} {}: no longer breaks `{known}`: fixed? remove `known_violation`",
+                    r.seed, r.scenario
+                );
+            }
+            (Err(v), _) => {
+                failed += 1;
+                println!("SEED={} {}: FAILED: {v}", r.seed, r.scenario);
+                println!(
+                    "  replay: {}",
+                    replay(&r.scenario, r.seed, chooser, r.quick)
+                );
+            }
+        }
+    }
+    Ok(failed == 0)
 }
 
 /// The observed delay that came closest to its bound, per kind, to show how
@@ -262,6 +482,21 @@ mod tests {
         assert!(parse_seeds("7..3").is_err());
         assert!(parse_seeds("7").is_err());
         assert!(parse_seeds("a..b").is_err());
+    }
+
+    #[test]
+    fn quick_takes_no_value_and_names_resolve() {
+        let args = ["node-crash", "--quick", "--seed", "4"].map(String::from);
+        let parsed = Args::parse(&args, &["seed", "quick"]).unwrap();
+        assert_eq!(parsed.positional, vec!["node-crash"]);
+        assert_eq!(parsed.flag("quick"), Some(""));
+        assert_eq!(parsed.flag("seed"), Some("4"));
+        assert!(fleet_scenario("node-crash", 1, true).unwrap().is_some());
+        assert!(fleet_scenario("steady", 1, false).unwrap().is_none());
+        assert!(
+            replay("node-crash", 3, Some(Chooser::Oracle), true)
+                .ends_with("run node-crash --seed 3 --policy oracle --quick")
+        );
     }
 
     #[test]

@@ -29,6 +29,21 @@ pub enum Record {
     Fault = 10,
     Wake = 11,
     RecoveryDeadline = 12,
+    // The fleet simulator's records.
+    /// A datagram delivered: sender, receiver << 32 | length.
+    Datagram = 13,
+    /// A membership event seen by a node: node, kind << 32 | subject.
+    Member = 14,
+    /// A node starting, stopping, crashing, pausing or resuming.
+    Lifecycle = 15,
+    /// A sync request or answer applied, or a sync that failed.
+    Sync = 16,
+    /// A node asked the core to publish: node, reports the core published.
+    Publish = 17,
+    /// A network or fleet fault applied (partition, loss, burst).
+    NetFault = 18,
+    /// A client reached a node (after DNS): client, node.
+    ClientAt = 19,
 }
 
 /// A running FNV-1a 64 hash of trace records.

@@ -1,0 +1,165 @@
+//! The time bounds the fleet invariants are measured against, each derived
+//! from the scenario's settings and foca's (as the core sizes them for the
+//! fleet). The derivations are here, next to the numbers.
+//!
+//! Notation: `P` foca's probe period (1 s), `R` its probe round trip
+//! (0.5 s), `S(n)` its suspicion timeout for `n` live nodes (memberlist's
+//! rule, `4 P max(1, log10 n)`), `G` its periodic gossip period (200 ms),
+//! `T(n)` its retransmissions per update (`4 log10(n + 1)`), `A` its
+//! period of announcing to members it holds down (65 s).
+//!
+//! - **Dissemination** `D = G (T(n) + 2) + P`: an update is re-sent `T(n)`
+//!   times by every node that learns it, to 3 members every `G`, and also
+//!   rides on probes; in `T + 2` gossip rounds an epidemic of fan-out 3
+//!   has reached every node of the fleets simulated here with room to
+//!   spare, and one probe period covers an update that only rides on
+//!   probes.
+//! - **Membership** (after faults stop), `M = P K + R + S(n) + D`, plus
+//!   `2 A + P K + D` when the safety phase could make live nodes hold each
+//!   other down (a cut, a pause, or loss), where `K` = [`PROBE_PERIODS`]:
+//!   - a crashed node is probed by some live node within `K` periods
+//!     (every node probes one member per period, round-robin over a
+//!     shuffled list, so `n - 1` probers miss a given node for `K`
+//!     periods with probability about `e^-K`), fails the probe within
+//!     `R`, is declared down `S(n)` later, and the news reaches everyone
+//!     within `D`;
+//!   - a restarted node announces to the seeds at once and is gossiped
+//!     within `D`, well inside the above;
+//!   - two live nodes that hold each other down (each side of a healed
+//!     partition) exchange nothing by themselves: foca only contacts down
+//!     members in its announce-to-down round every `A`; the first such
+//!     announce makes the receiver tell the sender it is down
+//!     (`TurnUndead`), the sender renews its identity, and the renewed
+//!     identity reaches the other side by the next round at the latest,
+//!     hence `2 A`; then every node renewed this way is probed and
+//!     gossiped as above (`P K + D`).
+//! - **View** `V = report_interval + D`: the core publishes a report
+//!   shard when its entries change (at the next report interval, and again
+//!   in the two after) and refreshes an unchanged one every
+//!   `report_refresh`; a publication reaches every node within `D` once
+//!   membership has converged. Checked as *staleness* on contents: how
+//!   long a node has held an origin's content after the origin moved on
+//!   from it, or has held nothing of a live origin. (`D` counts foca's
+//!   `T(n)`; the core sends a report at least 3 times, which only helps.)
+//! - **Detection** and **recovery** of a backend, per node: the
+//!   single-node bounds ([`crate::invariants::Bounds`]), measured from the
+//!   later of the backend's change and the node's start or resume, with a
+//!   slow backend's round trip counted in the recovery bound.
+//! - **Refusal window** `recovery + V + report_ttl + report_interval`: the
+//!   fleet-down majority rule can exclude a healthy backend only through a
+//!   stale down vote, and a peer flips its vote within `recovery`, after
+//!   which the newer report arrives within `V` or the old one expires
+//!   (its TTL, checked every report interval).
+
+use super::scenario::{FaultKind, FleetScenario};
+use crate::invariants::BOUND_SLACK;
+use shoal_core::cluster::ClusterConfig;
+use std::time::Duration;
+
+/// Probe periods within which some node probes a given crashed node (see
+/// the module doc): `e^-8` is about 3 in 10,000 per crash.
+pub const PROBE_PERIODS: u32 = 8;
+
+/// The bounds of one scenario.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FleetBounds {
+    /// `D`.
+    pub dissemination: Duration,
+    /// `S(n)`.
+    pub suspicion: Duration,
+    /// `M`, from the start of the liveness phase.
+    pub membership: Duration,
+    /// `V`.
+    pub view: Duration,
+    /// Backend death to a node's pool taking it down.
+    pub detection: Duration,
+    /// Backend recovery to a node's pool taking it back.
+    pub recovery: Duration,
+    /// Recovery to when a refusal with the backend free is a violation.
+    pub refusal_window: Duration,
+    /// Length of the liveness phase (before waiting for clients).
+    pub liveness: Duration,
+}
+
+impl FleetBounds {
+    /// The bounds for `s`.
+    pub fn for_scenario(s: &FleetScenario) -> FleetBounds {
+        let n = s.nodes.max(3) as u32;
+        let swim = ClusterConfig::lan(n, s.cluster.report_interval(), s.cluster.report_ttl()).swim;
+        let p = swim.probe_period;
+        let gossip = swim.periodic_gossip.as_ref().map_or(p, |g| g.frequency);
+        let announce_down = swim
+            .periodic_announce_to_down_members
+            .as_ref()
+            .map_or(Duration::ZERO, |a| a.frequency);
+        let dissemination = gossip * (u32::from(swim.max_transmissions.get()) + 2) + p;
+        let suspicion = swim.suspect_to_down_after;
+        let mut membership = p * PROBE_PERIODS + swim.probe_rtt + suspicion + dissemination;
+        let may_split = s.network.loss_per_mille > 0
+            || s.faults.iter().any(|f| {
+                matches!(
+                    f.kind,
+                    FaultKind::Partition
+                        | FaultKind::OneWay
+                        | FaultKind::Isolate
+                        | FaultKind::Pause
+                        | FaultKind::Loss
+                )
+            });
+        if may_split {
+            membership += announce_down * 2 + p * PROBE_PERIODS + dissemination;
+        }
+        let view = s.cluster.report_interval() + dissemination;
+        let h = s.health.config();
+        let b = &s.backends;
+        let rtt_max = Duration::from_micros(b.rtt_max_us).max(Duration::from_millis(b.slow_rtt_ms));
+        let connect_timeout = Duration::from_millis(b.connect_timeout_ms);
+        let detection = h.interval * h.fall + h.timeout + BOUND_SLACK;
+        let recovery = h.interval * h.rise + h.timeout.max(connect_timeout) + rtt_max + BOUND_SLACK;
+        let refusal_window = recovery + view + s.cluster.report_ttl() + s.cluster.report_interval();
+        let liveness = (membership + view).max(detection.max(recovery) + view);
+        FleetBounds {
+            dissemination,
+            suspicion,
+            membership,
+            view,
+            detection,
+            recovery,
+            refusal_window,
+            liveness,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bounds_follow_the_settings() {
+        let text = "name = \"x\"\nnodes = 5\nduration_ms = 1000\n";
+        let s = FleetScenario::from_toml(text).unwrap();
+        let b = FleetBounds::for_scenario(&s);
+        // n = 5: T = floor(4 log10 6) = 3, S = 4 s.
+        assert_eq!(b.dissemination, Duration::from_millis(200 * 5 + 1000));
+        assert_eq!(b.suspicion, Duration::from_secs(4));
+        assert_eq!(
+            b.membership,
+            Duration::from_millis(8_000 + 500 + 4_000 + 2_000)
+        );
+        assert_eq!(b.view, Duration::from_millis(250 + 2_000));
+        assert_eq!(b.detection, Duration::from_millis(2_000 * 3 + 1_000 + 1));
+        let lossy = FleetScenario {
+            network: super::super::scenario::NetworkSettings {
+                loss_per_mille: 10,
+                ..s.network
+            },
+            ..s
+        };
+        let l = FleetBounds::for_scenario(&lossy);
+        assert_eq!(
+            l.membership,
+            b.membership + Duration::from_secs(130 + 8) + b.dissemination
+        );
+    }
+}

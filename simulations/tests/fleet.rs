@@ -1,0 +1,230 @@
+//! Fleet simulation tests with seeds: every scenario file (its `[quick]`
+//! variant) for fixed seeds, every policy and reference chooser, swarm
+//! seeds, determinism of the trace hash, the regressions list, and planted
+//! bugs that prove each fleet invariant can fail.
+
+use shoal_sim::Invariant;
+use shoal_sim::fleet::regressions::{self, Regression};
+use shoal_sim::fleet::scenario::SCENARIO_FILES;
+use shoal_sim::fleet::{self, Chooser, FleetBug, FleetReport, FleetScenario};
+use std::collections::BTreeSet;
+use std::ops::Range;
+
+/// Seeds every scenario file runs with.
+const SEEDS: [u64; 3] = [1, 2, 0xdead_beef];
+
+/// Seeds `fleet-swarm` runs with (each draws its own scenario).
+const SWARM_SEEDS: Range<u64> = 0..12;
+
+fn scenario(name: &str, seed: u64) -> FleetScenario {
+    FleetScenario::named(name, seed)
+        .unwrap_or_else(|| panic!("no scenario `{name}`"))
+        .unwrap_or_else(|e| panic!("{e}"))
+}
+
+fn quick(name: &str) -> FleetScenario {
+    scenario(name, 0).quick()
+}
+
+fn must_pass(s: &FleetScenario, seed: u64, replay: &str) -> FleetReport {
+    match fleet::run(s, seed) {
+        Ok(r) => {
+            assert!(r.clients.adds_up(), "{r}");
+            r
+        }
+        Err(v) => panic!(
+            "{v}\nreplay: cargo run --release -p shoal-sim -- run {} --seed {seed} --policy {} {replay}",
+            s.name, s.chooser
+        ),
+    }
+}
+
+#[test]
+fn every_scenario_file_is_compiled_in() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios");
+    let on_disk: BTreeSet<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "toml"))
+        .map(|p| p.file_stem().unwrap().to_string_lossy().into_owned())
+        .collect();
+    let compiled: BTreeSet<String> = SCENARIO_FILES.iter().map(|(n, _)| n.to_string()).collect();
+    assert_eq!(on_disk, compiled, "add new files to SCENARIO_FILES");
+}
+
+#[test]
+fn every_scenario_passes_for_fixed_seeds() {
+    for name in FleetScenario::names() {
+        let s = quick(name);
+        for seed in SEEDS {
+            let r = must_pass(&s, seed, "--quick");
+            assert!(r.clients.arrived > 50, "{name}: {r}");
+            assert!(r.formation.is_some(), "{name}: the fleet formed: {r}");
+            // Each scenario's faults must show, or it tests nothing.
+            match name {
+                "steady-state" | "skewed-dns" | "sparse-long-lived" => {
+                    assert_eq!(r.members.downs, 0, "{name}: {r}");
+                    assert!(r.balance.samples > 0, "{name}: {r}");
+                }
+                "node-crash" => {
+                    assert!(r.crash_detections_each.count >= 4, "{r}");
+                    assert_eq!(r.joins.count, 1, "{r}");
+                }
+                "partition-heal" => assert!(r.members.rejoins > 0, "{r}"),
+                "backend-flap" => {
+                    assert!(r.backend_detections.count >= s.nodes, "{r}");
+                    assert!(r.backend_recoveries.count >= s.nodes, "{r}");
+                }
+                "rolling-restart" => {
+                    assert_eq!(r.members.restarts, s.nodes as u64, "{r}");
+                    assert!(r.leave_detections.count >= s.nodes - 1, "{r}");
+                }
+                "convergence-1000" => assert_eq!(r.crash_detections.count, 3, "{r}"),
+                other => panic!("no expectations for `{other}`"),
+            }
+        }
+    }
+}
+
+#[test]
+fn every_policy_and_reference_chooser_passes_and_differs() {
+    let s = quick("skewed-dns");
+    let mut traces = BTreeSet::new();
+    for chooser in Chooser::ALL {
+        let r = must_pass(&s.clone().with_chooser(chooser), 3, "--quick");
+        assert_eq!(r.chooser, chooser);
+        assert!(r.balance.peak_over_mean_avg >= 1.0, "{r}");
+        traces.insert(r.trace_hash);
+    }
+    assert_eq!(
+        traces.len(),
+        Chooser::ALL.len(),
+        "each chooser chooses its own way"
+    );
+}
+
+#[test]
+fn swarm_seeds_pass() {
+    for seed in SWARM_SEEDS {
+        must_pass(&scenario("fleet-swarm", seed), seed, "");
+    }
+}
+
+#[test]
+fn same_seed_same_trace_other_seed_other_trace() {
+    for s in [quick("partition-heal"), scenario("fleet-swarm", 5)] {
+        let a = must_pass(&s, 5, "");
+        let b = must_pass(&s, 5, "");
+        assert_eq!(a, b, "{}: same seed, same report", s.name);
+        let c = must_pass(&s, 6, "");
+        assert_ne!(a.trace_hash, c.trace_hash, "{}: seeds 5 and 6", s.name);
+    }
+}
+
+fn replay(r: &Regression) -> Result<FleetReport, shoal_sim::Violation> {
+    let s = scenario(&r.scenario, r.seed);
+    let s = if r.quick { s.quick() } else { s };
+    let s = match &r.policy {
+        Some(p) => s.with_chooser(p.parse().unwrap()),
+        None => s,
+    };
+    fleet::run(&s, r.seed)
+}
+
+#[test]
+fn regressions_replay() {
+    let list = regressions::all();
+    assert!(!list.is_empty());
+    for r in list {
+        match (replay(&r), &r.known_violation) {
+            (Ok(_), None) => {}
+            (Err(v), None) => panic!("{v}\n({}: {})", r.scenario, r.note),
+            (Err(v), Some(known)) => assert_eq!(
+                &v.invariant.to_string(),
+                known,
+                "{v}: a known core problem now breaks another invariant"
+            ),
+            (Ok(rep), Some(known)) => panic!(
+                "{} --seed {} no longer breaks `{known}`: the core problem is fixed? remove `known_violation` from regressions.toml\n{rep}",
+                r.scenario, r.seed
+            ),
+        }
+    }
+}
+
+fn must_fail(s: FleetScenario, expected: Invariant) {
+    for seed in [1, 2] {
+        match fleet::run(&s, seed) {
+            Ok(r) => panic!("planted bug {:?} not caught: {r}", s.plant_bug),
+            Err(v) => {
+                assert_eq!(v.invariant, expected, "{v}");
+                assert_eq!(v.seed, seed);
+                assert!(v.to_string().starts_with(&format!("SEED={seed} ")), "{v}");
+            }
+        }
+    }
+}
+
+#[test]
+fn a_node_that_ignores_health_is_caught() {
+    must_fail(
+        quick("backend-flap").with_bug(FleetBug::IgnoreHealth),
+        Invariant::Detection,
+    );
+}
+
+#[test]
+fn a_node_that_never_publishes_is_caught() {
+    must_fail(
+        quick("steady-state").with_bug(FleetBug::SkipReports),
+        Invariant::View,
+    );
+}
+
+#[test]
+fn a_node_that_never_joins_is_caught() {
+    must_fail(
+        quick("steady-state").with_bug(FleetBug::NeverJoins),
+        Invariant::Membership,
+    );
+}
+
+#[test]
+fn a_leaked_count_is_caught() {
+    must_fail(
+        quick("backend-flap").with_bug(FleetBug::LeakOnConnectFailure),
+        Invariant::Counts,
+    );
+}
+
+#[test]
+fn a_node_that_takes_healthy_backends_down_is_caught() {
+    must_fail(
+        quick("steady-state").with_bug(FleetBug::SuccessAsFailure),
+        Invariant::Refusal,
+    );
+}
+
+#[test]
+fn keep_going_notes_violations_and_still_reports() {
+    let s = quick("steady-state").with_bug(FleetBug::SkipReports);
+    let r = fleet::sim::run_keep_going(&s, 1).unwrap();
+    assert_eq!(
+        r.violations.first().map(|v| v.invariant),
+        Some(Invariant::View)
+    );
+    assert!(r.membership_convergence.is_some(), "{r}");
+    assert!(r.to_string().contains("VIOLATION: SEED=1 "), "{r}");
+}
+
+#[test]
+fn an_event_budget_that_is_too_small_fails_the_run() {
+    let s = FleetScenario {
+        events_max: 1_000,
+        ..quick("steady-state")
+    };
+    assert_eq!(
+        fleet::run(&s, 1).unwrap_err().invariant,
+        Invariant::EventsMax
+    );
+}
