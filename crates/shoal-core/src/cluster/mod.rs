@@ -48,6 +48,9 @@ use view::{LoadView, RemoteLoad};
 /// at connection start (1162 bytes on loopback, less on some paths).
 pub const SWIM_PACKET_BYTES_MAX: usize = 1100;
 
+/// Remembered members a lonely node announces to in one `join`.
+pub const REMEMBERED_ANNOUNCES_MAX: usize = 32;
+
 /// Report intervals after a change in which a changed shard is sent again.
 pub const CHANGED_RESENDS: u32 = 2;
 
@@ -276,10 +279,26 @@ impl Cluster {
 
     // ----- inputs -----
 
-    /// Announces this node to every seed address but its own.
+    /// Announces this node to every seed address but its own and, while
+    /// it knows no live peer, to members it once knew (foca remembers down
+    /// members for a day; at most [`REMEMBERED_ANNOUNCES_MAX`] of them).
+    /// Without the latter, two nodes that lost their seeds for good would
+    /// stay apart: foca announces to down members only while it has a live
+    /// one (found by the simulator, `fleet-swarm` seed 138).
     pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
         let me = self.identity().addr;
-        for &seed in seeds.iter().filter(|&&s| s != me) {
+        let mut targets: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != me).collect();
+        if self.is_alone() {
+            let remembered = self
+                .foca
+                .iter_membership_state()
+                .map(|m| m.id().addr)
+                .filter(|a| *a != me && !targets.contains(a))
+                .take(REMEMBERED_ANNOUNCES_MAX)
+                .collect::<Vec<_>>();
+            targets.extend(remembered);
+        }
+        for seed in targets {
             if let Err(e) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
                 self.events
                     .push_back(ClusterEvent::Error(format!("announce to {seed}: {e}")));
