@@ -62,3 +62,7 @@ sim-fleet SCENARIO SEED="1":
 # 1000-node convergence (membership figures; slow: minutes).
 sim-1000:
     cargo run --release -p shoal-sim -- run convergence-1000 --seed 1 --keep-going
+
+# The balance-quality study: every policy on skewed-dns and sparse-long-lived.
+study:
+    cargo run --release -p shoal-sim -- study --out simulations/RESULTS.md

@@ -29,6 +29,9 @@ use std::process::ExitCode;
 use std::time::Duration;
 
 const USAGE: &str = "usage:
+  shoal-sim study [--seeds A..B] [--out FILE]
+      the balance-quality study: skewed-dns and sparse-long-lived for every policy and reference
+      chooser, written as a Markdown table (default simulations/RESULTS.md)
   shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug NAME] [--quick] [--keep-going]
       --keep-going (fleet): note broken invariants and run to the end for every figure
       P: least-conn, local-least-conn, round-robin, random, first-available,
@@ -59,6 +62,7 @@ fn dispatch(args: &[String]) -> Result<bool> {
         "run" => run_one(rest),
         "swarm" => swarm(rest),
         "regressions" => regressions(rest),
+        "study" => study(rest),
         "list" => {
             println!("single-node scenarios:");
             for name in Scenario::names() {
@@ -509,4 +513,79 @@ mod tests {
         let dangling = ["--seed"].map(String::from);
         assert!(Args::parse(&dangling, &["seed"]).is_err());
     }
+}
+
+/// Scenarios of the balance-quality study.
+const STUDY_SCENARIOS: [&str; 2] = ["skewed-dns", "sparse-long-lived"];
+/// Seeds per scenario and chooser, unless `--seeds` says otherwise.
+const STUDY_SEEDS_DEFAULT: Range<u64> = 1..6;
+
+/// The balance-quality study (issue 4, item 6): every chooser on the
+/// scenarios where the fleet view matters, averaged over seeds.
+fn study(args: &[String]) -> Result<bool> {
+    let args = Args::parse(args, &["seeds", "out"])?;
+    let seeds = match args.flag("seeds") {
+        Some(text) => parse_seeds(text)?,
+        None => STUDY_SEEDS_DEFAULT,
+    };
+    let out = args.flag("out").unwrap_or("simulations/RESULTS.md");
+    println!("SEED={}..{}", seeds.start, seeds.end);
+    let mut md = String::new();
+    md.push_str("# Balance quality by policy\n\n");
+    md.push_str(&format!(
+        "Produced by `cargo run --release -p shoal-sim -- study --seeds {}..{}` (do not edit by hand). \
+         Every figure is the mean over the seeds. Metrics, sampled through each run: **peak/mean** is \
+         the busiest backend's active connections over the mean across backends (1.00 = perfectly even), \
+         time-averaged, and its p99 over samples; **busiest p99** is the p99 over samples of the busiest \
+         backend's count. `global-argmin` takes the candidate with the fewest gossiped connections (ties \
+         to the lowest index): every node sees the same stale view and herds onto the same backend. \
+         `oracle` takes the true fleet-wide minimum, instantly: the bound no real policy reaches.\n\n",
+        seeds.start, seeds.end
+    ));
+    for name in STUDY_SCENARIOS {
+        let base =
+            fleet_scenario(name, 0, false)?.ok_or_else(|| anyhow!("no scenario `{name}`"))?;
+        md.push_str(&format!("## {name}: {}\n\n", base.description));
+        md.push_str("| policy | peak/mean (avg) | peak/mean (p99) | busiest p99 | mean per backend | refused | invariant breaks |\n");
+        md.push_str("|---|---|---|---|---|---|---|\n");
+        for chooser in Chooser::ALL {
+            let (mut avg, mut p99, mut busiest, mut mean, mut refused, mut breaks) =
+                (0.0, 0.0, 0.0, 0.0, 0u64, 0u64);
+            let mut n = 0.0;
+            for seed in seeds.clone() {
+                let s = fleet_scenario(name, seed, false)?
+                    .expect("exists")
+                    .with_chooser(chooser);
+                let report = match fleet::sim::run_keep_going(&s, seed) {
+                    Ok(r) => r,
+                    Err(v) => {
+                        eprintln!("{v}");
+                        breaks += 1;
+                        continue;
+                    }
+                };
+                breaks += report.violations.len() as u64;
+                avg += report.balance.peak_over_mean_avg;
+                p99 += report.balance.peak_over_mean_p99;
+                busiest += f64::from(report.balance.max_active_p99);
+                mean += report.balance.mean_active_avg;
+                refused += report.clients.refused();
+                n += 1.0;
+            }
+            let n = f64::max(n, 1.0);
+            md.push_str(&format!(
+                "| {chooser} | {:.2} | {:.2} | {:.1} | {:.1} | {} | {breaks} |\n",
+                avg / n,
+                p99 / n,
+                busiest / n,
+                mean / n,
+                refused
+            ));
+            eprintln!("{name} {chooser}: done");
+        }
+        md.push('\n');
+    }
+    std::fs::write(out, &md).with_context(|| format!("writing {out}"))?;
+    print!("{md}");
+    Ok(true)
 }
