@@ -475,46 +475,6 @@ impl Closest {
     }
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn seed_ranges_parse() {
-        assert_eq!(parse_seeds("3..7").unwrap(), 3..7);
-        assert_eq!(parse_seeds("3..=7").unwrap(), 3..8);
-        assert!(parse_seeds("7..3").is_err());
-        assert!(parse_seeds("7").is_err());
-        assert!(parse_seeds("a..b").is_err());
-    }
-
-    #[test]
-    fn quick_takes_no_value_and_names_resolve() {
-        let args = ["node-crash", "--quick", "--seed", "4"].map(String::from);
-        let parsed = Args::parse(&args, &["seed", "quick"]).unwrap();
-        assert_eq!(parsed.positional, vec!["node-crash"]);
-        assert_eq!(parsed.flag("quick"), Some(""));
-        assert_eq!(parsed.flag("seed"), Some("4"));
-        assert!(fleet_scenario("node-crash", 1, true).unwrap().is_some());
-        assert!(fleet_scenario("steady", 1, false).unwrap().is_none());
-        assert!(
-            replay("node-crash", 3, Some(Chooser::Oracle), true)
-                .ends_with("run node-crash --seed 3 --policy oracle --quick")
-        );
-    }
-
-    #[test]
-    fn flags_are_checked() {
-        let args = ["steady", "--seed", "4"].map(String::from);
-        let parsed = Args::parse(&args, &["seed"]).unwrap();
-        assert_eq!(parsed.positional, vec!["steady"]);
-        assert_eq!(parsed.flag("seed"), Some("4"));
-        assert!(Args::parse(&args, &["policy"]).is_err());
-        let dangling = ["--seed"].map(String::from);
-        assert!(Args::parse(&dangling, &["seed"]).is_err());
-    }
-}
-
 /// Scenarios of the balance-quality study.
 const STUDY_SCENARIOS: [&str; 2] = ["skewed-dns", "sparse-long-lived"];
 /// Seeds per scenario and chooser, unless `--seeds` says otherwise.
@@ -588,4 +548,44 @@ fn study(args: &[String]) -> Result<bool> {
     std::fs::write(out, &md).with_context(|| format!("writing {out}"))?;
     print!("{md}");
     Ok(true)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn seed_ranges_parse() {
+        assert_eq!(parse_seeds("3..7").unwrap(), 3..7);
+        assert_eq!(parse_seeds("3..=7").unwrap(), 3..8);
+        assert!(parse_seeds("7..3").is_err());
+        assert!(parse_seeds("7").is_err());
+        assert!(parse_seeds("a..b").is_err());
+    }
+
+    #[test]
+    fn quick_takes_no_value_and_names_resolve() {
+        let args = ["node-crash", "--quick", "--seed", "4"].map(String::from);
+        let parsed = Args::parse(&args, &["seed", "quick"]).unwrap();
+        assert_eq!(parsed.positional, vec!["node-crash"]);
+        assert_eq!(parsed.flag("quick"), Some(""));
+        assert_eq!(parsed.flag("seed"), Some("4"));
+        assert!(fleet_scenario("node-crash", 1, true).unwrap().is_some());
+        assert!(fleet_scenario("steady", 1, false).unwrap().is_none());
+        assert!(
+            replay("node-crash", 3, Some(Chooser::Oracle), true)
+                .ends_with("run node-crash --seed 3 --policy oracle --quick")
+        );
+    }
+
+    #[test]
+    fn flags_are_checked() {
+        let args = ["steady", "--seed", "4"].map(String::from);
+        let parsed = Args::parse(&args, &["seed"]).unwrap();
+        assert_eq!(parsed.positional, vec!["steady"]);
+        assert_eq!(parsed.flag("seed"), Some("4"));
+        assert!(Args::parse(&args, &["policy"]).is_err());
+        let dangling = ["--seed"].map(String::from);
+        assert!(Args::parse(&dangling, &["seed"]).is_err());
+    }
 }
