@@ -49,8 +49,13 @@ def sh(cmd, **kw):
     return subprocess.run(cmd, shell=True, check=True, text=True, capture_output=True, **kw).stdout
 
 
+LOGS = []  # stderr files of the processes started, for failure reports
+
+
 def start(cmd, **kw):
-    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, **kw)
+    log_path = Path(tempfile.mkstemp(prefix="shoal-bench-", suffix=".log")[1])
+    LOGS.append((cmd[0], log_path))
+    p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=open(log_path, "w"), **kw)
     STARTED.append(p)
     return p
 
@@ -75,7 +80,9 @@ def wait_port(port, timeout=20):
             if s.connect_ex(("127.0.0.1", port)) == 0:
                 return
         time.sleep(0.05)
-    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s")
+    tails = "\n".join(f"--- {name} ({path}):\n" + "\n".join(path.read_text().splitlines()[-5:])
+                       for name, path in LOGS[-3:])
+    raise RuntimeError(f"nothing listens on 127.0.0.1:{port} after {timeout}s\n{tails}")
 
 
 def ensure_tools():
@@ -119,8 +126,19 @@ def cpu_seconds(pids):
 # ----- the systems under test -----
 
 class System:
-    def __init__(self, name, web_ports, bulk_ports, pids):
-        self.name, self.web_ports, self.bulk_ports, self.pids = name, web_ports, bulk_ports, pids
+    def __init__(self, name, web_ports, bulk_ports, procs):
+        self.name, self.web_ports, self.bulk_ports, self.procs = name, web_ports, bulk_ports, procs
+        self.pids = [p.pid for p in procs]
+
+    def stop(self):
+        for p in self.procs:
+            p.send_signal(signal.SIGTERM)
+        for p in self.procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait()
 
 
 def start_backends(work):
@@ -149,12 +167,12 @@ http {{
         wait_port(p)
 
 
-def start_haproxy(work):
+def start_haproxy(work, maxconn):
     conf = work / "haproxy.cfg"
     conf.write_text(f"""
 global
   nbthread {CORES}
-  maxconn 200000
+  maxconn {maxconn}
 defaults
   mode tcp
   timeout connect 2s
@@ -175,7 +193,7 @@ backend bulk
 """)
     p = start(["haproxy", "-db", "-f", str(conf)])
     wait_port(28080)
-    return System("haproxy", [28080], [28201], [p.pid])
+    return System("haproxy", [28080], [28201], [p])
 
 
 def shoal_config(name, web, bulk, admin, cluster=None):
@@ -204,24 +222,26 @@ backends = ["127.0.0.1:15201"]
 
 def start_shoal(work, binary):
     conf = work / "shoal.toml"
-    conf.write_text(shoal_config("bench", 38080, 38201, 39190))
+    conf.write_text(shoal_config("bench", 21080, 21201, 21190))
     env = dict(os.environ, RUST_LOG="warn")
     p = start([str(binary), "run", "-c", str(conf)], env=env)
-    wait_port(38080)
-    return System("shoal", [38080], [38201], [p.pid])
+    wait_port(21080)
+    return System("shoal", [21080], [21201], [p])
 
 
 def start_fleet(work, binary):
     certs = work / "certs"
-    subprocess.run([str(binary), "certs", "init", str(certs)], check=True, capture_output=True)
-    pids, web = [], []
-    seeds = ", ".join(f'"127.0.0.1:{47946 + i}"' for i in range(3))
+    if not certs.exists():
+        subprocess.run([str(binary), "certs", "init", str(certs)], check=True, capture_output=True)
+    procs, web = [], []
+    seeds = ", ".join(f'"127.0.0.1:{27946 + i}"' for i in range(3))
     for i in range(3):
         name = f"node-{i + 1}"
-        subprocess.run([str(binary), "certs", "node", name, str(certs)], check=True, capture_output=True)
+        if not (certs / f"{name}.pem").exists():
+            subprocess.run([str(binary), "certs", "node", name, str(certs)], check=True, capture_output=True)
         cluster = f"""
 [cluster]
-bind = "127.0.0.1:{47946 + i}"
+bind = "127.0.0.1:{27946 + i}"
 seeds = [{seeds}]
 ca = "{certs}/ca.pem"
 cert = "{certs}/{name}.pem"
@@ -229,14 +249,14 @@ key = "{certs}/{name}.key"
 warm_start_timeout_ms = 500
 """
         conf = work / f"{name}.toml"
-        conf.write_text(shoal_config(name, 40080 + i, 40201 + i, 39191 + i, cluster))
+        conf.write_text(shoal_config(name, 22080 + i, 22201 + i, 22191 + i, cluster))
         env = dict(os.environ, RUST_LOG="warn")
-        pids.append(start([str(binary), "run", "-c", str(conf)], env=env).pid)
-        web.append(40080 + i)
+        procs.append(start([str(binary), "run", "-c", str(conf)], env=env))
+        web.append(22080 + i)
     for port in web:
         wait_port(port)
     time.sleep(2)  # let the fleet converge before loading it
-    return System("fleet", web, [40201], pids)
+    return System("fleet", web, [22201], procs)
 
 
 # ----- workloads -----
@@ -341,23 +361,38 @@ def main():
     ap.add_argument("--skip-build", action="store_true")
     args = ap.parse_args()
     duration = min(args.duration, 10)
-    idle_counts = [int(x) for x in args.idle.split(",") if x]
-
     ensure_tools()
     fds = raise_fd_limit()
     log(f"open file limit {fds}")
+    # A proxied connection costs the proxy two descriptors: what fits under
+    # this machine's limit bounds the idle rows and HAProxy's maxconn.
+    conn_max = (fds - 256) // 2
+    idle_counts = []
+    capped = []
+    for n in (int(x) for x in args.idle.split(",") if x):
+        if n > conn_max:
+            capped.append(n)
+            n = conn_max - conn_max % 1000
+        if n not in idle_counts:
+            idle_counts.append(n)
     if not args.skip_build:
         log("building shoal (release)")
         subprocess.run("cargo build --release -p shoal", shell=True, check=True, cwd=ROOT)
     binary = ROOT / "target" / "release" / "shoal"
 
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
+    work.chmod(0o755)  # nginx's workers run as another user and must read the page
     rows = {}  # workload -> {system: value}
     try:
         start_backends(work)
-        systems = [System("direct", [18081], [15201], []), start_haproxy(work), start_shoal(work, binary),
-                   start_fleet(work, binary)]
-        for s in systems:
+        starters = {
+            "direct": lambda: System("direct", [18081], [15201], []),
+            "haproxy": lambda: start_haproxy(work, conn_max),
+            "shoal": lambda: start_shoal(work, binary),
+            "fleet": lambda: start_fleet(work, binary),
+        }
+        for name, make in starters.items():
+            s = make()
             log(f"measuring {s.name}")
             for streams in (1, 8):
                 gbps, cpu = iperf(s.bulk_ports[0], streams, duration, s.pids)
@@ -375,10 +410,16 @@ def main():
             rows.setdefault("keep-alive p99 (ms)", {})[s.name] = p99
             if errs:
                 log(f"{s.name} keep-alive: {errs}")
-            if s.pids:
-                for n in idle_counts:
-                    per = idle_memory(s.web_ports, s.pids, n)
-                    rows.setdefault(f"memory per idle connection at {n:,} (bytes of RSS)", {})[s.name] = per
+            s.stop()
+            if name == "direct":
+                continue
+            # Each memory row on a fresh process: allocators keep what earlier
+            # loads used, which would hide the cost of new connections.
+            for n in idle_counts:
+                s = make()
+                rows.setdefault(f"memory per idle connection at {n:,} (bytes of RSS)", {})[s.name] = idle_memory(
+                    s.web_ports, s.pids, n)
+                s.stop()
     finally:
         stop_all()
 
@@ -402,6 +443,9 @@ def main():
         f"- machine: {CORES} cores ({cpu}), {os.uname().sysname} {os.uname().release}",
         f"- command: `python3 bench/bench.py --duration {duration} --connections {args.connections} --idle {args.idle}`",
         "- versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()),
+        f"- open file limit {fds} (hard limit of this machine): at most {conn_max:,} proxied connections,"
+        + (f" so the idle rows for {', '.join(f'{c:,}' for c in capped)} ran at {idle_counts[-1]:,}" if capped else "")
+        + ".",
         "- loopback only; load generators, backends and proxies share the cores (not pinned: with 2 cores,"
         " pinning the proxy to one core starves either it or the load generator).",
         "- direct = a client straight to one backend; haproxy = mode tcp, balance leastconn, nbthread "
