@@ -39,6 +39,13 @@ use rand::{Rng, RngExt};
 use std::collections::VecDeque;
 use std::fmt;
 
+/// Pools larger than this choose by sampling instead of scanning (see
+/// [`Pool::acquire`]); below it a scan is as cheap.
+pub const SAMPLED_POOL_MIN: usize = 8;
+
+/// Random draws the sampled choice makes before it falls back to a scan.
+pub const SAMPLE_DRAWS_MAX: usize = 8;
+
 /// A backend's position in its pool (its configuration order).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct BackendId(pub usize);
@@ -101,6 +108,16 @@ struct Backend {
 }
 
 impl Backend {
+    /// Whether it may take a new connection (tried-for-this-client aside).
+    fn takes(&self, live_nodes: u32) -> bool {
+        self.health.is_up()
+            && !self.fleet_down(live_nodes)
+            && self
+                .spec
+                .max_connections
+                .is_none_or(|max| self.active < max)
+    }
+
     fn fleet_down(&self, live_nodes: u32) -> bool {
         let r = self.remote;
         if self.health.is_proven() {
@@ -241,15 +258,76 @@ impl Pool {
     /// Chooses a backend for a new client and counts the connection.
     /// `tried` lists backends this client already failed to reach; they are
     /// not chosen again.
+    ///
+    /// For the power-of-two and random policies with more than
+    /// [`SAMPLED_POOL_MIN`] backends this is O(1): backends are drawn at
+    /// random until two (one for `random`) that may take the connection
+    /// turn up, which picks uniformly among the candidates like a scan
+    /// would; only when candidates are scarce (no pair within
+    /// [`SAMPLE_DRAWS_MAX`] draws) does it fall back to the scan.
     pub fn acquire<R: Rng + ?Sized>(
         &mut self,
         rng: &mut R,
         tried: &[BackendId],
     ) -> Result<BackendId, NoBackend> {
         let policy = self.policy;
+        if self.backends.len() > SAMPLED_POOL_MIN
+            && let Some(index) = self.sample(rng, tried)
+        {
+            self.backends[index].active += 1;
+            return Ok(BackendId(index));
+        }
         self.acquire_with(tried, |candidates, rr_cursor| {
             policy::choose(policy, candidates, rr_cursor, rng)
         })
+    }
+
+    /// The O(1) choice of [`Pool::acquire`], or `None` to scan instead.
+    fn sample<R: Rng + ?Sized>(&self, rng: &mut R, tried: &[BackendId]) -> Option<usize> {
+        let needed = match self.policy {
+            Policy::LeastConn | Policy::LocalLeastConn => 2,
+            Policy::Random => 1,
+            Policy::RoundRobin | Policy::FirstAvailable => return None,
+        };
+        let n = self.backends.len();
+        let mut first: Option<usize> = None;
+        for _ in 0..SAMPLE_DRAWS_MAX {
+            let i = rng.random_range(0..n);
+            if first == Some(i)
+                || tried.contains(&BackendId(i))
+                || !self.backends[i].takes(self.live_nodes)
+            {
+                continue;
+            }
+            let Some(a) = first else {
+                if needed == 1 {
+                    return Some(i);
+                }
+                first = Some(i);
+                continue;
+            };
+            let load = |b: usize| {
+                let b = &self.backends[b];
+                let remote = if self.policy == Policy::LeastConn {
+                    u64::from(b.remote.active)
+                } else {
+                    0
+                };
+                u64::from(b.active) + remote
+            };
+            return Some(match load(a).cmp(&load(i)) {
+                std::cmp::Ordering::Less => a,
+                std::cmp::Ordering::Greater => i,
+                std::cmp::Ordering::Equal => {
+                    if rng.random_bool(0.5) {
+                        a
+                    } else {
+                        i
+                    }
+                }
+            });
+        }
+        None
     }
 
     /// [`Pool::acquire`] with the choice among the candidates made by
@@ -602,6 +680,42 @@ mod tests {
         let err = p.acquire(&mut rng, &[BackendId(1)]).unwrap_err();
         assert_eq!(err.fleet_down, 1);
         assert!(err.to_string().contains("1 down by the fleet"), "{err}");
+    }
+
+    #[test]
+    fn large_pools_sample_and_still_respect_health_limits_and_tried() {
+        let (mut p, mut rng) = pool(Policy::LeastConn, 50, Some(2));
+        for i in 0..25 {
+            p.handle_connect_failure(BackendId(i * 2)); // every even backend down
+        }
+        let tried = [BackendId(1), BackendId(3)];
+        let mut chosen = Vec::new();
+        for _ in 0..46 {
+            let id = p.acquire(&mut rng, &tried).unwrap();
+            assert!(id.0 % 2 == 1 && !tried.contains(&id), "{id}");
+            chosen.push(id);
+        }
+        // 23 candidates × max 2 each = 46: every slot got filled exactly.
+        assert!(p.ids().all(|id| p.active(id) <= 2));
+        let err = p.acquire(&mut rng, &tried).unwrap_err();
+        assert_eq!((err.down, err.full, err.tried), (25, 23, 2));
+        for id in chosen {
+            assert!(p.release(id));
+        }
+    }
+
+    #[test]
+    fn sampled_least_conn_spreads_evenly_over_a_large_pool() {
+        let (mut p, mut rng) = pool(Policy::LeastConn, 100, None);
+        for _ in 0..1000 {
+            p.acquire(&mut rng, &[]).unwrap();
+        }
+        let counts: Vec<u32> = p.ids().map(|id| p.active(id)).collect();
+        let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        assert!(
+            max - min <= 3,
+            "P2C keeps a 100-backend pool within a few: {min}..{max}"
+        );
     }
 
     #[test]
