@@ -359,6 +359,9 @@ def main():
     ap.add_argument("--idle", default="5000,20000", help="idle connection counts for the memory rows")
     ap.add_argument("--out", default=str(ROOT / "BENCHMARKS.md"))
     ap.add_argument("--skip-build", action="store_true")
+    ap.add_argument("--systems", default="direct,haproxy,shoal,fleet",
+                    help="which systems to measure (comma-separated), for quick experiments")
+    ap.add_argument("--no-memory", action="store_true", help="skip the idle-connection memory rows")
     args = ap.parse_args()
     duration = min(args.duration, 10)
     ensure_tools()
@@ -391,7 +394,10 @@ def main():
             "shoal": lambda: start_shoal(work, binary),
             "fleet": lambda: start_fleet(work, binary),
         }
+        wanted = args.systems.split(",")
         for name, make in starters.items():
+            if name not in wanted:
+                continue
             s = make()
             log(f"measuring {s.name}")
             for streams in (1, 8):
@@ -411,7 +417,7 @@ def main():
             if errs:
                 log(f"{s.name} keep-alive: {errs}")
             s.stop()
-            if name == "direct":
+            if name == "direct" or args.no_memory:
                 continue
             # Each memory row on a fresh process: allocators keep what earlier
             # loads used, which would hide the cost of new connections.
