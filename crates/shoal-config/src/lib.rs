@@ -65,6 +65,8 @@ pub struct NodeConfig {
     pub admin: Option<SocketAddr>,
     /// How long open connections may finish after a shutdown signal.
     pub drain_timeout: Duration,
+    /// Threads of the data plane's runtime; `None` = one per core.
+    pub worker_threads: Option<usize>,
 }
 
 /// One `[[listener]]`.
@@ -286,6 +288,18 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         .map(|a| cx.addr("node.admin", a))
         .transpose()?;
     let drain_timeout = Duration::from_millis(node.drain_timeout_ms);
+    /// More threads than this is a typo, not a machine.
+    const WORKER_THREADS_MAX: u32 = 1024;
+    let worker_threads = match node.worker_threads {
+        Some(n) if n == 0 || n > WORKER_THREADS_MAX => {
+            return Err(cx.invalid(
+                "node.worker_threads",
+                n,
+                format!("must be 1 to {WORKER_THREADS_MAX}"),
+            ));
+        }
+        n => n.map(|n| n as usize),
+    };
 
     if raw.listener.is_empty() {
         return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
@@ -407,6 +421,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             name: node.name,
             admin,
             drain_timeout,
+            worker_threads,
         },
         listeners,
         cluster,

@@ -57,6 +57,7 @@ pub struct RawNode {
     pub admin: Option<String>,
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
+    pub worker_threads: Option<u32>,
 }
 
 impl Default for RawNode {
@@ -65,6 +66,7 @@ impl Default for RawNode {
             name: default_node_name(),
             admin: None,
             drain_timeout_ms: default_drain_timeout_ms(),
+            worker_threads: None,
         }
     }
 }

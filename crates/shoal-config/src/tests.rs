@@ -200,3 +200,22 @@ fn cluster_errors_name_the_field_and_value() {
     let e = err(&format!("{GOOD}{}", CLUSTER.replace("key = ", "kee = ")));
     assert!(e.contains("unknown field `kee`"), "{e}");
 }
+
+#[test]
+fn worker_threads_is_optional_and_bounded() {
+    assert_eq!(
+        Config::from_toml(GOOD, "t").unwrap().node.worker_threads,
+        None
+    );
+    let one = GOOD.replace("name = \"node-1\"", "name = \"node-1\"\nworker_threads = 1");
+    assert_eq!(
+        Config::from_toml(&one, "t").unwrap().node.worker_threads,
+        Some(1)
+    );
+    let zero = GOOD.replace("name = \"node-1\"", "name = \"node-1\"\nworker_threads = 0");
+    assert!(
+        err(&zero).contains("node.worker_threads = 0: must be 1 to 1024"),
+        "{}",
+        err(&zero)
+    );
+}
