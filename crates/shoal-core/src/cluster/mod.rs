@@ -34,7 +34,10 @@ use crate::wire::{self, WireError};
 use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, Timer};
 use identity::NodeId;
 use rand::SeedableRng;
-use rand::rngs::SmallRng;
+// Xoshiro256++ rather than SmallRng: rand documents SmallRng's algorithm as
+// free to change between platforms and releases; a simulator seed must
+// replay the same foca choices anywhere.
+use rand::rngs::Xoshiro256PlusPlus;
 use report::{BackendKey, ReportEntry, ReportHandler, ReportShard, SharedInbox};
 use serde::{Deserialize, Serialize};
 use std::collections::VecDeque;
@@ -165,7 +168,7 @@ pub struct ClusterStats {
 
 /// The membership and load view of one node. See the module doc.
 pub struct Cluster {
-    foca: Foca<NodeId, wire::SwimCodec, SmallRng, ReportHandler>,
+    foca: Foca<NodeId, wire::SwimCodec, Xoshiro256PlusPlus, ReportHandler>,
     runtime: AccumulatingRuntime<NodeId>,
     timers: TimerQueue<Timer<NodeId>>,
     inbox: SharedInbox,
@@ -205,7 +208,7 @@ impl Cluster {
         let foca = Foca::with_custom_broadcast(
             identity,
             config.swim.clone(),
-            SmallRng::seed_from_u64(rng_seed),
+            Xoshiro256PlusPlus::seed_from_u64(rng_seed),
             wire::SwimCodec,
             ReportHandler::new(inbox.clone()),
         );

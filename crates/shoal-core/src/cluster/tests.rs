@@ -235,7 +235,7 @@ fn sync_gives_a_new_node_the_whole_state_at_once() {
 #[test]
 fn garbage_oversized_and_foreign_version_input_is_an_error_not_a_panic() {
     let mut n = Cluster::new(NodeId::new(addr(0), "n0", 1), config(), 1, Instant::ZERO);
-    let mut rng = SmallRng::seed_from_u64(5);
+    let mut rng = rand::rngs::SmallRng::seed_from_u64(5);
     for len in [0usize, 1, 2, 7, 64, 1100, 1500, 5000] {
         let mut junk = vec![0u8; len];
         rand::Rng::fill_bytes(&mut rng, &mut junk);
