@@ -128,7 +128,13 @@ fn power_of_two<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> Candi
     if j >= i {
         j += 1;
     }
-    let (a, b) = (candidates[i], candidates[j]);
+    lesser(candidates[i], candidates[j], rng)
+}
+
+/// The one of `a` and `b` with the smaller load, ties at random: the
+/// comparison of power of two choices, shared by the scan above and the
+/// pool's sampled choice.
+pub(crate) fn lesser<R: Rng + ?Sized>(a: Candidate, b: Candidate, rng: &mut R) -> Candidate {
     match a.load.cmp(&b.load) {
         std::cmp::Ordering::Less => a,
         std::cmp::Ordering::Greater => b,

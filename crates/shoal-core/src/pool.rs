@@ -306,26 +306,19 @@ impl Pool {
                 first = Some(i);
                 continue;
             };
-            let load = |b: usize| {
-                let b = &self.backends[b];
+            let candidate = |index: usize| {
+                let b = &self.backends[index];
                 let remote = if self.policy == Policy::LeastConn {
                     u64::from(b.remote.active)
                 } else {
                     0
                 };
-                u64::from(b.active) + remote
-            };
-            return Some(match load(a).cmp(&load(i)) {
-                std::cmp::Ordering::Less => a,
-                std::cmp::Ordering::Greater => i,
-                std::cmp::Ordering::Equal => {
-                    if rng.random_bool(0.5) {
-                        a
-                    } else {
-                        i
-                    }
+                Candidate {
+                    index,
+                    load: u64::from(b.active) + remote,
                 }
-            });
+            };
+            return Some(policy::lesser(candidate(a), candidate(i), rng).index);
         }
         None
     }

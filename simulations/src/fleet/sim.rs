@@ -874,25 +874,31 @@ impl<'a> Sim<'a> {
         self.settle_down_watches();
         self.join_watches.retain(|w| w.subject != i);
         if !was_stopping {
-            let pending: BTreeSet<usize> = (0..self.nodes.len())
-                .filter(|&x| x != i && self.nodes[x].is_live())
-                .filter(|&x| {
-                    self.nodes[x]
-                        .proc
-                        .as_ref()
-                        .is_some_and(|p| p.cluster.members().any(|m| *m == identity))
-                })
-                .collect();
-            self.down_watches.retain(|w| w.subject != i);
-            self.down_watches.push(DownWatch {
-                subject: i,
-                at: now,
-                leave: false,
-                pending,
-                slowest: Duration::ZERO,
-            });
-            self.settle_down_watches();
+            self.watch_departure(i, &identity, now, false);
         }
+    }
+
+    /// Starts timing how long the live nodes that know `identity` take to
+    /// drop it (a crash, or a leave).
+    fn watch_departure(&mut self, i: usize, identity: &NodeId, now: Instant, leave: bool) {
+        let pending: BTreeSet<usize> = (0..self.nodes.len())
+            .filter(|&x| x != i && self.nodes[x].is_live())
+            .filter(|&x| {
+                self.nodes[x]
+                    .proc
+                    .as_ref()
+                    .is_some_and(|p| p.cluster.members().any(|m| m == identity))
+            })
+            .collect();
+        self.down_watches.retain(|w| w.subject != i);
+        self.down_watches.push(DownWatch {
+            subject: i,
+            at: now,
+            leave,
+            pending,
+            slowest: Duration::ZERO,
+        });
+        self.settle_down_watches();
     }
 
     fn on_stop(&mut self, i: usize) -> Result<(), Violation> {
@@ -904,24 +910,7 @@ impl<'a> Sim<'a> {
         self.proc(i).cluster.leave(now);
         self.nodes[i].state = NodeState::Stopping;
         self.record(Record::Lifecycle, i as u64, 4);
-        let pending = (0..self.nodes.len())
-            .filter(|&x| x != i && self.nodes[x].is_live())
-            .filter(|&x| {
-                self.nodes[x]
-                    .proc
-                    .as_ref()
-                    .is_some_and(|p| p.cluster.members().any(|m| *m == identity))
-            })
-            .collect();
-        self.down_watches.retain(|w| w.subject != i);
-        self.down_watches.push(DownWatch {
-            subject: i,
-            at: now,
-            leave: true,
-            pending,
-            slowest: Duration::ZERO,
-        });
-        self.settle_down_watches();
+        self.watch_departure(i, &identity, now, true);
         let life = self.nodes[i].life;
         self.queue.schedule_in(
             Duration::from_millis(self.s.cluster.stop_linger_ms),
