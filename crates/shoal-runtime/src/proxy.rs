@@ -11,7 +11,8 @@ use prometheus_client::metrics::counter::Counter;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
-use tokio::io::AsyncWriteExt;
+use std::task::Poll;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
 use tokio_util::sync::CancellationToken;
@@ -92,8 +93,12 @@ impl Activity {
 /// so an idle connection holds no user-space buffer (HAProxy does the same
 /// with its dynamic buffers). Under a steady stream the buffer is kept from
 /// one read to the next.
+///
+/// Reads go through tokio's `poll_read`, which treats a short read as "the
+/// socket is drained" (edge-triggered epoll reports the next arrival), so a
+/// small request costs one `recv`, not a second one that finds `EAGAIN`.
 async fn pipe(
-    from: ReadHalf<'_>,
+    mut from: ReadHalf<'_>,
     from_peer: Peer,
     mut to: WriteHalf<'_>,
     to_peer: Peer,
@@ -103,26 +108,37 @@ async fn pipe(
 ) -> Result<(), (Peer, io::Error)> {
     loop {
         from.readable().await.map_err(|e| (from_peer, e))?;
-        // Capacity only: `try_read_buf` fills it without zeroing first.
+        // Capacity only: `read_buf` fills it without zeroing first.
         let mut buf = Vec::with_capacity(COPY_BUFFER_BYTES);
         loop {
             buf.clear();
-            match from.try_read_buf(&mut buf) {
-                Ok(0) => {
+            match poll_once(from.read_buf(&mut buf)).await {
+                // Nothing more for now: drop the buffer, wait for bytes.
+                None => break,
+                Some(Ok(0)) => {
                     // FIN from `from`: pass it on, keep the other direction open.
                     return to.shutdown().await.map_err(|e| (to_peer, e));
                 }
-                Ok(n) => {
+                Some(Ok(n)) => {
                     to.write_all(&buf).await.map_err(|e| (to_peer, e))?;
                     total.fetch_add(n as u64, Ordering::Relaxed);
                     counter.inc_by(n as u64);
                     activity.touch();
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
-                Err(e) => return Err((from_peer, e)),
+                Some(Err(e)) => return Err((from_peer, e)),
             }
         }
     }
+}
+
+/// Polls `fut` once: its output if it is ready at once, `None` if not.
+async fn poll_once<F: Future>(fut: F) -> Option<F::Output> {
+    let mut fut = std::pin::pin!(fut);
+    std::future::poll_fn(|cx| match fut.as_mut().poll(cx) {
+        Poll::Ready(v) => Poll::Ready(Some(v)),
+        Poll::Pending => Poll::Ready(None),
+    })
+    .await
 }
 
 /// Proxies between `client` and `backend` until both directions end, an
