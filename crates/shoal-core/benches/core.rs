@@ -5,6 +5,7 @@
 use criterion::{BenchmarkId, Criterion, criterion_group, criterion_main};
 use rand::SeedableRng;
 use rand::rngs::SmallRng;
+use shoal_core::cluster::SWIM_PACKET_BYTES_MAX;
 use shoal_core::cluster::report::{BackendKey, ReportEntry, ReportShard, shard};
 use shoal_core::cluster::view::{LoadView, RemoteLoad};
 use shoal_core::{BackendId, BackendSpec, HealthConfig, Instant, Policy, Pool, wire};
@@ -105,12 +106,15 @@ fn apply_report(c: &mut Criterion) {
 fn codec(c: &mut Criterion) {
     let full: ReportShard =
         shard("10.1.0.1:7946".parse().unwrap(), 1, 99, &entries(40, 3)).remove(0);
-    let bytes = wire::encode_report(&full).unwrap();
-    c.bench_function("encode_report_shard_40_entries", |b| {
-        b.iter(|| black_box(wire::encode_report(black_box(&full)).unwrap()))
+    let full = [full];
+    let datagram = wire::encode_reports(&full, SWIM_PACKET_BYTES_MAX)
+        .unwrap()
+        .remove(0);
+    c.bench_function("encode_report_datagram_40_entries", |b| {
+        b.iter(|| black_box(wire::encode_reports(black_box(&full), SWIM_PACKET_BYTES_MAX).unwrap()))
     });
-    c.bench_function("decode_report_shard_40_entries", |b| {
-        b.iter(|| black_box(wire::decode_report(black_box(&bytes)).unwrap()))
+    c.bench_function("decode_report_datagram_40_entries", |b| {
+        b.iter(|| black_box(wire::decode_reports(black_box(&datagram)).unwrap()))
     });
 }
 

@@ -13,14 +13,32 @@
 //!
 //! | message | layout | max |
 //! |---|---|---|
-//! | SWIM packet header (foca) | `version, bincode(Header)` | [`PACKET_BYTES_MAX`] |
+//! | SWIM packet (foca; QUIC datagram) | `version, bincode(Header)`, then foca's member updates | [`PACKET_BYTES_MAX`] |
 //! | SWIM member (foca) | `bincode(Member)` | inside a packet |
-//! | load report shard (foca custom broadcast) | `version, KIND_REPORT, bincode(ReportShard)` | [`REPORT_BYTES_MAX`] |
+//! | load reports (QUIC datagram) | `version, KIND_REPORTS, bincode(Vec<ReportShard>)` | [`PACKET_BYTES_MAX`], [`REPORT_SHARDS_PER_DATAGRAM_MAX`] shards |
 //! | full-state sync (QUIC stream) | `version, KIND_SYNC, bincode(SyncState)` | [`SYNC_BYTES_MAX`] |
-
+//!
+//! Kinds: 1 was a single report shard inside a foca custom broadcast
+//! (retired with decision 27; never reused), 2 is [`KIND_SYNC`], 3
+//! [`KIND_REPORTS`].
+//!
+//! # Telling datagrams apart
+//! SWIM packets and report datagrams share the QUIC datagram channel.
+//! After the version byte a SWIM packet holds `bincode(Header)`, whose
+//! first field is the sender's `NodeId`, whose first field is a
+//! `SocketAddr`: serde writes it as an enum variant index, `0` (V4) or `1`
+//! (V6), so the second byte of every SWIM packet is 0 or 1 (pinned by a
+//! test). The second byte of a report datagram is [`KIND_REPORTS`] (3);
+//! [`is_reports`] dispatches on it alone, so a report datagram of a foreign
+//! version is refused as a report, not as a SWIM packet.
+//!
+//! A report datagram is built by [`encode_reports`] as `count` (bincode's
+//! variable-length integer) followed by `count` encoded shards, which is
+//! byte for byte `bincode(Vec<ReportShard>)`; shards are packed greedily,
+//! in order, so a publication of `k` shards takes as few datagrams as fit.
 use crate::cluster::SyncState;
 use crate::cluster::identity::NodeId;
-use crate::cluster::report::ReportShard;
+use crate::cluster::report::{ENTRIES_PER_SHARD_MAX, ReportShard, SHARDS_MAX};
 use bytes::{Buf, BufMut};
 use foca::{Header, Member};
 use serde::Serialize;
@@ -30,13 +48,17 @@ use serde::de::DeserializeOwned;
 pub const PROTOCOL_VERSION: u8 = 1;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
-/// Largest encoded report shard.
-pub const REPORT_BYTES_MAX: usize = 1024;
+/// Shards in one report datagram, at most (the smallest shard takes about
+/// 12 bytes, so 1100 bytes never hold more than ~90).
+pub const REPORT_SHARDS_PER_DATAGRAM_MAX: usize = 128;
 /// Largest full-state sync message.
 pub const SYNC_BYTES_MAX: usize = 8 * 1024 * 1024;
 
-const KIND_REPORT: u8 = 1;
-const KIND_SYNC: u8 = 2;
+/// The kind byte of a full-state sync message.
+pub const KIND_SYNC: u8 = 2;
+/// The kind byte of a report datagram (see the module doc for why a SWIM
+/// packet can never carry it in the same place).
+pub const KIND_REPORTS: u8 = 3;
 
 /// What went wrong encoding or decoding a message. Nothing is applied
 /// when a decode fails.
@@ -157,15 +179,135 @@ fn decode_exact<T: DeserializeOwned, const N: usize>(
     Ok(value)
 }
 
-/// Encodes a load report shard (a foca custom broadcast item).
-pub fn encode_report(shard: &ReportShard) -> Result<Vec<u8>, WireError> {
-    encode::<_, REPORT_BYTES_MAX>("report", &[PROTOCOL_VERSION, KIND_REPORT], shard)
+/// Whether a received datagram is a report datagram (its second byte is
+/// [`KIND_REPORTS`]) rather than a SWIM packet. Says nothing about whether
+/// it decodes.
+pub fn is_reports(data: &[u8]) -> bool {
+    data.get(1) == Some(&KIND_REPORTS)
 }
 
-/// Decodes a load report shard.
-pub fn decode_report(data: &[u8]) -> Result<ReportShard, WireError> {
-    let body = open("report", data, Some(KIND_REPORT), REPORT_BYTES_MAX)?;
-    decode_exact::<_, REPORT_BYTES_MAX>("report", body)
+fn varint_len(n: usize) -> Result<usize, WireError> {
+    bincode::serde::encode_to_vec(n as u64, config::<16>())
+        .map(|v| v.len())
+        .map_err(|e| WireError::Encode {
+            what: "reports",
+            message: e.to_string(),
+        })
+}
+
+/// Packs `shards`, in order, into as few report datagrams of at most
+/// `datagram_max` bytes (and [`REPORT_SHARDS_PER_DATAGRAM_MAX`] shards)
+/// as they fit in. No shards, no datagram.
+///
+/// # Errors
+/// A shard that does not fit a datagram alone (`datagram_max` is below
+/// a shard's size, or above [`PACKET_BYTES_MAX`]: receivers would refuse
+/// it), or an encoding failure; nothing is returned then.
+pub fn encode_reports(
+    shards: &[ReportShard],
+    datagram_max: usize,
+) -> Result<Vec<Vec<u8>>, WireError> {
+    let what = "reports";
+    if datagram_max > PACKET_BYTES_MAX {
+        return Err(WireError::TooLarge {
+            what,
+            len: datagram_max,
+            max: PACKET_BYTES_MAX,
+        });
+    }
+    let mut bodies = Vec::with_capacity(shards.len());
+    for s in shards {
+        let body = bincode::serde::encode_to_vec(s, config::<PACKET_BYTES_MAX>()).map_err(|e| {
+            WireError::Encode {
+                what,
+                message: e.to_string(),
+            }
+        })?;
+        let alone = 2 + varint_len(1)? + body.len();
+        if alone > datagram_max {
+            return Err(WireError::TooLarge {
+                what,
+                len: alone,
+                max: datagram_max,
+            });
+        }
+        bodies.push(body);
+    }
+    let mut out = Vec::new();
+    let mut batch: Vec<&[u8]> = Vec::new();
+    let mut batch_bytes = 0;
+    let flush = |batch: &mut Vec<&[u8]>, out: &mut Vec<Vec<u8>>| -> Result<(), WireError> {
+        let mut d = vec![PROTOCOL_VERSION, KIND_REPORTS];
+        d.extend(
+            bincode::serde::encode_to_vec(batch.len() as u64, config::<16>()).map_err(|e| {
+                WireError::Encode {
+                    what,
+                    message: e.to_string(),
+                }
+            })?,
+        );
+        for b in batch.drain(..) {
+            d.extend_from_slice(b);
+        }
+        out.push(d);
+        Ok(())
+    };
+    for body in &bodies {
+        let full = batch.len() == REPORT_SHARDS_PER_DATAGRAM_MAX
+            || 2 + varint_len(batch.len() + 1)? + batch_bytes + body.len() > datagram_max;
+        if full && !batch.is_empty() {
+            flush(&mut batch, &mut out)?;
+            batch_bytes = 0;
+        }
+        batch.push(body);
+        batch_bytes += body.len();
+    }
+    if !batch.is_empty() {
+        flush(&mut batch, &mut out)?;
+    }
+    Ok(out)
+}
+
+/// Decodes a report datagram: the length is checked before anything is
+/// decoded, the shard count before any shard is, and each shard's index,
+/// count and entries against the report limits.
+pub fn decode_reports(data: &[u8]) -> Result<Vec<ReportShard>, WireError> {
+    let what = "reports";
+    let body = open(what, data, Some(KIND_REPORTS), PACKET_BYTES_MAX)?;
+    let (count, mut used) = decode::<u64, PACKET_BYTES_MAX>(what, body)?;
+    if count == 0 || count > REPORT_SHARDS_PER_DATAGRAM_MAX as u64 {
+        return Err(WireError::Decode {
+            what,
+            message: format!("{count} shards (1 to {REPORT_SHARDS_PER_DATAGRAM_MAX} expected)"),
+        });
+    }
+    let mut shards = Vec::with_capacity(count as usize);
+    for _ in 0..count {
+        let (shard, n) = decode::<ReportShard, PACKET_BYTES_MAX>(what, &body[used..])?;
+        used += n;
+        if shard.shard >= shard.shards
+            || usize::from(shard.shards) > SHARDS_MAX
+            || shard.entries.len() > ENTRIES_PER_SHARD_MAX
+        {
+            return Err(WireError::Decode {
+                what,
+                message: format!(
+                    "shard {} of {} with {} entries (at most {SHARDS_MAX} shards of {ENTRIES_PER_SHARD_MAX})",
+                    shard.shard,
+                    shard.shards,
+                    shard.entries.len()
+                ),
+            });
+        }
+        shards.push(shard);
+    }
+    if used != body.len() {
+        return Err(WireError::Decode {
+            what,
+            message: format!("{} trailing bytes", body.len() - used),
+        });
+    }
+    Ok(shards)
 }
 
 /// Encodes a full-state sync message.
@@ -253,5 +395,205 @@ impl foca::Codec<NodeId> for SwimCodec {
 
     fn decode_member(&mut self, buf: impl Buf) -> Result<Member<NodeId>, Self::Error> {
         Self::take("swim member", buf)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::report::{self, BackendKey, ReportEntry};
+    use foca::Codec;
+    use rand::{Rng, SeedableRng};
+    use std::net::SocketAddr;
+
+    /// What the cluster packs report datagrams to.
+    const DATAGRAM: usize = crate::cluster::SWIM_PACKET_BYTES_MAX;
+
+    fn entry(i: u64) -> ReportEntry {
+        ReportEntry {
+            key: BackendKey(u64::MAX - i),
+            healthy: i.is_multiple_of(2),
+            active: u32::MAX - i as u32,
+        }
+    }
+
+    fn shards(origin: &str, backends: u64) -> Vec<ReportShard> {
+        let entries: Vec<_> = (0..backends).map(entry).collect();
+        report::shard(origin.parse().unwrap(), u64::MAX, u64::MAX, &entries)
+    }
+
+    #[test]
+    fn a_full_shard_of_worst_case_entries_fits_one_datagram() {
+        let worst = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535";
+        let s = shards(worst, ENTRIES_PER_SHARD_MAX as u64);
+        assert_eq!(s.len(), 1);
+        let d = encode_reports(&s, DATAGRAM).unwrap();
+        assert_eq!(d.len(), 1);
+        // Room to spare: a shard stays under 700 bytes (decision 14).
+        assert!(d[0].len() <= 700, "{} bytes", d[0].len());
+        assert!(is_reports(&d[0]));
+        assert_eq!(decode_reports(&d[0]).unwrap(), s);
+    }
+
+    #[test]
+    fn shards_are_packed_in_order_into_as_few_datagrams_as_fit() {
+        // 10 small shards: one datagram.
+        let small: Vec<ReportShard> = (0..10)
+            .map(|i| {
+                let mut s = shards("10.0.0.1:7946", 2).remove(0);
+                s.shard = i;
+                s.shards = 10;
+                s
+            })
+            .collect();
+        let d = encode_reports(&small, DATAGRAM).unwrap();
+        assert_eq!(d.len(), 1);
+        assert_eq!(decode_reports(&d[0]).unwrap(), small);
+        // The encoding is bincode(Vec<ReportShard>) after the two bytes.
+        let whole = bincode::serde::encode_to_vec(&small, config::<PACKET_BYTES_MAX>()).unwrap();
+        assert_eq!(&d[0][2..], &whole[..]);
+
+        // 1000 backends of worst-case entries: 25 shards of ~600 bytes,
+        // one per datagram; 10 shards of ~150 bytes: several per datagram.
+        for (backends, per) in [(1000u64, 1usize), (95, 3)] {
+            let all = shards("[::1]:7946", backends);
+            let d = encode_reports(&all, DATAGRAM).unwrap();
+            let mut back = Vec::new();
+            let mut sizes = Vec::new();
+            for x in &d {
+                assert!(x.len() <= DATAGRAM, "{} bytes", x.len());
+                let got = decode_reports(x).unwrap();
+                sizes.push(got.len());
+                back.extend(got);
+            }
+            assert_eq!(back, all, "{backends} backends");
+            if per == 1 {
+                assert_eq!(d.len(), all.len());
+            } else {
+                // 3 shards of 40, 40 and 15 worst-case entries: the two
+                // full ones cannot share; the small one joins the second.
+                assert_eq!(d.len(), 2, "{sizes:?}");
+            }
+        }
+        // Greedy: each datagram but the last has no room for the next shard.
+        let mixed: Vec<ReportShard> = (0..40u16)
+            .map(|i| {
+                let mut s = shards("10.0.0.1:7946", u64::from(i % 7) * 5 + 1).remove(0);
+                s.shard = i;
+                s.shards = 40;
+                s
+            })
+            .collect();
+        let d = encode_reports(&mixed, DATAGRAM).unwrap();
+        let mut at = 0;
+        for (k, x) in d.iter().enumerate() {
+            let n = decode_reports(x).unwrap().len();
+            at += n;
+            if k + 1 < d.len() {
+                let next = bincode::serde::encode_to_vec(&mixed[at], config::<PACKET_BYTES_MAX>())
+                    .unwrap()
+                    .len();
+                assert!(x.len() + next > DATAGRAM, "datagram {k} had room");
+            }
+        }
+        assert_eq!(at, mixed.len());
+        assert!(encode_reports(&[], DATAGRAM).unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_shard_that_cannot_fit_or_an_oversized_target_is_refused() {
+        let s = shards("10.0.0.1:7946", ENTRIES_PER_SHARD_MAX as u64);
+        let e = encode_reports(&s, 100).unwrap_err();
+        assert!(matches!(e, WireError::TooLarge { max: 100, .. }), "{e}");
+        let e = encode_reports(&s, PACKET_BYTES_MAX + 1).unwrap_err();
+        assert!(matches!(e, WireError::TooLarge { .. }), "{e}");
+    }
+
+    #[test]
+    fn garbage_oversized_foreign_and_malformed_report_datagrams_are_errors() {
+        let good = encode_reports(&shards("10.0.0.1:7946", 30), DATAGRAM)
+            .unwrap()
+            .remove(0);
+        let mut rng = rand::rngs::SmallRng::seed_from_u64(9);
+        for len in [0usize, 1, 2, 3, 7, 64, 1100, 1500] {
+            for _ in 0..50 {
+                let mut junk = vec![0u8; len];
+                rng.fill_bytes(&mut junk);
+                if len > 1 {
+                    junk[0] = PROTOCOL_VERSION;
+                    junk[1] = KIND_REPORTS;
+                }
+                // Random bytes may decode by chance only if well formed;
+                // never a panic.
+                let _ = decode_reports(&junk);
+            }
+        }
+        let e = decode_reports(&vec![PROTOCOL_VERSION; PACKET_BYTES_MAX + 1]).unwrap_err();
+        assert!(matches!(e, WireError::TooLarge { .. }), "{e}");
+        let mut foreign = good.clone();
+        foreign[0] = PROTOCOL_VERSION + 1;
+        let e = decode_reports(&foreign).unwrap_err().to_string();
+        assert!(e.contains("protocol version 2"), "{e}");
+        let mut other_kind = good.clone();
+        other_kind[1] = KIND_SYNC;
+        assert!(matches!(
+            decode_reports(&other_kind).unwrap_err(),
+            WireError::Kind { found: 2, .. }
+        ));
+        for cut in [2, 3, good.len() / 2, good.len() - 1] {
+            assert!(decode_reports(&good[..cut]).is_err(), "cut at {cut}");
+        }
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_reports(&trailing).is_err());
+        // A count of zero, or one promising more shards than allowed.
+        assert!(decode_reports(&[PROTOCOL_VERSION, KIND_REPORTS, 0]).is_err());
+        let mut lying = vec![PROTOCOL_VERSION, KIND_REPORTS];
+        lying.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
+        lying.extend_from_slice(&good[3..]);
+        assert!(decode_reports(&lying).is_err());
+        assert_eq!(decode_reports(&good).unwrap().len(), 1);
+        // Well-formed bincode, impossible shards.
+        let base = shards("10.0.0.1:7946", 3).remove(0);
+        let mut past = base.clone();
+        past.shard = past.shards;
+        let mut too_many = base.clone();
+        too_many.shards = SHARDS_MAX as u16 + 1;
+        let mut too_big = base;
+        too_big.entries = (0..=ENTRIES_PER_SHARD_MAX as u64).map(entry).collect();
+        for bad in [past, too_many, too_big] {
+            let mut d = vec![PROTOCOL_VERSION, KIND_REPORTS, 1];
+            d.extend(bincode::serde::encode_to_vec(&bad, config::<PACKET_BYTES_MAX>()).unwrap());
+            assert!(decode_reports(&d).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn swim_packets_and_report_datagrams_cannot_be_confused() {
+        let mut codec = SwimCodec;
+        for (src, dst) in [
+            ("10.0.0.1:7946", "10.0.0.2:7946"),
+            ("[::1]:7946", "10.0.0.2:7946"),
+            ("[ffff::ffff]:65535", "[::2]:1"),
+        ] {
+            let addr = |a: &str| a.parse::<SocketAddr>().unwrap();
+            let header = Header {
+                src: NodeId::new(addr(src), "n", u64::MAX),
+                src_incarnation: u16::MAX,
+                dst: NodeId::new(addr(dst), "m", 1),
+                message: foca::Message::Ping(7),
+            };
+            let mut buf = Vec::new();
+            codec.encode_header(&header, &mut buf).unwrap();
+            assert_eq!(buf[0], PROTOCOL_VERSION);
+            assert!(buf[1] <= 1, "SocketAddr variant, {}", buf[1]);
+            assert!(!is_reports(&buf), "{src}");
+            assert_eq!(codec.decode_header(&buf[..]).unwrap(), header);
+        }
+        // And a report datagram is no SWIM header.
+        let d = encode_reports(&shards("10.0.0.1:7946", 3), DATAGRAM)
+            .unwrap()
+            .remove(0);
+        assert!(codec.decode_header(&d[..]).is_err());
     }
 }

@@ -1,4 +1,25 @@
-//! The fleet: SWIM membership (foca) and the load reports nodes gossip.
+//! The fleet: SWIM membership (foca) and the load reports nodes send each
+//! other.
+//!
+//! # Two kinds of datagram
+//! foca runs the membership only: probes, acks, member updates riding on
+//! them and on its periodic gossip. Load reports do not ride on SWIM
+//! (decision 27): each node packs the shards of its own report that are
+//! due (changed, recently changed, or due for a refresh; see
+//! [`Cluster::publish_report`]) into report datagrams
+//! ([`crate::wire::encode_reports`], at most [`SWIM_PACKET_BYTES_MAX`]
+//! bytes each) and sends them to every live member itself: one hop, no
+//! relays, so a publication costs `O(N·B)` bytes out per node and arrives
+//! after one network latency, however large the fleet. A member that
+//! comes up (or restarts, or a renewal of this node's own identity) gets
+//! every shard at once and at the next [`CHANGED_RESENDS`] report ticks.
+//! [`Cluster::handle_datagram`] tells the two kinds apart by their second
+//! byte ([`crate::wire::is_reports`]).
+//!
+//! The trade-off: a member this node cannot reach directly, but which
+//! foca keeps alive through indirect probes, gets no report from it; its
+//! copy expires after `report_ttl` and it counts this node's load as zero
+//! until the path heals.
 //!
 //! # Driving a [`Cluster`]
 //! Like [`crate::Pool`], a `Cluster` does no I/O and reads no clock. Its
@@ -6,11 +27,12 @@
 //! - [`Cluster::join`] with the seeds' addresses at start, and again while
 //!   [`Cluster::is_alone`] (re-resolving names first), so a fleet restarted
 //!   in any order reassembles;
-//! - [`Cluster::handle_datagram`] for every SWIM packet received;
+//! - [`Cluster::handle_datagram`] for every datagram received (SWIM
+//!   packets and report datagrams alike);
 //! - [`Cluster::handle_timeout`] whenever the deadline from
 //!   [`Cluster::poll_timeout`] has passed;
 //! - [`Cluster::publish_report`] with this node's backends after a
-//!   [`ClusterEvent::ReportDue`], and at once (`urgent`) on a health flip;
+//!   [`ClusterEvent::ReportDue`], and at once on a health flip;
 //! - [`Cluster::sync_message`] / [`Cluster::handle_sync`] for the
 //!   full-state push-pull on a stream: the dialling side sends its
 //!   `sync_message`, the other side applies it and answers with its own;
@@ -31,36 +53,35 @@ pub mod view;
 
 use crate::time::Instant;
 use crate::wire::{self, WireError};
-use foca::{AccumulatingRuntime, Foca, Member, OwnedNotification, Timer};
+use foca::{AccumulatingRuntime, Foca, Member, NoCustomBroadcast, OwnedNotification, Timer};
 use identity::NodeId;
 use rand::SeedableRng;
 // Xoshiro256++ rather than SmallRng: rand documents SmallRng's algorithm as
 // free to change between platforms and releases; a simulator seed must
 // replay the same foca choices anywhere.
 use rand::rngs::Xoshiro256PlusPlus;
-use report::{BackendKey, ReportEntry, ReportHandler, ReportShard, SharedInbox};
+use report::{BackendKey, Inbox, ReportEntry, ReportShard};
 use serde::{Deserialize, Serialize};
-use std::collections::VecDeque;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::time::Duration;
 use timers::TimerQueue;
 use view::{LoadView, RemoteLoad};
 
-/// Largest SWIM packet a node sends: below the smallest QUIC datagram size
-/// at connection start (1162 bytes on loopback, less on some paths).
+/// Largest datagram a node sends, SWIM packet or report datagram: below
+/// the smallest QUIC datagram size at connection start (1162 bytes on
+/// loopback, less on some paths).
 pub const SWIM_PACKET_BYTES_MAX: usize = 1100;
 
 /// Remembered members a lonely node announces to in one `join`.
 pub const REMEMBERED_ANNOUNCES_MAX: usize = 32;
 
-/// Report intervals after a change in which a changed shard is sent again.
+/// Report intervals after a change in which a changed shard is sent again,
+/// and after a member comes up in which it gets every shard again: a
+/// datagram may be lost, or arrive before the receiver holds this node
+/// alive, and a refresh is several intervals away.
 pub const CHANGED_RESENDS: u32 = 2;
-
-/// foca relays a broadcast `4·log10(n+1)` times (2 for 3 nodes); reports
-/// get at least this many, so a small fleet does not miss one for a whole
-/// refresh period.
-const BROADCAST_TRANSMISSIONS_MIN: u8 = 3;
 
 /// Timers handled in one `handle_timeout` call; more wait for the next.
 const TIMERS_PER_CALL_MAX: usize = 10_000;
@@ -153,7 +174,8 @@ pub enum ClusterError {
     Wire(#[from] WireError),
 }
 
-/// Counters for metrics.
+/// Counters for metrics. `datagrams_*` and `bytes_*` count both kinds of
+/// datagram.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct ClusterStats {
     pub datagrams_in: u64,
@@ -162,16 +184,20 @@ pub struct ClusterStats {
     pub bytes_out: u64,
     pub bad_datagrams: u64,
     pub reports_published: u64,
+    /// Shard versions published (each sent to every live member).
     pub shards_published: u64,
+    /// Report datagrams sent (one per member and packed group of shards).
+    pub report_datagrams_out: u64,
+    /// Peers' shards accepted into the view (newer than what was held).
     pub shards_applied: u64,
 }
 
 /// The membership and load view of one node. See the module doc.
 pub struct Cluster {
-    foca: Foca<NodeId, wire::SwimCodec, Xoshiro256PlusPlus, ReportHandler>,
+    foca: Foca<NodeId, wire::SwimCodec, Xoshiro256PlusPlus, NoCustomBroadcast>,
     runtime: AccumulatingRuntime<NodeId>,
     timers: TimerQueue<Timer<NodeId>>,
-    inbox: SharedInbox,
+    inbox: Inbox,
     view: LoadView,
     config: ClusterConfig,
     transmits: VecDeque<Transmit>,
@@ -187,7 +213,10 @@ pub struct Cluster {
     /// The live node count foca's settings were last derived from.
     sized_for: u32,
     /// Addresses foca declared down and has not seen alive since.
-    down: std::collections::BTreeSet<SocketAddr>,
+    down: BTreeSet<SocketAddr>,
+    /// Members that came up recently, and until when every report tick
+    /// sends them all of this node's shards.
+    welcome: BTreeMap<SocketAddr, Instant>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -203,14 +232,13 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// A node alone, with `identity`; `rng_seed` seeds foca's choices.
     pub fn new(identity: NodeId, config: ClusterConfig, rng_seed: u64, now: Instant) -> Self {
-        let inbox = SharedInbox::new(identity.addr);
+        let inbox = Inbox::new(identity.addr);
         let epoch = identity.epoch;
-        let foca = Foca::with_custom_broadcast(
+        let foca = Foca::new(
             identity,
             config.swim.clone(),
             Xoshiro256PlusPlus::seed_from_u64(rng_seed),
             wire::SwimCodec,
-            ReportHandler::new(inbox.clone()),
         );
         Cluster {
             foca,
@@ -229,7 +257,8 @@ impl Cluster {
             epoch,
             stats: ClusterStats::default(),
             sized_for: 0,
-            down: std::collections::BTreeSet::new(),
+            down: BTreeSet::new(),
+            welcome: BTreeMap::new(),
         }
     }
 
@@ -310,13 +339,27 @@ impl Cluster {
         self.drain(now);
     }
 
-    /// A SWIM packet arrived.
+    /// A datagram arrived: a report datagram ([`wire::is_reports`]) goes to
+    /// the view, anything else to foca. A report datagram is decoded whole
+    /// before any of its shards is applied, so a bad one changes nothing;
+    /// shards from an origin foca holds down, or no newer than what is
+    /// held, are ignored (not an error).
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), ClusterError> {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
+        if wire::is_reports(data) {
+            let shards = wire::decode_reports(data).map_err(|e| {
+                self.stats.bad_datagrams += 1;
+                ClusterError::Wire(e)
+            })?;
+            for s in shards {
+                self.accept(now, s);
+            }
+            return Ok(());
+        }
         let result = self.foca.handle_data(data, &mut self.runtime);
         // Even a refused packet may have been partly applied (foca reads
-        // members before broadcasts): always collect what it produced.
+        // members before the rest): always collect what it produced.
         self.drain(now);
         result.map_err(|e| {
             self.stats.bad_datagrams += 1;
@@ -343,29 +386,30 @@ impl Cluster {
             self.next_report = (self.next_report + self.config.report_interval).max(now);
             self.view.expire(now, self.config.report_ttl);
             // Forget versions of origins foca no longer remembers at all.
-            let known: std::collections::BTreeSet<SocketAddr> = self
+            let known: BTreeSet<SocketAddr> = self
                 .foca
                 .iter_membership_state()
                 .map(|m| m.id().addr)
                 .collect();
-            self.inbox.lock().retain_origins(|o| known.contains(o));
+            self.inbox.retain_origins(|o| known.contains(o));
         }
     }
 
     /// Publishes this node's report (every backend of every listener):
     /// each shard whose entries changed since it was last published, again
-    /// in the next [`CHANGED_RESENDS`] intervals (a broadcast is relayed
-    /// only a few times and can miss a peer), and each unchanged one older
-    /// than `report_refresh`. Sending only what changed keeps the report
-    /// traffic within what SWIM's gossip can carry with many backends.
-    /// `urgent` (a health flip) gossips at once instead of waiting for the
-    /// next periodic gossip.
+    /// in the next [`CHANGED_RESENDS`] intervals (a datagram can be lost),
+    /// and each unchanged one older than `report_refresh` (so peers' copies
+    /// stay within `report_ttl`). The due shards are packed into report
+    /// datagrams and sent at once to every live member; members in their
+    /// welcome window (just up) get every shard instead. `urgent` marks a
+    /// health flip; since every publication goes out at once, it changes
+    /// nothing (it did when reports rode on SWIM gossip).
     pub fn publish_report(&mut self, now: Instant, entries: &[ReportEntry], urgent: bool) {
+        let _ = urgent;
         let me = self.identity().addr;
         let fresh = report::shard(me, self.epoch, self.report_seq + 1, entries);
         let refresh = self.config.report_refresh;
-        let recent =
-            self.config.report_interval * CHANGED_RESENDS + self.config.report_interval / 2;
+        let recent = self.resend_window();
         let mut changed = vec![true; fresh.len()];
         for (i, new) in fresh.iter().enumerate() {
             if let Some(old) = self.own_shards.get(i) {
@@ -385,21 +429,17 @@ impl Cluster {
         self.own_shards.truncate(fresh.len());
         self.own_published.truncate(fresh.len());
         self.own_changed.truncate(fresh.len());
-        if due.is_empty() {
+        self.welcome.retain(|_, until| *until >= now);
+        if due.is_empty() && self.welcome.is_empty() {
             return;
         }
-        self.report_seq += 1;
-        for i in due {
+        if !due.is_empty() {
+            self.report_seq += 1;
+            self.stats.reports_published += 1;
+        }
+        let mut sent = Vec::with_capacity(due.len());
+        for &i in &due {
             let s = &fresh[i];
-            let result = wire::encode_report(s)
-                .map_err(|e| e.to_string())
-                .and_then(|bytes| self.foca.add_broadcast(&bytes).map_err(|e| e.to_string()));
-            if let Err(e) = result {
-                self.events.push_back(ClusterEvent::Error(format!(
-                    "publishing report shard {}: {e}",
-                    s.shard
-                )));
-            }
             if i < self.own_shards.len() {
                 self.own_shards[i] = s.clone();
                 self.own_published[i] = now;
@@ -411,17 +451,63 @@ impl Cluster {
                 self.own_published.push(now);
                 self.own_changed.push(now);
             }
+            sent.push(s.clone());
             self.stats.shards_published += 1;
         }
-        self.stats.reports_published += 1;
-        if urgent
-            && !self.is_alone()
-            && let Err(e) = self.foca.gossip(&mut self.runtime)
-        {
-            self.events
-                .push_back(ClusterEvent::Error(format!("gossip: {e}")));
-        }
+        let members: Vec<SocketAddr> = self.foca.iter_members().map(|m| m.id().addr).collect();
+        let (welcomed, others): (Vec<SocketAddr>, Vec<SocketAddr>) = members
+            .into_iter()
+            .partition(|a| self.welcome.contains_key(a));
+        self.send_shards(&others, &sent);
+        let all = self.own_shards.clone();
+        self.send_shards(&welcomed, &all);
         self.drain(now);
+    }
+
+    /// How long after a change a shard is re-sent, and after a member
+    /// comes up it gets every shard: [`CHANGED_RESENDS`] more report ticks
+    /// (half an interval of slack for ticks that come a little late).
+    fn resend_window(&self) -> std::time::Duration {
+        self.config.report_interval * CHANGED_RESENDS + self.config.report_interval / 2
+    }
+
+    /// Packs `shards` into report datagrams and queues them for each of
+    /// `to`.
+    fn send_shards(&mut self, to: &[SocketAddr], shards: &[ReportShard]) {
+        if to.is_empty() || shards.is_empty() {
+            return;
+        }
+        let datagrams = match wire::encode_reports(shards, SWIM_PACKET_BYTES_MAX) {
+            Ok(d) => d,
+            Err(e) => {
+                self.events.push_back(ClusterEvent::Error(format!(
+                    "packing {} report shards: {e}",
+                    shards.len()
+                )));
+                return;
+            }
+        };
+        for &addr in to {
+            for data in &datagrams {
+                self.transmits.push_back(Transmit {
+                    to: addr,
+                    data: data.clone(),
+                });
+                self.stats.report_datagrams_out += 1;
+            }
+        }
+    }
+
+    /// Applies a peer's shard if its origin is not held down and it is
+    /// newer than what is held.
+    fn accept(&mut self, now: Instant, shard: ReportShard) -> bool {
+        // A shard from an origin foca holds down is stale news.
+        if self.down.contains(&shard.origin) || !self.inbox.offer(&shard) {
+            return false;
+        }
+        self.stats.shards_applied += 1;
+        self.view.apply(now, shard);
+        true
     }
 
     /// Everything this node knows, for a push-pull sync.
@@ -442,8 +528,9 @@ impl Cluster {
     }
 
     /// Applies a peer's sync message: its members through foca (so the
-    /// usual SWIM rules decide), its shards through the same newer-wins
-    /// rule as gossip. Returns who sent it.
+    /// usual SWIM rules decide), then its shards through the same rules as
+    /// report datagrams (newer wins, none from an origin held down).
+    /// Returns who sent it.
     pub fn handle_sync(&mut self, now: Instant, data: &[u8]) -> Result<NodeId, ClusterError> {
         let state = wire::decode_sync(data)?;
         let me = self.identity().addr;
@@ -454,13 +541,10 @@ impl Cluster {
                 state.from
             )));
         }
-        {
-            let mut inbox = self.inbox.lock();
-            for s in state.reports {
-                inbox.offer(s);
-            }
-        }
         self.drain(now);
+        for s in state.reports {
+            self.accept(now, s);
+        }
         Ok(state.from)
     }
 
@@ -496,9 +580,10 @@ impl Cluster {
         }
     }
 
-    /// Moves what foca produced into our queues and applies accepted
-    /// shards and membership changes to the view.
+    /// Moves what foca produced into our queues, applies membership
+    /// changes to the view, and welcomes members that came up.
     fn drain(&mut self, now: Instant) {
+        let mut welcome = BTreeSet::new();
         while let Some((to, data)) = self.runtime.to_send() {
             self.transmits.push_back(Transmit {
                 to: to.addr,
@@ -512,15 +597,26 @@ impl Cluster {
             let event = match n {
                 OwnedNotification::MemberUp(id) => {
                     self.down.remove(&id.addr);
+                    welcome.insert(id.addr);
                     ClusterEvent::MemberUp(id)
                 }
                 OwnedNotification::MemberDown(id) => {
                     self.view.remove_origin(id.addr);
                     self.down.insert(id.addr);
+                    self.welcome.remove(&id.addr);
+                    welcome.remove(&id.addr);
                     ClusterEvent::MemberDown(id)
                 }
-                OwnedNotification::Rename(from, to) => ClusterEvent::Renamed { from, to },
-                OwnedNotification::Rejoin(id) => ClusterEvent::Rejoined(id),
+                // A restarted member lost our shards with its old life.
+                OwnedNotification::Rename(from, to) => {
+                    welcome.insert(to.addr);
+                    ClusterEvent::Renamed { from, to }
+                }
+                // The others dropped our shards when they held us down.
+                OwnedNotification::Rejoin(id) => {
+                    welcome.extend(self.foca.iter_members().map(|m| m.id().addr));
+                    ClusterEvent::Rejoined(id)
+                }
                 OwnedNotification::Active => ClusterEvent::Active,
                 OwnedNotification::Idle => ClusterEvent::Idle,
                 OwnedNotification::Defunct => {
@@ -532,28 +628,32 @@ impl Cluster {
             self.events.push_back(event);
         }
         self.resize_swim();
-        let accepted = self.inbox.lock().take();
-        for shard in accepted {
-            // A shard from an origin foca holds down is stale news.
-            if !self.down.contains(&shard.origin) {
-                self.stats.shards_applied += 1;
-                self.view.apply(now, shard);
+        if !welcome.is_empty() {
+            // Every shard at once (if a report was published yet), and at
+            // the next report ticks: the first datagrams may arrive before
+            // the member holds this node alive, or find no connection yet.
+            let until = now + self.resend_window();
+            let to: Vec<SocketAddr> = welcome.into_iter().collect();
+            for &a in &to {
+                self.welcome.insert(a, until);
             }
+            let all = self.own_shards.clone();
+            self.send_shards(&to, &all);
         }
     }
 
-    /// Re-derives foca's dissemination count and suspicion timeout from
-    /// the live node count (memberlist's LAN rules), as the fleet grows or
-    /// shrinks. The configured packet size and periods stay.
+    /// Re-derives foca's dissemination count (of member updates) and
+    /// suspicion timeout from the live node count (memberlist's LAN rules),
+    /// as the fleet grows or shrinks. The configured packet size and
+    /// periods stay.
     fn resize_swim(&mut self) {
         let n = self.live_nodes().max(3);
         if n == self.sized_for {
             return;
         }
         let lan = foca::Config::new_lan(NonZeroU32::new(n).expect("max(3)"));
-        let max_tx = lan.max_transmissions.get().max(BROADCAST_TRANSMISSIONS_MIN);
         let config = foca::Config {
-            max_transmissions: std::num::NonZeroU8::new(max_tx).expect("at least the minimum"),
+            max_transmissions: lan.max_transmissions,
             suspect_to_down_after: lan.suspect_to_down_after,
             ..self.config.swim.clone()
         };

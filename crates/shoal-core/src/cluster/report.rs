@@ -1,12 +1,14 @@
 //! Load reports: what each node tells the fleet about its backends.
 //!
 //! A node publishes `{origin, epoch, seq, [(backend key, healthy, active)]}`
-//! every report interval and at once on a health flip. A report larger than
-//! one packet is split into shards of at most [`ENTRIES_PER_SHARD_MAX`]
-//! entries; each shard travels as one foca custom broadcast and is newer
-//! than another of the same origin and shard index when its `(epoch, seq)`
-//! is larger. foca keeps only the newest per origin and shard in its
-//! dissemination backlog ([`ReportKey`]'s `Invalidates`).
+//! when its entries change (and refreshes unchanged ones), and at once on a
+//! health flip. A report larger than one packet is split into shards of at
+//! most [`ENTRIES_PER_SHARD_MAX`] entries; a shard is newer than another
+//! of the same origin and shard index when its `(epoch, seq)` is larger.
+//! The origin sends its shards itself, packed into report datagrams, to
+//! every live member (one hop, no relays; decision 27); the receiver keeps
+//! the newest version per origin and shard and accepts only newer ones, so
+//! duplicates, reordering and resends are harmless.
 //!
 //! Backends are matched across nodes by [`BackendKey`], a stable 64-bit
 //! hash of the listener name and the backend address as configured, so
@@ -14,18 +16,13 @@
 //! bytes per backend instead of the names. Two different pairs colliding
 //! has a probability near 2^-64 per pair.
 
-use crate::wire::{self, WireError};
-use foca::{BroadcastHandler, Invalidates};
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex, MutexGuard};
-
-use super::identity::NodeId;
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry plus ~70 of header) a full shard stays under 700 bytes, which
-/// leaves room for a SWIM header and member updates in a ~1150-byte packet.
+/// an entry plus ~70 of header) a full shard stays under 700 bytes, so one
+/// always fits a report datagram, and small shards share one.
 pub const ENTRIES_PER_SHARD_MAX: usize = 40;
 
 /// Shards in one report: bounds the report of one node to 40 × 256 =
@@ -119,119 +116,41 @@ pub fn shard(
         .collect()
 }
 
-/// What foca keeps in its broadcast backlog for a shard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ReportKey {
-    origin: SocketAddr,
-    shard: u16,
-    version: (u64, u64),
-}
-
-impl ReportKey {
-    fn of(s: &ReportShard) -> Self {
-        ReportKey {
-            origin: s.origin,
-            shard: s.shard,
-            version: s.version(),
-        }
-    }
-}
-
-impl Invalidates for ReportKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.origin == other.origin && self.shard == other.shard && self.version >= other.version
-    }
-}
-
-/// Newest version seen per origin and shard, and shards accepted but not
-/// yet taken by the cluster. Shared between the cluster and foca's
-/// broadcast handler (foca offers no getter for its handler).
+/// Newest version seen per origin and shard: only a newer shard is
+/// accepted.
 #[derive(Debug)]
 pub(crate) struct Inbox {
     self_addr: SocketAddr,
     latest: BTreeMap<(SocketAddr, u16), (u64, u64)>,
-    accepted: Vec<ReportShard>,
-    rejected: u64,
 }
 
 impl Inbox {
-    /// Accepts `s` if it is newer than anything seen from its origin and
-    /// shard. Versions are kept after an origin goes down, so a stale shard
-    /// still travelling cannot resurrect a dead node's counts.
-    pub(crate) fn offer(&mut self, s: ReportShard) -> bool {
+    pub(crate) fn new(self_addr: SocketAddr) -> Self {
+        Inbox {
+            self_addr,
+            latest: BTreeMap::new(),
+        }
+    }
+
+    /// Whether `s` is newer than anything seen from its origin and shard
+    /// (and not our own); if so it is remembered as the newest. Versions
+    /// are kept after an origin goes down, so a stale shard still in
+    /// flight cannot resurrect a dead node's counts.
+    pub(crate) fn offer(&mut self, s: &ReportShard) -> bool {
         if s.origin == self.self_addr {
             return false;
         }
         let slot = (s.origin, s.shard);
         if self.latest.get(&slot).is_some_and(|v| *v >= s.version()) {
-            self.rejected += 1;
             return false;
         }
         self.latest.insert(slot, s.version());
-        self.accepted.push(s);
         true
-    }
-
-    pub(crate) fn take(&mut self) -> Vec<ReportShard> {
-        std::mem::take(&mut self.accepted)
     }
 
     /// Forgets versions of origins not in `keep`, bounding the map.
     pub(crate) fn retain_origins(&mut self, keep: impl Fn(&SocketAddr) -> bool) {
         self.latest.retain(|(o, _), _| keep(o));
-    }
-}
-
-/// A shared handle on the inbox.
-#[derive(Debug, Clone)]
-pub(crate) struct SharedInbox(Arc<Mutex<Inbox>>);
-
-impl SharedInbox {
-    pub(crate) fn new(self_addr: SocketAddr) -> Self {
-        SharedInbox(Arc::new(Mutex::new(Inbox {
-            self_addr,
-            latest: BTreeMap::new(),
-            accepted: Vec::new(),
-            rejected: 0,
-        })))
-    }
-
-    pub(crate) fn lock(&self) -> MutexGuard<'_, Inbox> {
-        // Inbox methods cannot panic half-way, so a poisoned lock is sound.
-        self.0.lock().unwrap_or_else(|p| p.into_inner())
-    }
-}
-
-/// foca's broadcast handler for report shards.
-#[derive(Debug)]
-pub struct ReportHandler {
-    inbox: SharedInbox,
-}
-
-impl ReportHandler {
-    pub(crate) fn new(inbox: SharedInbox) -> Self {
-        ReportHandler { inbox }
-    }
-}
-
-impl BroadcastHandler<NodeId> for ReportHandler {
-    type Key = ReportKey;
-    type Error = WireError;
-
-    fn receive_item(
-        &mut self,
-        data: &[u8],
-        sender: Option<&NodeId>,
-    ) -> Result<Option<ReportKey>, WireError> {
-        let shard = wire::decode_report(data)?;
-        let key = ReportKey::of(&shard);
-        let mut inbox = self.inbox.lock();
-        if shard.origin == inbox.self_addr {
-            // Our own shard: disseminate it when we add it, never when it
-            // comes back to us.
-            return Ok(sender.is_none().then_some(key));
-        }
-        Ok(inbox.offer(shard).then_some(key))
     }
 }
 
@@ -260,19 +179,6 @@ mod tests {
     }
 
     #[test]
-    fn a_full_shard_of_worst_case_entries_fits_its_byte_limit() {
-        let entries: Vec<_> = (0..ENTRIES_PER_SHARD_MAX as u64).map(entry).collect();
-        let origin = "[ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff]:65535"
-            .parse()
-            .unwrap();
-        let s = shard(origin, u64::MAX, u64::MAX, &entries);
-        assert_eq!(s.len(), 1);
-        let bytes = wire::encode_report(&s[0]).unwrap();
-        assert!(bytes.len() <= 700, "{} bytes", bytes.len());
-        assert_eq!(wire::decode_report(&bytes).unwrap(), s[0]);
-    }
-
-    #[test]
     fn reports_are_split_into_numbered_shards() {
         let entries: Vec<_> = (0..95).map(entry).collect();
         let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries);
@@ -290,7 +196,7 @@ mod tests {
     fn only_newer_shards_are_accepted_per_origin_and_shard() {
         let me: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let peer: SocketAddr = "127.0.0.1:2".parse().unwrap();
-        let inbox = SharedInbox::new(me);
+        let mut i = Inbox::new(me);
         let mk = |origin, epoch, seq, shard| ReportShard {
             origin,
             epoch,
@@ -299,28 +205,14 @@ mod tests {
             shards: 2,
             entries: vec![],
         };
-        let mut i = inbox.lock();
-        assert!(i.offer(mk(peer, 1, 5, 0)));
-        assert!(!i.offer(mk(peer, 1, 5, 0)), "duplicate");
-        assert!(!i.offer(mk(peer, 1, 4, 0)), "older seq");
-        assert!(i.offer(mk(peer, 1, 4, 1)), "other shard");
-        assert!(i.offer(mk(peer, 2, 0, 0)), "new epoch wins over any seq");
-        assert!(!i.offer(mk(peer, 1, 99, 0)), "old epoch loses");
-        assert!(!i.offer(mk(me, 9, 9, 0)), "our own");
-        assert_eq!(i.take().len(), 3);
-        assert!(i.take().is_empty());
-    }
-
-    #[test]
-    fn newer_keys_invalidate_older_ones_of_the_same_slot_only() {
-        let a = |origin: &str, shard, seq| ReportKey {
-            origin: origin.parse().unwrap(),
-            shard,
-            version: (1, seq),
-        };
-        assert!(a("127.0.0.1:1", 0, 2).invalidates(&a("127.0.0.1:1", 0, 1)));
-        assert!(!a("127.0.0.1:1", 0, 1).invalidates(&a("127.0.0.1:1", 0, 2)));
-        assert!(!a("127.0.0.1:1", 1, 2).invalidates(&a("127.0.0.1:1", 0, 1)));
-        assert!(!a("127.0.0.1:2", 0, 2).invalidates(&a("127.0.0.1:1", 0, 1)));
+        assert!(i.offer(&mk(peer, 1, 5, 0)));
+        assert!(!i.offer(&mk(peer, 1, 5, 0)), "duplicate");
+        assert!(!i.offer(&mk(peer, 1, 4, 0)), "older seq");
+        assert!(i.offer(&mk(peer, 1, 4, 1)), "other shard");
+        assert!(i.offer(&mk(peer, 2, 0, 0)), "new epoch wins over any seq");
+        assert!(!i.offer(&mk(peer, 1, 99, 0)), "old epoch loses");
+        assert!(!i.offer(&mk(me, 9, 9, 0)), "our own");
+        i.retain_origins(|o| *o != peer);
+        assert!(i.offer(&mk(peer, 1, 1, 0)), "forgotten origin");
     }
 }

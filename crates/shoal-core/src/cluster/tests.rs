@@ -1,7 +1,7 @@
 //! Nodes' cores on an in-memory network in virtual time.
 
 use super::*;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// Delivery delay of every datagram.
 const HOP_MS: u64 = 2;
@@ -9,9 +9,14 @@ const HOP_MS: u64 = 2;
 struct Net {
     nodes: Vec<Cluster>,
     now: Instant,
-    in_flight: Vec<(Instant, usize, Vec<u8>)>,
+    /// `(due, from, to, data)`.
+    in_flight: Vec<(Instant, usize, usize, Vec<u8>)>,
     /// Nodes that neither send nor receive (crashed or cut off).
     cut: BTreeSet<usize>,
+    /// Report datagrams `from → to` still to drop (`u32::MAX`: all).
+    drop_reports: BTreeMap<(usize, usize), u32>,
+    /// Every report datagram delivered: `(from, to, origins of its shards)`.
+    report_log: Vec<(usize, usize, Vec<SocketAddr>)>,
     /// What each node reports: (key, healthy, active).
     local: Vec<Vec<ReportEntry>>,
     events: Vec<Vec<ClusterEvent>>,
@@ -27,11 +32,15 @@ fn config() -> ClusterConfig {
 
 impl Net {
     fn new(n: usize) -> Net {
+        Net::with_config(n, config())
+    }
+
+    fn with_config(n: usize, config: ClusterConfig) -> Net {
         let nodes = (0..n)
             .map(|i| {
                 Cluster::new(
                     NodeId::new(addr(i), format!("n{i}"), 1),
-                    config(),
+                    config.clone(),
                     i as u64,
                     Instant::ZERO,
                 )
@@ -42,6 +51,8 @@ impl Net {
             now: Instant::ZERO,
             in_flight: Vec::new(),
             cut: BTreeSet::new(),
+            drop_reports: BTreeMap::new(),
+            report_log: Vec::new(),
             local: vec![Vec::new(); n],
             events: vec![Vec::new(); n],
         }
@@ -55,12 +66,21 @@ impl Net {
 
     fn pump(&mut self, i: usize) {
         while let Some(t) = self.nodes[i].poll_transmit() {
-            if let Some(j) = self.index_of(t.to)
-                && !self.cut.contains(&i)
-            {
-                self.in_flight
-                    .push((self.now + Duration::from_millis(HOP_MS), j, t.data));
+            let Some(j) = self.index_of(t.to) else {
+                continue;
+            };
+            if self.cut.contains(&i) {
+                continue;
             }
+            if wire::is_reports(&t.data)
+                && let Some(left) = self.drop_reports.get_mut(&(i, j))
+                && *left > 0
+            {
+                *left = left.saturating_sub(u32::from(*left != u32::MAX));
+                continue;
+            }
+            self.in_flight
+                .push((self.now + Duration::from_millis(HOP_MS), i, j, t.data));
         }
         while let Some(e) = self.nodes[i].poll_event() {
             if e == ClusterEvent::ReportDue {
@@ -80,10 +100,18 @@ impl Net {
             let now = self.now;
             let (due, later): (Vec<_>, Vec<_>) = std::mem::take(&mut self.in_flight)
                 .into_iter()
-                .partition(|(t, _, _)| *t <= now);
+                .partition(|(t, _, _, _)| *t <= now);
             self.in_flight = later;
-            for (_, j, data) in due {
+            for (_, from, j, data) in due {
                 if !self.cut.contains(&j) {
+                    if wire::is_reports(&data) {
+                        let origins = wire::decode_reports(&data)
+                            .expect("a node sends well-formed reports")
+                            .iter()
+                            .map(|s| s.origin)
+                            .collect();
+                        self.report_log.push((from, j, origins));
+                    }
                     let _ = self.nodes[j].handle_datagram(now, &data);
                     self.pump(j);
                 }
@@ -99,9 +127,37 @@ impl Net {
 
     fn join_all_via(&mut self, seed: usize) {
         for i in 0..self.nodes.len() {
-            let now = self.now;
-            self.nodes[i].join(now, &[addr(seed)]);
-            self.pump(i);
+            self.join(i, seed);
+        }
+    }
+
+    fn join(&mut self, i: usize, seed: usize) {
+        let now = self.now;
+        self.nodes[i].join(now, &[addr(seed)]);
+        self.pump(i);
+    }
+
+    /// Runs until `done` holds (checked every millisecond), at most `ms`;
+    /// returns how long it took.
+    fn run_until(&mut self, ms: u64, done: impl Fn(&Net) -> bool) -> Option<Duration> {
+        let start = self.now;
+        for _ in 0..ms {
+            if done(self) {
+                return Some(self.now - start);
+            }
+            self.run_for(1);
+        }
+        done(self).then(|| self.now - start)
+    }
+
+    /// Every report datagram delivered so far carried only its sender's
+    /// own shards: nothing is relayed.
+    fn assert_one_hop(&self) {
+        for (from, to, origins) in &self.report_log {
+            assert!(
+                origins.iter().all(|o| *o == addr(*from)),
+                "n{from} → n{to} relayed {origins:?}"
+            );
         }
     }
 }
@@ -139,11 +195,172 @@ fn three_nodes_join_through_one_seed_and_share_counts() {
     assert_eq!(net.nodes[2].remote(BackendKey(1)).active, 7);
     assert_eq!(net.nodes[2].remote(BackendKey(2)).down_votes, 2);
     assert_eq!(net.nodes[0].remote(BackendKey(2)).down_votes, 1);
-    // A change reaches the others within a few report intervals.
+    // A change reaches the others at the next report tick, one hop later.
     net.local[0] = vec![entry(1, true, 0), entry(2, false, 0)];
-    net.run_for(1000);
+    let took = net
+        .run_until(1000, |n| {
+            n.nodes[1].remote(BackendKey(1)).active == 1
+                && n.nodes[2].remote(BackendKey(1)).active == 2
+        })
+        .expect("the change arrives");
+    assert!(took <= Duration::from_millis(250 + HOP_MS + 1), "{took:?}");
+    // Every node heard from each other node directly.
+    net.assert_one_hop();
+    for to in 0..3 {
+        let from: BTreeSet<usize> = net
+            .report_log
+            .iter()
+            .filter(|(_, t, _)| *t == to)
+            .map(|(f, _, _)| *f)
+            .collect();
+        assert_eq!(from.len(), 2, "n{to} heard from {from:?}");
+    }
+}
+
+#[test]
+fn a_publication_is_one_datagram_per_member_sent_at_once() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    net.run_for(2000);
+    let before = net.nodes[0].stats();
+    // Call it by hand to see what comes out (a health flip's publication).
+    let now = net.now;
+    let entries = vec![entry(7, false, 3)];
+    net.nodes[0].publish_report(now, &entries, true);
+    let mut to = Vec::new();
+    while let Some(t) = net.nodes[0].poll_transmit() {
+        if wire::is_reports(&t.data) {
+            let shards = wire::decode_reports(&t.data).unwrap();
+            assert_eq!(shards.len(), 1);
+            assert_eq!(shards[0].entries, entries);
+            to.push(t.to);
+        }
+    }
+    to.sort();
+    assert_eq!(to, vec![addr(1), addr(2)], "one datagram to each member");
+    let after = net.nodes[0].stats();
+    assert_eq!(after.shards_published, before.shards_published + 1);
+    assert_eq!(after.report_datagrams_out, before.report_datagrams_out + 2);
+    // A lone node publishes (so its shards are ready) but sends nothing.
+    let mut alone = Cluster::new(NodeId::new(addr(9), "n9", 1), config(), 9, Instant::ZERO);
+    alone.publish_report(Instant::ZERO, &entries, true);
+    assert!(alone.poll_transmit().is_none());
+    assert_eq!(alone.stats().shards_published, 1);
+}
+
+#[test]
+fn a_member_that_comes_up_later_gets_reports_without_waiting_for_a_refresh() {
+    // Refreshes 10 s apart: only the welcome can deliver within the test.
+    let slow = config().with_refresh(Duration::from_secs(10));
+    let slow = ClusterConfig {
+        report_ttl: Duration::from_secs(30),
+        ..slow
+    };
+    let mut net = Net::with_config(3, slow);
+    net.local[0] = vec![entry(1, true, 4)];
+    net.local[1] = vec![entry(1, true, 2)];
+    net.local[2] = vec![entry(1, true, 1)];
+    net.join(0, 0);
+    net.join(1, 0);
+    net.run_for(3000);
+    assert_eq!(net.nodes[1].remote(BackendKey(1)).active, 4);
+    let published = |net: &Net| [0, 1].map(|i| net.nodes[i].stats().shards_published);
+    let quiet = published(&net);
+    // Node 2 joins late; 0 and 1 have published nothing new for seconds.
+    net.join(2, 0);
+    let took = net
+        .run_until(2000, |n| {
+            n.nodes[2].remote(BackendKey(1)).active == 6
+                && n.nodes[0].remote(BackendKey(1)).active == 3
+                && n.nodes[1].remote(BackendKey(1)).active == 5
+        })
+        .expect("the newcomer and the others exchange reports");
+    assert_eq!(published(&net), quiet, "no refresh or change was published");
+    assert!(took < Duration::from_millis(1500), "{took:?}");
+    net.assert_one_hop();
+}
+
+#[test]
+fn lost_report_datagrams_are_repaired_by_resends_then_by_the_refresh() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    net.local[0] = vec![entry(1, true, 1)];
+    net.run_for(3000);
     assert_eq!(net.nodes[1].remote(BackendKey(1)).active, 1);
-    assert_eq!(net.nodes[2].remote(BackendKey(1)).active, 2);
+    let has = |n: &Net, i: usize, active: u32| n.nodes[i].remote(BackendKey(1)).active == active;
+    // The first sending of a change is lost on the way to node 1: the
+    // resend at the next tick repairs it.
+    net.drop_reports.insert((0, 1), 1);
+    net.local[0] = vec![entry(1, true, 2)];
+    net.run_until(300, |n| has(n, 2, 2)).expect("node 2 has it");
+    assert!(has(&net, 1, 1), "node 1 missed it");
+    let took = net.run_until(300, |n| has(n, 1, 2)).expect("resent");
+    assert!(took <= Duration::from_millis(250 + HOP_MS), "{took:?}");
+    // The change and both resends are lost: the refresh, a second after
+    // the last sending, repairs it.
+    net.run_for(1000);
+    net.drop_reports.insert((0, 1), 3);
+    net.local[0] = vec![entry(1, true, 3)];
+    net.run_until(300, |n| has(n, 2, 3)).expect("node 2 has it");
+    net.run_for(1000);
+    assert!(has(&net, 1, 2), "all three sendings lost");
+    let took = net.run_until(1000, |n| has(n, 1, 3)).expect("refreshed");
+    assert!(took <= Duration::from_millis(500 + HOP_MS), "{took:?}");
+}
+
+#[test]
+fn reports_are_not_relayed_so_an_unreachable_member_lacks_them_until_the_path_heals() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    net.local[0] = vec![entry(1, true, 5)];
+    // Node 0's reports never reach node 2; SWIM still flows both ways.
+    net.drop_reports.insert((0, 2), u32::MAX);
+    net.run_for(5000);
+    assert_eq!(net.nodes[2].live_nodes(), 3);
+    assert_eq!(net.nodes[1].remote(BackendKey(1)).active, 5);
+    assert_eq!(net.nodes[2].remote(BackendKey(1)), RemoteLoad::default());
+    net.assert_one_hop();
+    // Once the path heals the next refresh delivers.
+    net.drop_reports.clear();
+    let took = net
+        .run_until(2000, |n| n.nodes[2].remote(BackendKey(1)).active == 5)
+        .expect("refreshed");
+    assert!(took <= Duration::from_millis(1250 + HOP_MS), "{took:?}");
+}
+
+#[test]
+fn a_report_datagram_from_an_origin_held_down_is_ignored() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    net.local[2] = vec![entry(1, true, 9)];
+    net.run_for(2000);
+    assert_eq!(net.nodes[0].remote(BackendKey(1)).active, 9);
+    net.cut.insert(2);
+    net.run_for(15_000);
+    assert_eq!(net.nodes[0].live_nodes(), 2);
+    let shard = |origin, active| ReportShard {
+        origin,
+        epoch: 1,
+        seq: 1_000,
+        shard: 0,
+        shards: 1,
+        entries: vec![entry(1, true, active)],
+    };
+    let late = wire::encode_reports(&[shard(addr(2), 7)], SWIM_PACKET_BYTES_MAX).unwrap();
+    let now = net.now;
+    let (applied, generation) = (
+        net.nodes[0].stats().shards_applied,
+        net.nodes[0].view_generation(),
+    );
+    net.nodes[0].handle_datagram(now, &late[0]).unwrap();
+    assert_eq!(net.nodes[0].stats().shards_applied, applied);
+    assert_eq!(net.nodes[0].view_generation(), generation);
+    assert_eq!(net.nodes[0].remote(BackendKey(1)), RemoteLoad::default());
+    // The same datagram from a live origin is applied.
+    let live = wire::encode_reports(&[shard(addr(1), 7)], SWIM_PACKET_BYTES_MAX).unwrap();
+    net.nodes[0].handle_datagram(now, &live[0]).unwrap();
+    assert_eq!(net.nodes[0].stats().shards_applied, applied + 1);
+    assert_eq!(net.nodes[0].remote(BackendKey(1)).active, 7);
 }
 
 #[test]
@@ -261,6 +478,47 @@ fn garbage_oversized_and_foreign_version_input_is_an_error_not_a_panic() {
     lying.extend_from_slice(&[0xfc, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x7f]);
     assert!(n.handle_sync(Instant::ZERO, &lying).is_err());
     assert_eq!(n.live_nodes(), 1);
+    // Report datagrams: junk after the two bytes, a foreign version, an
+    // oversized one, a truncated one. A bad datagram applies nothing, not
+    // even the shards before the fault.
+    let two: Vec<ReportShard> = (0..2u16)
+        .map(|i| ReportShard {
+            origin: addr(1),
+            epoch: 1,
+            seq: 1,
+            shard: i,
+            shards: 2,
+            entries: vec![entry(u64::from(i), true, 1)],
+        })
+        .collect();
+    let good = wire::encode_reports(&two, SWIM_PACKET_BYTES_MAX)
+        .unwrap()
+        .remove(0);
+    for len in [2usize, 3, 64, 1100, 1500, 5000] {
+        let mut junk = vec![0u8; len];
+        rand::Rng::fill_bytes(&mut rng, &mut junk);
+        junk[0] = wire::PROTOCOL_VERSION;
+        junk[1] = wire::KIND_REPORTS;
+        assert!(
+            n.handle_datagram(Instant::ZERO, &junk).is_err(),
+            "len {len}"
+        );
+    }
+    let mut foreign = good.clone();
+    foreign[0] = wire::PROTOCOL_VERSION + 1;
+    let err = n
+        .handle_datagram(Instant::ZERO, &foreign)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("protocol version 2"), "{err}");
+    assert!(
+        n.handle_datagram(Instant::ZERO, &good[..good.len() - 1])
+            .is_err()
+    );
+    assert_eq!(n.stats().shards_applied, 0);
+    assert_eq!(n.view_generation(), 0);
+    n.handle_datagram(Instant::ZERO, &good).unwrap();
+    assert_eq!(n.stats().shards_applied, 2);
 }
 
 #[test]
@@ -341,9 +599,9 @@ fn refreshed_reports_stay_fresh_when_nothing_changes() {
             worst = worst.max(n.view().max_age(net.now).unwrap_or_default());
         }
     }
-    // Refreshed every second, carried by the next gossip (200 ms).
+    // Refreshed every second (at a report tick), one hop later.
     assert!(
-        worst < Duration::from_millis(1500),
+        worst < Duration::from_millis(1000 + 250 + HOP_MS),
         "oldest shard held: {worst:?}"
     );
 }
