@@ -14,7 +14,10 @@
 //! comes up (or restarts, or a renewal of this node's own identity) gets
 //! every shard at once and at the next [`CHANGED_RESENDS`] report ticks.
 //! [`Cluster::handle_datagram`] tells the two kinds apart by their second
-//! byte ([`crate::wire::is_reports`]).
+//! byte ([`crate::wire::is_reports`]). A report datagram from an origin
+//! foca does not know (it missed that member's join) makes this node
+//! announce itself to the origin, so membership misses heal within a
+//! refresh period instead of waiting for a full-state sync.
 //!
 //! The trade-off: a member this node cannot reach directly, but which
 //! foca keeps alive through indirect probes, gets no report from it; its
@@ -186,10 +189,13 @@ pub struct ClusterStats {
     pub reports_published: u64,
     /// Shard versions published (each sent to every live member).
     pub shards_published: u64,
-    /// Report datagrams sent (one per member and packed group of shards).
+    /// Of `datagrams_out`, report datagrams (one per member and packed
+    /// group of shards).
     pub report_datagrams_out: u64,
     /// Peers' shards accepted into the view (newer than what was held).
     pub shards_applied: u64,
+    /// Announces to origins of report datagrams foca did not know.
+    pub unknown_origin_announces: u64,
 }
 
 /// The membership and load view of one node. See the module doc.
@@ -214,6 +220,11 @@ pub struct Cluster {
     sized_for: u32,
     /// Addresses foca declared down and has not seen alive since.
     down: BTreeSet<SocketAddr>,
+    /// Addresses of the members foca holds alive.
+    live: BTreeSet<SocketAddr>,
+    /// Origins of report datagrams foca did not know, and when this node
+    /// last announced itself to each (see [`Cluster::handle_datagram`]).
+    announced: BTreeMap<SocketAddr, Instant>,
     /// Members that came up recently, and until when every report tick
     /// sends them all of this node's shards.
     welcome: BTreeMap<SocketAddr, Instant>,
@@ -258,6 +269,8 @@ impl Cluster {
             stats: ClusterStats::default(),
             sized_for: 0,
             down: BTreeSet::new(),
+            live: BTreeSet::new(),
+            announced: BTreeMap::new(),
             welcome: BTreeMap::new(),
         }
     }
@@ -344,6 +357,15 @@ impl Cluster {
     /// before any of its shards is applied, so a bad one changes nothing;
     /// shards from an origin foca holds down, or no newer than what is
     /// held, are ignored (not an error).
+    ///
+    /// A report datagram from an origin foca does not know at all (it
+    /// missed the origin's join: gossip reaches each node with high
+    /// probability only, and at 1000 nodes some miss) makes this node
+    /// announce itself to the origin, at most once per `report_refresh`:
+    /// the origin's answer names it, so foca learns it within one round
+    /// trip and this node starts sending it reports too. Without this,
+    /// only the full-state sync (every `sync_interval`) would repair the
+    /// miss, and the origin would get no report from this node meanwhile.
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), ClusterError> {
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
@@ -352,8 +374,16 @@ impl Cluster {
                 self.stats.bad_datagrams += 1;
                 ClusterError::Wire(e)
             })?;
+            let mut unknown = None;
             for s in shards {
+                let origin = s.origin;
+                if !self.live.contains(&origin) && !self.down.contains(&origin) {
+                    unknown = Some(origin);
+                }
                 self.accept(now, s);
+            }
+            if let Some(origin) = unknown {
+                self.announce_to_unknown(now, origin);
             }
             return Ok(());
         }
@@ -385,6 +415,8 @@ impl Cluster {
             // Skip missed periods instead of bursting after a stall.
             self.next_report = (self.next_report + self.config.report_interval).max(now);
             self.view.expire(now, self.config.report_ttl);
+            let refresh = self.config.report_refresh;
+            self.announced.retain(|_, t| now - *t < refresh);
             // Forget versions of origins foca no longer remembers at all.
             let known: BTreeSet<SocketAddr> = self
                 .foca
@@ -493,9 +525,28 @@ impl Cluster {
                     to: addr,
                     data: data.clone(),
                 });
-                self.stats.report_datagrams_out += 1;
             }
         }
+    }
+
+    /// Announces this node to `origin`, which sends reports but which foca
+    /// does not know, unless it did so within `report_refresh`.
+    fn announce_to_unknown(&mut self, now: Instant, origin: SocketAddr) {
+        if origin == self.identity().addr
+            || self
+                .announced
+                .get(&origin)
+                .is_some_and(|t| now - *t < self.config.report_refresh)
+        {
+            return;
+        }
+        self.announced.insert(origin, now);
+        self.stats.unknown_origin_announces += 1;
+        if let Err(e) = self.foca.announce(NodeId::seed(origin), &mut self.runtime) {
+            self.events
+                .push_back(ClusterEvent::Error(format!("announce to {origin}: {e}")));
+        }
+        self.drain(now);
     }
 
     /// Applies a peer's shard if its origin is not held down and it is
@@ -564,6 +615,9 @@ impl Cluster {
         let t = self.transmits.pop_front()?;
         self.stats.datagrams_out += 1;
         self.stats.bytes_out += t.data.len() as u64;
+        if wire::is_reports(&t.data) {
+            self.stats.report_datagrams_out += 1;
+        }
         Some(t)
     }
 
@@ -597,12 +651,14 @@ impl Cluster {
             let event = match n {
                 OwnedNotification::MemberUp(id) => {
                     self.down.remove(&id.addr);
+                    self.live.insert(id.addr);
                     welcome.insert(id.addr);
                     ClusterEvent::MemberUp(id)
                 }
                 OwnedNotification::MemberDown(id) => {
                     self.view.remove_origin(id.addr);
                     self.down.insert(id.addr);
+                    self.live.remove(&id.addr);
                     self.welcome.remove(&id.addr);
                     welcome.remove(&id.addr);
                     ClusterEvent::MemberDown(id)

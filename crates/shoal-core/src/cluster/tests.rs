@@ -605,3 +605,64 @@ fn refreshed_reports_stay_fresh_when_nothing_changes() {
         "oldest shard held: {worst:?}"
     );
 }
+
+#[test]
+fn a_report_from_an_origin_foca_does_not_know_makes_this_node_announce_to_it() {
+    let mut net = Net::new(3);
+    net.join(0, 0);
+    net.join(1, 0);
+    net.run_for(2000);
+    assert_eq!(net.nodes[0].live_nodes(), 2, "node 2 has not joined");
+    let datagram = |origin, seq| {
+        let shard = ReportShard {
+            origin,
+            epoch: 1,
+            seq,
+            shard: 0,
+            shards: 1,
+            entries: vec![entry(1, true, 2)],
+        };
+        wire::encode_reports(&[shard], SWIM_PACKET_BYTES_MAX)
+            .unwrap()
+            .remove(0)
+    };
+    // What handling one datagram made node 0 send, SWIM packets only.
+    let receive = |net: &mut Net, data: &[u8]| {
+        let now = net.now;
+        net.nodes[0].handle_datagram(now, data).unwrap();
+        let mut to = Vec::new();
+        while let Some(t) = net.nodes[0].poll_transmit() {
+            assert!(!wire::is_reports(&t.data), "no report of ours is due");
+            to.push(t.to);
+        }
+        to
+    };
+    // Node 2 is unknown to node 0: its report counts, and node 0 announces
+    // itself to it (dropped here), once per refresh period.
+    assert_eq!(receive(&mut net, &datagram(addr(2), 1)), vec![addr(2)]);
+    assert_eq!(net.nodes[0].remote(BackendKey(1)).active, 2);
+    net.run_for(500);
+    assert!(receive(&mut net, &datagram(addr(2), 2)).is_empty());
+    // A live member's report announces nothing.
+    assert!(receive(&mut net, &datagram(addr(1), 99)).is_empty());
+    net.run_for(600);
+    assert_eq!(
+        receive(&mut net, &datagram(addr(2), 3)),
+        vec![addr(2)],
+        "a refresh period later"
+    );
+    assert_eq!(net.nodes[0].stats().unknown_origin_announces, 2);
+    // Delivered, the announce makes them members of each other, and each
+    // welcomes the other with its report.
+    net.local[0] = vec![entry(1, true, 4)];
+    net.run_for(1000);
+    let now = net.now;
+    net.nodes[0]
+        .handle_datagram(now, &datagram(addr(2), 4))
+        .unwrap();
+    net.pump(0);
+    net.run_for(50);
+    assert!(net.nodes[0].members().any(|m| m.addr == addr(2)));
+    assert!(net.nodes[2].members().any(|m| m.addr == addr(0)));
+    assert_eq!(net.nodes[2].remote(BackendKey(1)).active, 4);
+}
