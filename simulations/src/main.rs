@@ -497,7 +497,7 @@ fn study(args: &[String]) -> Result<bool> {
          Every figure is the mean over the seeds. Metrics, sampled through each run: **peak/mean** is \
          the busiest backend's active connections over the mean across backends (1.00 = perfectly even), \
          time-averaged, and its p99 over samples; **busiest p99** is the p99 over samples of the busiest \
-         backend's count. `global-argmin` takes the candidate with the fewest gossiped connections (ties \
+         backend's count. `global-argmin` takes the candidate with the fewest reported connections (ties \
          to the lowest index): every node sees the same stale view and herds onto the same backend. \
          `oracle` takes the true fleet-wide minimum, instantly: the bound no real policy reaches.\n\n",
         seeds.start, seeds.end

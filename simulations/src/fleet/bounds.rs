@@ -6,9 +6,13 @@
 //! (0.5 s), `S(n)` its suspicion timeout for `n` live nodes (memberlist's
 //! rule, `4 P max(1, log10 n)`), `G` its periodic gossip period (200 ms),
 //! `T(n)` its retransmissions per update (`4 log10(n + 1)`), `A` its
-//! period of announcing to members it holds down (65 s).
+//! period of announcing to members it holds down (65 s); `I` the report
+//! interval, `F` the report refresh, `L` the network's one-way latency
+//! bound, `latency + 20 jitter` (the jitter is exponential: a datagram
+//! exceeds it with probability `e^-20`, about 2 in a billion).
 //!
-//! - **Dissemination** `D = G (T(n) + 2) + P`: an update is re-sent `T(n)`
+//! - **Dissemination** `D = G (T(n) + 2) + P` (membership updates only:
+//!   load reports do not ride on SWIM): an update is re-sent `T(n)`
 //!   times by every node that learns it, to 3 members every `G`, and also
 //!   rides on probes; in `T + 2` gossip rounds an epidemic of fan-out 3
 //!   has reached every node of the fleets simulated here with room to
@@ -33,14 +37,23 @@
 //!     identity reaches the other side by the next round at the latest,
 //!     hence `2 A`; then every node renewed this way is probed and
 //!     gossiped as above (`P K + D`).
-//! - **View** `V = report_interval + D`: the core publishes a report
-//!   shard when its entries change (at the next report interval, and again
-//!   in the two after) and refreshes an unchanged one every
-//!   `report_refresh`; a publication reaches every node within `D` once
-//!   membership has converged. Checked as *staleness* on contents: how
-//!   long a node has held an origin's content after the origin moved on
-//!   from it, or has held nothing of a live origin. (`D` counts foca's
-//!   `T(n)`; the core sends a report at least 3 times, which only helps.)
+//! - **View** `V = F + I + L`: the origin sends each of its report
+//!   datagrams itself to every member it holds alive, one hop (decision
+//!   27), so once membership has converged (no loss, no cut, nobody
+//!   paused in the liveness phase) every publication reaches every node
+//!   within `L`: a changed shard when it is published (the simulator
+//!   counts a content as changed when it is published), an unchanged one
+//!   at its refresh. A shard a node missed before membership converged
+//!   (sent before the origin held it alive, or while it held the origin
+//!   down) comes again at the origin's next refresh: at the first report
+//!   tick at least `F` after the shard's last publication, at most
+//!   `F + I` after convergence (ticks come every `I`; a health flip
+//!   publishes between ticks), and arrives `L` later. Checked as
+//!   *staleness* on contents: how long a node has held an origin's
+//!   content after the origin moved on from it, or has held nothing of a
+//!   live origin. With epidemic dissemination (before decision 27) this
+//!   bound was `I + D`, 2.25 s for 5 nodes and 4.05 s for 1000; it is now
+//!   1.26 s for the default settings at any fleet size.
 //! - **Detection** and **recovery** of a backend, per node: the
 //!   single-node bounds ([`crate::invariants::Bounds`]), measured from the
 //!   later of the backend's change and the node's start or resume, with a
@@ -59,6 +72,10 @@ use std::time::Duration;
 /// Probe periods within which some node probes a given crashed node (see
 /// the module doc): `e^-8` is about 3 in 10,000 per crash.
 pub const PROBE_PERIODS: u32 = 8;
+
+/// Mean jitters above the base latency that bound a datagram's one-way
+/// latency `L` (see the module doc).
+pub const LATENCY_TAIL_JITTERS: u64 = 20;
 
 /// The bounds of one scenario.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -109,7 +126,10 @@ impl FleetBounds {
         if may_split {
             membership += announce_down * 2 + p * PROBE_PERIODS + dissemination;
         }
-        let view = s.cluster.report_interval() + dissemination;
+        let latency = Duration::from_micros(
+            s.network.latency_us + LATENCY_TAIL_JITTERS * s.network.jitter_us,
+        );
+        let view = s.cluster.report_refresh() + s.cluster.report_interval() + latency + BOUND_SLACK;
         let h = s.health.config();
         let b = &s.backends;
         let rtt_max = Duration::from_micros(b.rtt_max_us).max(Duration::from_millis(b.slow_rtt_ms));
@@ -147,7 +167,11 @@ mod tests {
             b.membership,
             Duration::from_millis(8_000 + 500 + 4_000 + 2_000)
         );
-        assert_eq!(b.view, Duration::from_millis(250 + 2_000));
+        // F = 1 s, I = 250 ms, L = 300 µs + 20 × 300 µs, slack 1 ms.
+        assert_eq!(
+            b.view,
+            Duration::from_micros(1_000_000 + 250_000 + 6_300 + 1_000)
+        );
         assert_eq!(b.detection, Duration::from_millis(2_000 * 3 + 1_000 + 1));
         let lossy = FleetScenario {
             network: super::super::scenario::NetworkSettings {

@@ -5,7 +5,7 @@
 //! which backends are candidates (health, fleet-down majority, limits,
 //! already tried) and the counting stay the pool's; only the choice among
 //! the candidates differs:
-//! - [`Chooser::GlobalArgmin`]: the candidate with the least gossiped load
+//! - [`Chooser::GlobalArgmin`]: the candidate with the least reported load
 //!   (this node's exact count plus the peers' reports), ties to the lowest
 //!   index. Every node that saw the same reports picks the same backend:
 //!   this shows the herding that DESIGN.md warns about.
@@ -25,7 +25,7 @@ use std::str::FromStr;
 pub enum Chooser {
     /// The pool's own choice with this policy.
     Policy(Policy),
-    /// Argmin over the candidates' gossiped load (see the module doc).
+    /// Argmin over the candidates' reported load (see the module doc).
     GlobalArgmin,
     /// Argmin over the true fleet-wide counts (see the module doc).
     Oracle,

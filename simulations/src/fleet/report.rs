@@ -1,7 +1,8 @@
 //! What a fleet run that kept every invariant reports: the trace hash,
 //! what happened to the clients, balance quality, how fast the fleet
 //! noticed crashes, leaves, joins and backend deaths, how fast membership
-//! and views converged after the faults stopped, and what the gossip cost.
+//! and views converged after the faults stopped, and what the traffic
+//! between nodes (SWIM packets and report datagrams) cost.
 //!
 //! Balance quality (for the balance study) is measured on the simulator's
 //! TRUE fleet-wide counts (every node's connections on a backend, in setup
@@ -147,8 +148,11 @@ pub struct BackendStats {
 /// Traffic between nodes.
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct NetStats {
+    /// Every datagram: SWIM packets and report datagrams.
     pub datagrams_sent: u64,
     pub bytes_sent: u64,
+    /// Of `datagrams_sent`, the report datagrams.
+    pub report_datagrams_sent: u64,
     pub delivered: u64,
     pub lost: u64,
     /// Dropped by a cut.
@@ -405,10 +409,11 @@ impl fmt::Display for FleetReport {
         let n = &self.net;
         write!(
             f,
-            "  gossip: {:.1} datagrams and {:.0} bytes per node per second; {} sent, {} delivered, {} lost, {} cut, {} duplicated, {} to dead nodes, {} dropped while paused; syncs {} ok, {} failed",
+            "  datagrams: {:.1} and {:.0} bytes per node per second; {} sent ({} of them reports), {} delivered, {} lost, {} cut, {} duplicated, {} to dead nodes, {} dropped while paused; syncs {} ok, {} failed",
             n.datagrams_per_node_second(),
             n.bytes_per_node_second(),
             n.datagrams_sent,
+            n.report_datagrams_sent,
             n.delivered,
             n.lost,
             n.cut,

@@ -308,8 +308,8 @@ struct Node {
     /// The model of this node's connections per backend.
     connecting: Vec<BTreeSet<ClientId>>,
     established: Vec<BTreeSet<ClientId>>,
-    /// Datagrams and bytes sent by earlier lives.
-    sent_before: (u64, u64),
+    /// Datagrams (all, reports) and bytes sent by earlier lives.
+    sent_before: (u64, u64, u64),
     alive_before: Duration,
 }
 
@@ -498,7 +498,7 @@ impl<'a> Sim<'a> {
                 rng: SimRng::seed_from_u64(nodes_root.next_u64()),
                 connecting: vec![BTreeSet::new(); s.backends.count],
                 established: vec![BTreeSet::new(); s.backends.count],
-                sent_before: (0, 0),
+                sent_before: (0, 0, 0),
                 alive_before: Duration::ZERO,
             })
             .collect::<Vec<_>>();
@@ -842,6 +842,7 @@ impl<'a> Sim<'a> {
         let stats = proc.cluster.stats();
         node.sent_before.0 += stats.datagrams_out;
         node.sent_before.1 += stats.bytes_out;
+        node.sent_before.2 += stats.report_datagrams_out;
         node.alive_before += now - node.started_at;
         let identity = proc.cluster.identity().clone();
         let was_stopping = node.state == NodeState::Stopping;
@@ -2292,10 +2293,12 @@ impl<'a> Sim<'a> {
                 let stats = p.cluster.stats();
                 sent.0 += stats.datagrams_out;
                 sent.1 += stats.bytes_out;
+                sent.2 += stats.report_datagrams_out;
                 alive += end - n.started_at;
             }
             t.net.datagrams_sent += sent.0;
             t.net.bytes_sent += sent.1;
+            t.net.report_datagrams_sent += sent.2;
             t.net.node_seconds += alive.as_secs_f64();
         }
         let liveness_at = self.liveness_at.expect("finished in the liveness phase");
