@@ -8,6 +8,8 @@
 //! - [`node`]: [`Node`], one shoal process: binds every socket up front (so a
 //!   port in use is a start-up error), runs until a shutdown future
 //!   resolves, then drains.
+//! - [`dataplane`]: the data threads (thread per core, one runtime each,
+//!   `SO_REUSEPORT` listening sockets, hand-over to a less busy thread).
 //! - [`listener`]: the accept loop and the life of one client connection:
 //!   choose, connect with timeout and retries, proxy, log.
 //! - [`proxy`]: the byte copy between client and backend with half-close,
@@ -22,6 +24,7 @@
 pub mod admin;
 pub mod checker;
 pub mod clock;
+pub mod dataplane;
 pub mod fleet;
 pub mod listener;
 pub mod metrics;

@@ -9,6 +9,7 @@
 //! or cancelled task can leak it.
 
 use crate::clock::Clock;
+use crate::dataplane::Accept;
 use crate::metrics::{BackendLabels, BytesLabels, Direction, ListenerLabels, Metrics};
 use crate::proxy::{self, ByteCounters, End};
 use prometheus_client::metrics::counter::Counter;
@@ -22,7 +23,6 @@ use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use tokio_util::task::TaskTracker;
 use tracing::{debug, error, info, warn};
 
 /// A pool and the RNG its choices use, behind one lock.
@@ -170,37 +170,42 @@ impl Drop for BackendLease {
     }
 }
 
-/// Accepts clients until `stop_accepting`, spawning each on `tracker`.
-/// Connections end on their own or when `hard_stop` is cancelled.
+/// Accepts clients until `stop_accepting`, serving each on the data thread
+/// `accept` names. Connections end on their own or at the hard stop.
 pub async fn accept_loop(
     state: Arc<ListenerState>,
     listener: TcpListener,
-    tracker: TaskTracker,
+    accept: Accept,
     stop_accepting: CancellationToken,
-    hard_stop: CancellationToken,
 ) {
     /// Pause after an accept error (e.g. out of file descriptors), so that
     /// a persistent error does not spin a core.
     const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
     loop {
-        let permit = match &state.limit {
-            None => None,
-            Some(sem) => tokio::select! {
-                p = sem.clone().acquire_owned() => Some(p.expect("the semaphore is never closed")),
-                () = stop_accepting.cancelled() => break,
-            },
-        };
         let accepted = tokio::select! {
             a = listener.accept() => a,
             () = stop_accepting.cancelled() => break,
         };
         match accepted {
             Ok((stream, peer)) => {
+                // Over the listener's limit, this thread holds the one
+                // client it accepted (not yet counted, no backend chosen)
+                // until a slot frees, and accepts nothing more meanwhile:
+                // later clients wait in the kernel's accept queue. Taking
+                // the slot before accepting would deadlock with several
+                // threads: the slot's winner could wait on an empty queue
+                // while the client sits in another thread's.
+                let permit = match &state.limit {
+                    None => None,
+                    Some(sem) => tokio::select! {
+                        p = sem.clone().acquire_owned() => Some(p.expect("the semaphore is never closed")),
+                        () = stop_accepting.cancelled() => break,
+                    },
+                };
                 state.client_connections.inc();
                 let state = state.clone();
-                let hard_stop = hard_stop.clone();
-                tracker.spawn(async move {
-                    serve_client(state, stream, peer, permit, hard_stop).await;
+                accept.dispatch(stream, move |stream, hard_stop| {
+                    serve_client(state, stream, peer, permit, hard_stop)
                 });
             }
             Err(e) => {

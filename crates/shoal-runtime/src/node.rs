@@ -8,8 +8,9 @@
 use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
+use crate::dataplane::{self, DataPlane};
 use crate::fleet::{Fleet, FleetError, FleetSnapshot, NodeParts};
-use crate::listener::{self, ListenerState};
+use crate::listener::ListenerState;
 use crate::metrics::Metrics;
 use shoal_config::Config;
 use std::future::Future;
@@ -34,13 +35,19 @@ pub enum StartError {
     },
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    #[error("cannot start the data threads (node.worker_threads = {threads}): {source}")]
+    Threads {
+        threads: usize,
+        source: std::io::Error,
+    },
 }
 
 /// A node with its sockets bound, ready to [`Node::run`].
 #[derive(Debug)]
 pub struct Node {
     config: Config,
-    listeners: Vec<(Arc<ListenerState>, TcpListener)>,
+    listeners: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>)>,
+    data: DataPlane,
     admin: Option<TcpListener>,
     metrics: Arc<Metrics>,
     fleet: Option<Fleet>,
@@ -81,16 +88,21 @@ impl Node {
         let clock = Clock::new();
         let flips = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
+        let threads = config.node.worker_threads.unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
+        });
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let bound = bind_tcp(l.bind, l.backlog).and_then(|tcp| Ok((tcp.local_addr()?, tcp)));
-            let (local, tcp) = bound.map_err(|source| StartError::Bind {
-                what: format!("listener \"{}\"", l.name),
-                addr: l.bind,
-                source,
-            })?;
+            let (group, local) =
+                dataplane::bind_group(l.bind, l.backlog, threads).map_err(|source| {
+                    StartError::Bind {
+                        what: format!("listener \"{}\"", l.name),
+                        addr: l.bind,
+                        source,
+                    }
+                })?;
             let state = ListenerState::new(l.clone(), local, clock, &metrics, flips.clone());
-            listeners.push((Arc::new(state), tcp));
+            listeners.push((Arc::new(state), group));
         }
         let admin = config
             .node
@@ -118,9 +130,12 @@ impl Node {
                 Some(Fleet::bind(c, tls, parts)?)
             }
         };
+        let data =
+            DataPlane::new(threads).map_err(|source| StartError::Threads { threads, source })?;
         Ok(Node {
             config,
             listeners,
+            data,
             admin,
             metrics,
             fleet,
@@ -182,17 +197,16 @@ impl Node {
                 fleet.run(stop_accepting.clone(), hard_stop.clone()),
             ));
         }
-        for (state, tcp) in self.listeners {
+        for (state, _) in &self.listeners {
             info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
-                backends = state.config.backends.len(), "listening");
-            background.push(tokio::spawn(listener::accept_loop(
-                state,
-                tcp,
-                connections.clone(),
-                stop_accepting.clone(),
-                hard_stop.clone(),
-            )));
+                backends = state.config.backends.len(), threads = self.data.threads(), "listening");
         }
+        self.data.start(
+            std::mem::take(&mut self.listeners),
+            &connections,
+            &stop_accepting,
+            &hard_stop,
+        );
         let admin_task = self.admin.map(|tcp| {
             if let Ok(addr) = tcp.local_addr() {
                 info!(admin = %addr, "admin endpoint serving /metrics and /status");
@@ -225,6 +239,7 @@ impl Node {
         for task in background {
             let _ = task.await;
         }
+        self.data.stopped_accepting().await;
         connections.close();
         if tokio::time::timeout(drain, connections.wait())
             .await
@@ -240,6 +255,7 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(5), connections.wait()).await;
         }
         hard_stop.cancel();
+        self.data.finish().await;
         if let Some(task) = fleet_task {
             let _ = task.await;
         }

@@ -10,8 +10,8 @@
 use prometheus_client::metrics::counter::Counter;
 use std::io;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
 use std::task::Poll;
+use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{ReadHalf, WriteHalf};
@@ -107,6 +107,10 @@ async fn pipe(
     activity: &Activity,
 ) -> Result<(), (Peer, io::Error)> {
     loop {
+        // A read refused for want of coop budget returns Pending although
+        // the socket is readable; yielding here (when the budget is spent)
+        // keeps that from turning into a busy loop.
+        tokio::task::consume_budget().await;
         from.readable().await.map_err(|e| (from_peer, e))?;
         // Capacity only: `read_buf` fills it without zeroing first.
         let mut buf = Vec::with_capacity(COPY_BUFFER_BYTES);
@@ -211,5 +215,102 @@ pub async fn proxy(
         client_to_backend: up.load(Ordering::Relaxed),
         backend_to_client: down.load(Ordering::Relaxed),
         end,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpListener;
+
+    async fn pair(listener: &TcpListener) -> (TcpStream, TcpStream) {
+        let addr = listener.local_addr().unwrap();
+        let (a, b) = tokio::join!(TcpStream::connect(addr), listener.accept());
+        (a.unwrap(), b.unwrap().0)
+    }
+
+    /// Bytes flowing without pause spend the task's coop budget; a read
+    /// refused for that reason must yield, not spin (it once did: the
+    /// proxy went to 100% CPU with data left in the socket).
+    #[tokio::test(flavor = "current_thread")]
+    async fn a_long_stream_crosses_whole_in_both_directions_and_the_fins_follow() {
+        const BYTES: usize = 48 * 1024 * 1024;
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let (mut client, client_side) = pair(&listener).await;
+        let (backend_side, mut backend) = pair(&listener).await;
+        let counters = ByteCounters {
+            client_to_backend: Counter::default(),
+            backend_to_client: Counter::default(),
+        };
+        // The proxy runs on a runtime of its own, as on a data thread, so
+        // that a proxy that never yields fails this test instead of
+        // hanging it.
+        let (client_side, backend_side) = (
+            client_side.into_std().unwrap(),
+            backend_side.into_std().unwrap(),
+        );
+        let (done, proxied) = tokio::sync::oneshot::channel();
+        std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            let t = rt.block_on(async move {
+                let client = TcpStream::from_std(client_side).unwrap();
+                let backend = TcpStream::from_std(backend_side).unwrap();
+                let stop = CancellationToken::new();
+                proxy(client, backend, Duration::from_secs(30), &counters, &stop).await
+            });
+            let _ = done.send(t);
+        });
+        let payload: Vec<u8> = (0..BYTES).map(|i| (i % 251) as u8).collect();
+        let sent = payload.clone();
+        let (mut cr, mut cw) = client.split();
+        let (mut br, mut bw) = backend.split();
+        let exchange = async {
+            tokio::join!(
+                async {
+                    cw.write_all(&sent).await.unwrap();
+                    cw.shutdown().await.unwrap();
+                },
+                async {
+                    let mut got = Vec::new();
+                    br.read_to_end(&mut got).await.unwrap();
+                    assert!(
+                        got == payload,
+                        "client to backend: {} bytes arrived",
+                        got.len()
+                    );
+                },
+                async {
+                    bw.write_all(&sent).await.unwrap();
+                    bw.shutdown().await.unwrap();
+                },
+                async {
+                    let mut got = Vec::new();
+                    cr.read_to_end(&mut got).await.unwrap();
+                    assert!(
+                        got == payload,
+                        "backend to client: {} bytes arrived",
+                        got.len()
+                    );
+                },
+            )
+        };
+        tokio::time::timeout(Duration::from_secs(60), exchange)
+            .await
+            .expect("the proxy stalled");
+        let t = tokio::time::timeout(Duration::from_secs(10), proxied)
+            .await
+            .expect("the proxy did not end after both FINs")
+            .expect("the proxy thread ended without a result");
+        assert_eq!(t.client_to_backend, BYTES as u64);
+        assert_eq!(t.backend_to_client, BYTES as u64);
+        assert!(
+            matches!(t.end, End::ClientClose | End::BackendClose),
+            "{:?}",
+            t.end
+        );
     }
 }

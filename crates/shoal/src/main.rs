@@ -138,13 +138,11 @@ fn log_ready(node: &Node) {
     info!(listeners, admin, cluster, "ready");
 }
 
-/// The data plane's runtime: `worker_threads` threads, or one per core.
-fn runtime(worker_threads: Option<usize>) -> anyhow::Result<tokio::runtime::Runtime> {
-    let mut builder = tokio::runtime::Builder::new_multi_thread();
-    if let Some(n) = worker_threads {
-        builder.worker_threads(n);
-    }
-    builder
+/// The control runtime: health checks, the fleet, the admin endpoint and
+/// signals, on the main thread. Client connections run on the node's own
+/// data threads (`[node] worker_threads`, see shoal_runtime::dataplane).
+fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .context("cannot start the tokio runtime")
@@ -182,7 +180,7 @@ fn main() -> ExitCode {
             .map_err(Failure::Other)
             .and_then(|()| Config::from_file(config).map_err(|e| Failure::Usage(e.to_string())))
             .and_then(|config| {
-                let rt = runtime(config.node.worker_threads).map_err(Failure::Other)?;
+                let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
                     let shutdown = shutdown_signal();
                     let node = Node::bind(config).map_err(|e| Failure::Usage(e.to_string()))?;
@@ -202,7 +200,7 @@ fn main() -> ExitCode {
             })
             .map_err(|e| Failure::Usage(e.to_string())),
         Command::Demo(args) => init_logging(&cli).map_err(Failure::Other).and_then(|()| {
-            let rt = runtime(None).map_err(Failure::Other)?;
+            let rt = runtime().map_err(Failure::Other)?;
             rt.block_on(demo::run(args.clone()))
         }),
     };
