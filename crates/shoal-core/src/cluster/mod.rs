@@ -11,8 +11,9 @@
 //! bytes each) and sends them to every live member itself: one hop, no
 //! relays, so a publication costs `O(N·B)` bytes out per node and arrives
 //! after one network latency, however large the fleet. A member that
-//! comes up (or restarts, or a renewal of this node's own identity) gets
-//! every shard at once and at the next [`CHANGED_RESENDS`] report ticks.
+//! comes up or restarts gets every shard at once and at the next
+//! [`CHANGED_RESENDS`] report ticks; so does every member after this node
+//! rejoins with a renewed identity.
 //! [`Cluster::handle_datagram`] tells the two kinds apart by their second
 //! byte ([`crate::wire::is_reports`]). A report datagram from an origin
 //! foca does not know (it missed that member's join) makes this node
