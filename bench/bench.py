@@ -220,13 +220,13 @@ backends = ["127.0.0.1:15201"]
     return text
 
 
-def start_shoal(work, binary):
+def start_shoal(work, binary, name="shoal"):
     conf = work / "shoal.toml"
     conf.write_text(shoal_config("bench", 21080, 21201, 21190))
     env = dict(os.environ, RUST_LOG="warn")
     p = start([str(binary), "run", "-c", str(conf)], env=env)
     wait_port(21080)
-    return System("shoal", [21080], [21201], [p])
+    return System(name, [21080], [21201], [p])
 
 
 def start_fleet(work, binary):
@@ -362,7 +362,12 @@ def main():
     ap.add_argument("--systems", default="direct,haproxy,shoal,fleet",
                     help="which systems to measure (comma-separated), for quick experiments")
     ap.add_argument("--no-memory", action="store_true", help="skip the idle-connection memory rows")
+    ap.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
+                    help="also measure the shoal binary at PATH as system NAME (single node, same"
+                         " config), for A/B runs of a data-path change; its ratios to HAProxy are"
+                         " printed after the table (repeatable)")
     args = ap.parse_args()
+    variants = dict(v.split("=", 1) for v in args.variant)
     duration = min(args.duration, 10)
     ensure_tools()
     fds = raise_fd_limit()
@@ -394,7 +399,9 @@ def main():
             "shoal": lambda: start_shoal(work, binary),
             "fleet": lambda: start_fleet(work, binary),
         }
-        wanted = args.systems.split(",")
+        for vname, vpath in variants.items():
+            starters[vname] = lambda p=vpath, n=vname: start_shoal(work, Path(p), n)
+        wanted = args.systems.split(",") + list(variants)
         for name, make in starters.items():
             if name not in wanted:
                 continue
@@ -471,6 +478,13 @@ def main():
     Path(args.out).write_text("\n".join(out) + "\n")
     log(f"wrote {args.out}")
     print("\n".join(out))
+    if variants:
+        names = ["haproxy", "shoal"] + list(variants)
+        print("\nvariants (value, ratio to haproxy):")
+        print("| workload | " + " | ".join(names) + " |")
+        for name, v in rows.items():
+            cells = [f"{fmt(v.get(n))} ({ratio(v.get(n), v.get('haproxy'))})" for n in names]
+            print(f"| {name} | " + " | ".join(cells) + " |")
 
 
 if __name__ == "__main__":

@@ -79,10 +79,11 @@ pub struct Workers {
 
 impl Workers {
     /// The thread a connection accepted on thread `me` should live on: `me`
-    /// unless it serves more than the least busy thread plus a slack of a
-    /// quarter (at least one), so that the kernel's spread, which is even
-    /// for many connections, is left alone, and a few heavy connections
-    /// are not stacked on one core.
+    /// unless it serves more than the least busy thread plus a slack of
+    /// half that (at least two), so that the kernel's spread, which is
+    /// even for many connections, is left alone (a hand-over costs two
+    /// `epoll_ctl` and a wake-up), and a few heavy connections are not
+    /// stacked on one core.
     pub fn pick(&self, me: usize) -> usize {
         let mine = self.loads[me].load(Ordering::Relaxed);
         let (least, min) = self
@@ -92,7 +93,7 @@ impl Workers {
             .enumerate()
             .min_by_key(|&(_, l)| l)
             .unwrap_or((me, mine));
-        if mine <= min + (min / 4).max(1) {
+        if mine <= min + (min / 2).max(2) {
             me
         } else {
             least
@@ -361,12 +362,12 @@ mod tests {
     fn a_thread_keeps_its_connections_unless_clearly_busier() {
         // Even enough: keep.
         assert_eq!(workers(&[0, 0]).pick(0), 0);
-        assert_eq!(workers(&[1, 0]).pick(0), 0);
-        assert_eq!(workers(&[20, 16]).pick(0), 0);
+        assert_eq!(workers(&[2, 0]).pick(0), 0);
+        assert_eq!(workers(&[24, 16]).pick(0), 0);
         // Clearly busier: hand over to the least busy.
-        assert_eq!(workers(&[2, 0]).pick(0), 1);
-        assert_eq!(workers(&[5, 3, 1]).pick(0), 2);
-        assert_eq!(workers(&[21, 16]).pick(0), 1);
+        assert_eq!(workers(&[3, 0]).pick(0), 1);
+        assert_eq!(workers(&[6, 5, 1]).pick(0), 2);
+        assert_eq!(workers(&[25, 16]).pick(0), 1);
     }
 
     #[test]

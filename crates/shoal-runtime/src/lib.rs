@@ -14,6 +14,7 @@
 //!   choose, connect with timeout and retries, proxy, log.
 //! - [`proxy`]: the byte copy between client and backend with half-close,
 //!   idle timeout and cancellation.
+//! - [`splice`]: zero-copy forwarding of bulk bursts through a pipe.
 //! - [`checker`]: the active health-check driver of one listener's pool.
 //! - [`fleet`]: the fleet driver: owns the cluster core, the QUIC
 //!   transport and the seed resolver; warm start, re-seeding, sync, leave.
@@ -30,5 +31,6 @@ pub mod listener;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
+pub mod splice;
 
 pub use node::{Node, StartError};

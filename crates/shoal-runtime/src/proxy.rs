@@ -7,9 +7,10 @@
 //! timeout (no byte either way for that long), or on cancellation (the node
 //! gave up draining).
 
+use crate::splice::{self, Burst, Failed};
 use prometheus_client::metrics::counter::Counter;
 use std::io;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::task::Poll;
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -71,12 +72,16 @@ pub struct ByteCounters {
     pub backend_to_client: Counter,
 }
 
-struct Activity {
+/// What both directions of a connection share.
+struct Shared {
     start: Instant,
+    /// Milliseconds from `start` to the last byte either way.
     last_ms: AtomicU64,
+    /// Set by the first direction to end.
+    one_ended: AtomicBool,
 }
 
-impl Activity {
+impl Shared {
     fn touch(&self) {
         let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
         self.last_ms.store(ms, Ordering::Relaxed);
@@ -104,8 +109,17 @@ async fn pipe(
     to_peer: Peer,
     total: &AtomicU64,
     counter: &Counter,
-    activity: &Activity,
+    shared: &Shared,
 ) -> Result<(), (Peer, io::Error)> {
+    // FIN from `from`: pass it on and keep the other direction open, unless
+    // that one has ended too: both sockets are about to be closed, and the
+    // close sends the FIN without a `shutdown` call.
+    let pass_fin = async |to: &mut WriteHalf<'_>| {
+        if shared.one_ended.swap(true, Ordering::Relaxed) {
+            return Ok(());
+        }
+        to.shutdown().await.map_err(|e| (to_peer, e))
+    };
     loop {
         // A read refused for want of coop budget returns Pending although
         // the socket is readable; yielding here (when the budget is spent)
@@ -114,22 +128,38 @@ async fn pipe(
         from.readable().await.map_err(|e| (from_peer, e))?;
         // Capacity only: `read_buf` fills it without zeroing first.
         let mut buf = Vec::with_capacity(COPY_BUFFER_BYTES);
+        let moved = |n: usize| {
+            total.fetch_add(n as u64, Ordering::Relaxed);
+            counter.inc_by(n as u64);
+            shared.touch();
+        };
+        let mut full_reads = 0;
         loop {
             buf.clear();
             match poll_once(from.read_buf(&mut buf)).await {
                 // Nothing more for now: drop the buffer, wait for bytes.
                 None => break,
-                Some(Ok(0)) => {
-                    // FIN from `from`: pass it on, keep the other direction open.
-                    return to.shutdown().await.map_err(|e| (to_peer, e));
-                }
+                Some(Ok(0)) => return pass_fin(&mut to).await,
                 Some(Ok(n)) => {
                     to.write_all(&buf).await.map_err(|e| (to_peer, e))?;
-                    total.fetch_add(n as u64, Ordering::Relaxed);
-                    counter.inc_by(n as u64);
-                    activity.touch();
+                    moved(n);
+                    if n == buf.capacity() {
+                        full_reads += 1;
+                    }
                 }
                 Some(Err(e)) => return Err((from_peer, e)),
+            }
+            // A bulk burst: the rest of it goes through a pipe, zero copy.
+            if full_reads >= splice::SPLICE_AFTER_FULL_READS
+                && let Some(pipe) = splice::Pipe::new()
+            {
+                drop(buf);
+                match pipe.burst(from.as_ref(), to.as_ref(), moved).await {
+                    Ok(Burst::Drained) => break,
+                    Ok(Burst::Fin) => return pass_fin(&mut to).await,
+                    Err(Failed::Read(e)) => return Err((from_peer, e)),
+                    Err(Failed::Write(e)) => return Err((to_peer, e)),
+                }
             }
         }
     }
@@ -154,9 +184,10 @@ pub async fn proxy(
     counters: &ByteCounters,
     stop: &CancellationToken,
 ) -> Transfer {
-    let activity = Activity {
+    let shared = Shared {
         start: Instant::now(),
         last_ms: AtomicU64::new(0),
+        one_ended: AtomicBool::new(false),
     };
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
@@ -169,7 +200,7 @@ pub async fn proxy(
         Peer::Backend,
         &up,
         &counters.client_to_backend,
-        &activity,
+        &shared,
     );
     let b2c = pipe(
         br,
@@ -178,7 +209,7 @@ pub async fn proxy(
         Peer::Client,
         &down,
         &counters.backend_to_client,
-        &activity,
+        &shared,
     );
     tokio::pin!(c2b, b2c);
     let (mut c2b_done, mut b2c_done) = (false, false);
@@ -196,7 +227,7 @@ pub async fn proxy(
                 Err((peer, e)) => break End::Error(peer, e),
             },
             () = &mut idle => {
-                let deadline = activity.last() + idle_timeout;
+                let deadline = shared.last() + idle_timeout;
                 if deadline <= Instant::now() {
                     break End::IdleTimeout;
                 }
