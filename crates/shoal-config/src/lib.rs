@@ -65,7 +65,8 @@ pub struct NodeConfig {
     pub admin: Option<SocketAddr>,
     /// How long open connections may finish after a shutdown signal.
     pub drain_timeout: Duration,
-    /// Threads of the data plane's runtime; `None` = one per core.
+    /// Data threads (each with its own event loop and listening sockets);
+    /// `None` = one per core.
     pub worker_threads: Option<usize>,
 }
 

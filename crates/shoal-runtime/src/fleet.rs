@@ -16,7 +16,9 @@
 //!   re-resolved and re-announced every `reseed_interval_ms`: a fleet
 //!   restarted in any order reassembles.
 //! - **Anti-entropy.** Every `sync_interval_ms` a push-pull with one random
-//!   live member; every report is also re-published each report interval.
+//!   live member. Load reports travel as their own datagrams, straight to
+//!   every live member: changed shards each report interval, unchanged ones
+//!   each refresh (decision 27).
 //! - **Leave.** When the node stops accepting, it tells the fleet it
 //!   leaves, so peers drop its counts at once, and keeps the transport open
 //!   until the drain ends so the notice gets out.
@@ -361,7 +363,7 @@ impl Fleet {
         match incoming {
             Incoming::Datagram { from, data } => {
                 if let Err(e) = self.cluster.handle_datagram(now, &data) {
-                    debug!(from = %from, error = %e, "SWIM packet refused");
+                    debug!(from = %from, error = %e, "datagram from a peer refused");
                 }
             }
             Incoming::Request {

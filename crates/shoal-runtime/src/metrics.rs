@@ -197,12 +197,12 @@ impl Metrics {
         );
         registry.register(
             "shoal_gossip_messages",
-            "SWIM datagrams exchanged with peers",
+            "Datagrams exchanged with peers (SWIM packets and load reports)",
             m.gossip_messages.clone(),
         );
         registry.register(
             "shoal_gossip_bytes",
-            "SWIM datagram payload bytes exchanged with peers (QUIC overhead excluded)",
+            "Payload bytes of the datagrams exchanged with peers, SWIM and load reports (QUIC overhead excluded)",
             m.gossip_bytes.clone(),
         );
         registry.register(
@@ -217,7 +217,7 @@ impl Metrics {
         );
         registry.register(
             "shoal_gossip_datagrams_dropped",
-            "SWIM datagrams the transport dropped, by reason (no_connection: none yet, one is being set up)",
+            "Datagrams to peers the transport dropped, by reason (no_connection: none yet, one is being set up)",
             m.datagrams_dropped.clone(),
         );
         m.cluster_members.set(1);

@@ -154,7 +154,9 @@ async fn pipe(
                 && let Some(pipe) = splice::Pipe::new()
             {
                 drop(buf);
-                match pipe.burst(from.as_ref(), to.as_ref(), moved).await {
+                // Boxed: its state would otherwise sit in every
+                // connection's future, idle ones included.
+                match Box::pin(pipe.burst(from.as_ref(), to.as_ref(), moved)).await {
                     Ok(Burst::Drained) => break,
                     Ok(Burst::Fin) => return pass_fin(&mut to).await,
                     Err(Failed::Read(e)) => return Err((from_peer, e)),

@@ -4,19 +4,20 @@
 //! ```text
 //! cargo build --release -p shoal
 //! cargo run --release -p shoal-e2e --bin fleet_measure -- \
-//!     [--nodes 3,10] [--samples 40] [--rounds 3] [--window-s 10] [--out docs/fleet-figures.md]
+//!     [--nodes 3,10] [--backends 100] [--samples 40] [--rounds 3] [--window-s 10] \
+//!     [--out docs/fleet-figures.md]
 //! ```
 //!
 //! For each fleet size N it measures:
 //! 1. count propagation: one client connection opened (then closed)
 //!    through one node, and the delay until every other node's `/status`
 //!    `cluster_connections` shows it, polled every 5 ms (with 1 backend,
-//!    and with fewer samples with 100 backends);
+//!    and with fewer samples with each `--backends` count);
 //! 2. failure detection: `kill -9` of one node (never the seed) and, on a
 //!    fresh member, SIGTERM (a graceful leave), and the delay until every
 //!    other node's `cluster.live_nodes` drops to N − 1;
 //! 3. gossip cost: `shoal_gossip_{bytes,messages}_total` over an idle
-//!    window, with 1 and with 100 backends.
+//!    window, with 1 backend and with each `--backends` count.
 //!
 //! Every node runs with the production report interval (250 ms) and the
 //! production health-check settings; progress goes to stderr, the Markdown
@@ -59,6 +60,8 @@ const MANY_BACKENDS: usize = 100;
 #[derive(Debug, Clone)]
 struct Args {
     nodes: Vec<usize>,
+    /// Backend counts measured besides the single backend.
+    many: Vec<usize>,
     samples: usize,
     rounds: usize,
     window: Duration,
@@ -66,12 +69,13 @@ struct Args {
 }
 
 fn usage() -> &'static str {
-    "usage: fleet_measure [--nodes 3,10] [--samples 40] [--rounds 3] [--window-s 10] [--out FILE]"
+    "usage: fleet_measure [--nodes 3,10] [--backends 100] [--samples 40] [--rounds 3] [--window-s 10] [--out FILE]"
 }
 
 fn parse_args() -> Result<Args> {
     let mut args = Args {
         nodes: vec![3, 10],
+        many: vec![MANY_BACKENDS],
         samples: 40,
         rounds: 3,
         window: Duration::from_secs(10),
@@ -93,6 +97,17 @@ fn parse_args() -> Result<Args> {
                 ensure!(
                     args.nodes.iter().all(|&n| (2..=32).contains(&n)),
                     "--nodes: each fleet size must be 2..=32"
+                );
+            }
+            "--backends" => {
+                args.many = value()?
+                    .split(',')
+                    .map(str::parse)
+                    .collect::<Result<_, _>>()
+                    .context("--backends: a comma-separated list of backend counts")?;
+                ensure!(
+                    args.many.iter().all(|&b| (1..=500).contains(&b)),
+                    "--backends: each backend count must be 1..=500"
                 );
             }
             "--samples" => {
@@ -716,20 +731,22 @@ async fn run(args: Args) -> Result<()> {
         drop(fleet);
         drop(backend);
 
-        progress!(t, "fleet of {n} with {MANY_BACKENDS} backends: starting");
-        let mut many = Vec::new();
-        for _ in 0..MANY_BACKENDS {
-            many.push(Backend::start(Behaviour::Echo).await);
+        for &count in &args.many {
+            progress!(t, "fleet of {n} with {count} backends: starting");
+            let mut many = Vec::new();
+            for _ in 0..count {
+                many.push(Backend::start(Behaviour::Echo).await);
+            }
+            let addrs: Vec<SocketAddr> = many.iter().map(|b| b.addr).collect();
+            let fleet = Fleet::start(n, &addrs, t).await?;
+            progress!(t, "  gossip cost, idle, {:?} window", args.window);
+            costs.push(gossip_cost(&fleet, args.window, t).await?);
+            let fewer = (args.samples / 4).max(1);
+            progress!(t, "  count propagation, {fewer} samples");
+            props.push(propagation(&fleet, fewer, &mut jitter, t).await?);
+            drop(fleet);
+            drop(many);
         }
-        let addrs: Vec<SocketAddr> = many.iter().map(|b| b.addr).collect();
-        let fleet = Fleet::start(n, &addrs, t).await?;
-        progress!(t, "  gossip cost, idle, {:?} window", args.window);
-        costs.push(gossip_cost(&fleet, args.window, t).await?);
-        let fewer = (args.samples / 4).max(1);
-        progress!(t, "  count propagation, {fewer} samples");
-        props.push(propagation(&fleet, fewer, &mut jitter, t).await?);
-        drop(fleet);
-        drop(many);
     }
 
     let md = markdown(&args, &props, &detections, &costs, t.elapsed());
@@ -803,7 +820,8 @@ fn markdown(
         "- Setup: every node is a real `shoal` process on 127.0.0.1 (all on this one machine, \
          sharing its CPUs with the backends and the measuring process), with one listener and \
          a `[cluster]` joined through node-1 as seed. Production settings: \
-         `report_interval_ms = {REPORT_INTERVAL_MS}` (report TTL 8 × that), SWIM = foca's LAN \
+         `report_interval_ms = {REPORT_INTERVAL_MS}` (unchanged shards refreshed every 4 × that, \
+         dropped after 12 × that), SWIM = foca's LAN \
          config (probe every 1 s, gossip every 200 ms to 3 members, suspicion 4 s for up to 10 \
          nodes), health checks every 2 s (timeout 1 s, rise 2, fall 3). Join-only harness \
          values: `reseed_interval_ms = 300`, `warm_start_timeout_ms = 2000`."
@@ -820,8 +838,8 @@ fn markdown(
     let _ = writeln!(w, "## 1. Count propagation\n");
     let _ = writeln!(
         w,
-        "One echo backend (and, with fewer samples, {MANY_BACKENDS} echo backends: 3 report \
-         shards per node). Each sample opens one client connection through node *i* \
+        "One echo backend (and, with fewer samples, {} echo backends; a report shard holds \
+         up to 40). Each sample opens one client connection through node *i* \
          (round-robin over the nodes, after a random 0–{REPORT_INTERVAL_MS} ms pause), does an \
          echo round trip, then reads every other node's `/status` concurrently every {} ms \
          until its `cluster_connections`, summed over the backends, is 1; then closes the connection \
@@ -830,6 +848,11 @@ fn markdown(
          the `/status` answer that showed the change, so it includes up to one poll period \
          plus one `/status` round trip (p50 and p99 of those round trips are in the last \
          column).\n",
+        args.many
+            .iter()
+            .map(|b| b.to_string())
+            .collect::<Vec<_>>()
+            .join(" / "),
         COUNT_POLL.as_millis()
     );
     let _ = writeln!(
@@ -917,17 +940,20 @@ fn markdown(
         w,
         "A steady, idle fleet (no client connections; {} s after it became steady): \
          `shoal_gossip_bytes_total` and `shoal_gossip_messages_total` read on every node, \
-         again {} s later. These count SWIM datagrams and their payload bytes (membership \
-         messages, piggybacked member updates and load-report shards) as handed to and \
+         again {} s later. These count every datagram between nodes and its payload bytes (SWIM \
+         membership messages with their piggybacked member updates, and the load-report \
+         datagrams each node sends straight to every live member) as handed to and \
          received from the QUIC transport: **QUIC/UDP/IP overhead (headers, packet \
          protection, ACKs, handshakes) is excluded**, and so are the full-state syncs on QUIC \
          streams (one per node every 30 s, and at join). Per node, mean (max) over the \
          nodes. \"Oldest report\" is the largest `shoal_report_age_seconds` (age of the \
          oldest peer report shard held) seen on any node, read every 0.5 s during the window; \
-         reports are refreshed every {REPORT_INTERVAL_MS} ms and dropped after {} ms.\n",
+         changed shards are sent every {REPORT_INTERVAL_MS} ms, unchanged ones every {} ms, \
+         and a peer's copy is dropped after {} ms.\n",
         SETTLE.as_secs(),
         window.as_secs(),
-        REPORT_INTERVAL_MS * 8
+        REPORT_INTERVAL_MS * 4,
+        REPORT_INTERVAL_MS * 12
     );
     let _ = writeln!(
         w,
