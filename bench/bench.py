@@ -11,7 +11,9 @@ an iperf3 server), then measures the same workloads against:
   shoal      one shoal node, least-conn
   fleet      three shoal nodes in one fleet, clients spread over the nodes
 
-and writes BENCHMARKS.md: the table from this run, every shoal figure as a
+Each throughput and latency workload runs --rounds times (default 3), the
+systems side by side taking turns, and the median is kept. It writes
+BENCHMARKS.md: the table from this run, every shoal figure as a
 ratio to HAProxy's and to direct's, the machine, the versions, the command,
 and the data-path decisions (bench/DECISIONS.md). Nothing in it is edited by
 hand. Every load is bounded in time (DURATION seconds each) and count, and
@@ -220,13 +222,14 @@ backends = ["127.0.0.1:15201"]
     return text
 
 
-def start_shoal(work, binary, name="shoal"):
-    conf = work / "shoal.toml"
-    conf.write_text(shoal_config("bench", 21080, 21201, 21190))
+def start_shoal(work, binary, name="shoal", slot=0):
+    conf = work / f"{name}.toml"
+    web, bulk, admin = 21080 + 10 * slot, 21201 + 10 * slot, 21190 + 10 * slot
+    conf.write_text(shoal_config("bench", web, bulk, admin))
     env = dict(os.environ, RUST_LOG="warn")
     p = start([str(binary), "run", "-c", str(conf)], env=env)
-    wait_port(21080)
-    return System(name, [21080], [21201], [p])
+    wait_port(web)
+    return System(name, [web], [bulk], [p])
 
 
 def start_fleet(work, binary):
@@ -362,6 +365,9 @@ def main():
     ap.add_argument("--systems", default="direct,haproxy,shoal,fleet",
                     help="which systems to measure (comma-separated), for quick experiments")
     ap.add_argument("--no-memory", action="store_true", help="skip the idle-connection memory rows")
+    ap.add_argument("--rounds", type=int, default=3,
+                    help="rounds of every throughput and latency workload, taking turns over the"
+                         " systems; each figure is the median (default 3)")
     ap.add_argument("--variant", action="append", default=[], metavar="NAME=PATH",
                     help="also measure the shoal binary at PATH as system NAME (single node, same"
                          " config), for A/B runs of a data-path change; its ratios to HAProxy are"
@@ -399,32 +405,46 @@ def main():
             "shoal": lambda: start_shoal(work, binary),
             "fleet": lambda: start_fleet(work, binary),
         }
-        for vname, vpath in variants.items():
-            starters[vname] = lambda p=vpath, n=vname: start_shoal(work, Path(p), n)
+        for i, (vname, vpath) in enumerate(variants.items()):
+            starters[vname] = lambda p=vpath, n=vname, k=i: start_shoal(work, Path(p), n, 1 + k)
         wanted = args.systems.split(",") + list(variants)
-        for name, make in starters.items():
-            if name not in wanted:
-                continue
-            s = make()
-            log(f"measuring {s.name}")
-            for streams in (1, 8):
-                gbps, cpu = iperf(s.bulk_ports[0], streams, duration, s.pids)
-                rows.setdefault(f"bulk throughput, {streams} stream{'s' if streams > 1 else ''} (Gbit/s)", {})[s.name] = gbps
-                if streams == 8:
-                    rows.setdefault("CPU per GB forwarded, 8 streams (CPU-seconds)", {})[s.name] = cpu
-            rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=True)
-            rows.setdefault("short connections (requests/s)", {})[s.name] = rps
-            rows.setdefault("short connections p50 (ms)", {})[s.name] = p50
-            rows.setdefault("short connections p99 (ms)", {})[s.name] = p99
-            if errs:
-                log(f"{s.name} short: {errs}")
-            rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=False)
-            rows.setdefault("keep-alive (requests/s)", {})[s.name] = rps
-            rows.setdefault("keep-alive p99 (ms)", {})[s.name] = p99
-            if errs:
-                log(f"{s.name} keep-alive: {errs}")
+        # Every system runs side by side (each on its own ports) and the
+        # rounds take turns over them, so that a drift of the machine (other
+        # load, thermal, page cache) spreads over all systems alike; each
+        # figure is the median of the rounds.
+        systems = [make() for name, make in starters.items() if name in wanted]
+        samples = {}  # workload -> {system: [value per round]}
+
+        def add(row, system, value):
+            samples.setdefault(row, {}).setdefault(system, []).append(value)
+
+        for r in range(args.rounds):
+            for s in systems:
+                log(f"round {r + 1}/{args.rounds}: measuring {s.name}")
+                for streams in (1, 8):
+                    gbps, cpu = iperf(s.bulk_ports[0], streams, duration, s.pids)
+                    add(f"bulk throughput, {streams} stream{'s' if streams > 1 else ''} (Gbit/s)", s.name, gbps)
+                    if streams == 8:
+                        add("CPU per GB forwarded, 8 streams (CPU-seconds)", s.name, cpu)
+                rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=True)
+                add("short connections (requests/s)", s.name, rps)
+                add("short connections p50 (ms)", s.name, p50)
+                add("short connections p99 (ms)", s.name, p99)
+                if errs:
+                    log(f"{s.name} short: {errs}")
+                rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=False)
+                add("keep-alive (requests/s)", s.name, rps)
+                add("keep-alive p99 (ms)", s.name, p99)
+                if errs:
+                    log(f"{s.name} keep-alive: {errs}")
+        for s in systems:
             s.stop()
-            if name == "direct" or args.no_memory:
+        for row, per_system in samples.items():
+            for name, values in per_system.items():
+                known = sorted(v for v in values if v is not None)
+                rows.setdefault(row, {})[name] = known[len(known) // 2] if known else None
+        for name, make in starters.items():
+            if name not in wanted or name == "direct" or args.no_memory:
                 continue
             # Each memory row on a fresh process: allocators keep what earlier
             # loads used, which would hide the cost of new connections.
@@ -454,7 +474,10 @@ def main():
         "",
         f"- date: {datetime.datetime.now(datetime.timezone.utc).strftime('%Y-%m-%d %H:%M UTC')}",
         f"- machine: {CORES} cores ({cpu}), {os.uname().sysname} {os.uname().release}",
-        f"- command: `python3 bench/bench.py --duration {duration} --connections {args.connections} --idle {args.idle}`",
+        f"- command: `python3 bench/bench.py --duration {duration} --connections {args.connections} --idle {args.idle}"
+        f" --rounds {args.rounds}`",
+        f"- each throughput and latency figure is the median of {args.rounds} rounds; the systems run side by"
+        " side and take turns within each round; each memory row is one run on a fresh process.",
         "- versions: " + "; ".join(f"{k} {v}" for k, v in versions.items()),
         f"- open file limit {fds} (hard limit of this machine): at most {conn_max:,} proxied connections,"
         + (f" so the idle rows for {', '.join(f'{c:,}' for c in capped)} ran at {idle_counts[-1]:,}" if capped else "")
