@@ -42,10 +42,12 @@ cluster-up:
 cluster-down:
     bash cluster/down.sh
 
-# Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md.
-fleet-measure:
+# Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md:
+# 3, 10 and 30 nodes with 1, 10 and 100 backends (~3 minutes). Other sizes:
+# `just fleet-measure --nodes 3,10 --backends 100 --samples 40 --rounds 3`.
+fleet-measure *ARGS="--nodes 3,10,30 --backends 10,100 --samples 12 --rounds 1 --window-s 10":
     cargo build --release -p shoal
-    cargo run --release -p shoal-e2e --bin fleet_measure -- --out docs/fleet-figures.md
+    cargo run --release -p shoal-e2e --bin fleet_measure -- {{ARGS}} --out docs/fleet-figures.md
 
 # Side by side with HAProxy and direct, on loopback; writes BENCHMARKS.md.
 bench:
