@@ -81,6 +81,13 @@ pub const SWIM_PACKET_BYTES_MAX: usize = 1100;
 /// Remembered members a lonely node announces to in one `join`.
 pub const REMEMBERED_ANNOUNCES_MAX: usize = 32;
 
+/// How often a node that is not alone announces to the seeds it does not
+/// hold alive. A seed that restarts finds nobody by itself when its own
+/// seed list names only itself; if every other node restarted too, none
+/// remembers it and none is alone, so without this announce it would stay
+/// out for good (`fleet-swarm` seed 867).
+pub const MISSING_SEED_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
+
 /// Report intervals after a change in which a changed shard is sent again,
 /// and after a member comes up in which it gets every shard again: a
 /// datagram may be lost, or arrive before the receiver holds this node
@@ -229,6 +236,9 @@ pub struct Cluster {
     /// Members that came up recently, and until when every report tick
     /// sends them all of this node's shards.
     welcome: BTreeMap<SocketAddr, Instant>,
+    /// The seeds of the last `join`, and when missing ones were last announced to.
+    seeds: Vec<SocketAddr>,
+    seeds_announced: Option<Instant>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -273,6 +283,8 @@ impl Cluster {
             live: BTreeSet::new(),
             announced: BTreeMap::new(),
             welcome: BTreeMap::new(),
+            seeds: Vec::new(),
+            seeds_announced: None,
         }
     }
 
@@ -330,10 +342,13 @@ impl Cluster {
     /// members for a day; at most [`REMEMBERED_ANNOUNCES_MAX`] of them).
     /// Without the latter, two nodes that lost their seeds for good would
     /// stay apart: foca announces to down members only while it has a live
-    /// one (found by the simulator, `fleet-swarm` seed 138).
+    /// one (found by the simulator, `fleet-swarm` seed 138). The seeds
+    /// are kept: while not alone, [`Cluster::handle_timeout`] announces to
+    /// those not held alive every [`MISSING_SEED_ANNOUNCE_INTERVAL`].
     pub fn join(&mut self, now: Instant, seeds: &[SocketAddr]) {
         let me = self.identity().addr;
         let mut targets: Vec<SocketAddr> = seeds.iter().copied().filter(|&s| s != me).collect();
+        self.seeds = targets.clone();
         if self.is_alone() {
             let remembered = self
                 .foca
@@ -408,6 +423,26 @@ impl Cluster {
             if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
                 self.events
                     .push_back(ClusterEvent::Error(format!("timer: {e}")));
+            }
+            self.drain(now);
+        }
+        if !self.is_alone()
+            && self
+                .seeds_announced
+                .is_none_or(|t| now - t >= MISSING_SEED_ANNOUNCE_INTERVAL)
+        {
+            self.seeds_announced = Some(now);
+            let missing: Vec<SocketAddr> = self
+                .seeds
+                .iter()
+                .copied()
+                .filter(|a| !self.live.contains(a))
+                .collect();
+            for seed in missing {
+                if let Err(e) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
+                    self.events
+                        .push_back(ClusterEvent::Error(format!("announce to {seed}: {e}")));
+                }
             }
             self.drain(now);
         }
@@ -639,6 +674,7 @@ impl Cluster {
     /// changes to the view, and welcomes members that came up.
     fn drain(&mut self, now: Instant) {
         let mut welcome = BTreeSet::new();
+        let mut rejoined = false;
         while let Some((to, data)) = self.runtime.to_send() {
             self.transmits.push_back(Transmit {
                 to: to.addr,
@@ -671,6 +707,7 @@ impl Cluster {
                 }
                 // The others dropped our shards when they held us down.
                 OwnedNotification::Rejoin(id) => {
+                    rejoined = true;
                     welcome.extend(self.foca.iter_members().map(|m| m.id().addr));
                     ClusterEvent::Rejoined(id)
                 }
@@ -683,6 +720,21 @@ impl Cluster {
                 _ => continue,
             };
             self.events.push_back(event);
+        }
+        // foca 2.0's change_identity (a rejoin) leaves it Disconnected even
+        // while it holds live members: its timers carry the old token, so no
+        // probe, gossip or announce runs until an update arrives from a
+        // live member, which may be dead by then (`fleet-swarm` seed 524).
+        // An empty apply re-evaluates the connection state.
+        if rejoined && !self.is_alone() {
+            if let Err(e) = self
+                .foca
+                .apply_many(std::iter::empty(), false, &mut self.runtime)
+            {
+                self.events
+                    .push_back(ClusterEvent::Error(format!("after rejoin: {e}")));
+            }
+            self.drain(now);
         }
         self.resize_swim();
         if !welcome.is_empty() {
