@@ -360,12 +360,18 @@ impl Cluster {
             targets.extend(remembered);
         }
         for seed in targets {
-            if let Err(e) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
-                self.events
-                    .push_back(ClusterEvent::Error(format!("announce to {seed}: {e}")));
-            }
+            self.announce(seed);
         }
         self.drain(now);
+    }
+
+    /// Asks foca to announce this node to whoever listens at `to`; the
+    /// caller drains.
+    fn announce(&mut self, to: SocketAddr) {
+        if let Err(e) = self.foca.announce(NodeId::seed(to), &mut self.runtime) {
+            self.events
+                .push_back(ClusterEvent::Error(format!("announce to {to}: {e}")));
+        }
     }
 
     /// A datagram arrived: a report datagram ([`wire::is_reports`]) goes to
@@ -439,10 +445,7 @@ impl Cluster {
                 .filter(|a| !self.live.contains(a))
                 .collect();
             for seed in missing {
-                if let Err(e) = self.foca.announce(NodeId::seed(seed), &mut self.runtime) {
-                    self.events
-                        .push_back(ClusterEvent::Error(format!("announce to {seed}: {e}")));
-                }
+                self.announce(seed);
             }
             self.drain(now);
         }
@@ -578,10 +581,7 @@ impl Cluster {
         }
         self.announced.insert(origin, now);
         self.stats.unknown_origin_announces += 1;
-        if let Err(e) = self.foca.announce(NodeId::seed(origin), &mut self.runtime) {
-            self.events
-                .push_back(ClusterEvent::Error(format!("announce to {origin}: {e}")));
-        }
+        self.announce(origin);
         self.drain(now);
     }
 
