@@ -18,10 +18,15 @@
 //!   `handle_*` / `poll_*` type the runtime drives.
 //! - [`cluster`]: the fleet: SWIM membership (foca) with its timer queue,
 //!   node identities, load reports and the view of the fleet's load.
+//! - [`node`]: one fleet node as a state machine: the [`cluster::Cluster`],
+//!   the pools' fleet view and every fleet timer (warm start, re-seeding,
+//!   sync, publishing, leave), with the one [`node::Settings`] type both
+//!   shells build nodes from.
 //! - [`wire`]: the one codec module: every byte between nodes.
 
 pub mod cluster;
 pub mod health;
+pub mod node;
 pub mod policy;
 pub mod pool;
 pub mod time;

@@ -51,8 +51,11 @@ pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
 /// 12 bytes, so 1100 bytes never hold more than ~90).
 pub const REPORT_SHARDS_PER_DATAGRAM_MAX: usize = 128;
-/// Largest full-state sync message.
-pub const SYNC_BYTES_MAX: usize = 8 * 1024 * 1024;
+/// Largest full-state sync message, request or answer: the one cap, used
+/// by the core's codec, the transport's stream reads
+/// (`request_bytes_max`) and the simulator. 4 MiB hold the full state of
+/// 1000 nodes with 100 backends each (about 1.2 MiB) with room to spare.
+pub const SYNC_BYTES_MAX: usize = 4 * 1024 * 1024;
 
 /// The kind byte of a full-state sync message.
 pub const KIND_SYNC: u8 = 2;

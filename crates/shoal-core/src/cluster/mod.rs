@@ -69,6 +69,7 @@ use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::Arc;
 use std::time::Duration;
 use timers::TimerQueue;
 use view::{LoadView, RemoteLoad};
@@ -96,6 +97,17 @@ pub const CHANGED_RESENDS: u32 = 2;
 
 /// Timers handled in one `handle_timeout` call; more wait for the next.
 const TIMERS_PER_CALL_MAX: usize = 10_000;
+
+/// Events held for the driver at most (a sync from a 1000-node fleet
+/// brings about 1000 `MemberUp`s); further ones are dropped and counted
+/// in [`ClusterStats::events_dropped`]. A [`ClusterEvent::ReportDue`] is
+/// never dropped: it comes at most once per report interval.
+pub const EVENTS_QUEUED_MAX: usize = 16_384;
+
+/// Datagrams held for the driver at most (welcoming 1000 members with
+/// every shard is a few thousand); further ones are dropped, as a full
+/// socket buffer would, and counted in [`ClusterStats::transmits_dropped`].
+pub const TRANSMITS_QUEUED_MAX: usize = 262_144;
 
 /// Settings of the fleet protocol.
 #[derive(Debug, Clone)]
@@ -139,7 +151,7 @@ impl ClusterConfig {
 }
 
 /// What a driver is told.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum ClusterEvent {
     MemberUp(NodeId),
     MemberDown(NodeId),
@@ -156,9 +168,58 @@ pub enum ClusterEvent {
     Active,
     /// Time to call [`Cluster::publish_report`].
     ReportDue,
-    /// A packet, timer or sync could not be handled; state unchanged
-    /// except for what the message string says.
-    Error(String),
+    /// This node was declared down and foca cannot renew its identity: it
+    /// takes no further part in the fleet until restarted.
+    Defunct,
+    /// Something foca was asked to do failed; see [`ClusterFault`] for
+    /// what that left changed.
+    Error(Arc<ClusterFault>),
+}
+
+/// A failure inside the membership protocol, with what it left behind.
+/// None of these is caused by a peer's bytes alone (those are
+/// [`ClusterError`]s returned by the inputs).
+#[derive(Debug, thiserror::Error)]
+pub enum ClusterFault {
+    /// foca refused to announce: no packet went out to `to`.
+    #[error("announce to {to}: {source}")]
+    Announce {
+        to: SocketAddr,
+        #[source]
+        source: foca::Error,
+    },
+    /// A SWIM timer failed; foca's state is what it was before the timer.
+    #[error("SWIM timer: {0}")]
+    Timer(#[source] foca::Error),
+    /// The members of a peer's sync were not (all) applied; its shards were.
+    #[error("members of the sync from {from}: {source}")]
+    SyncMembers {
+        from: Box<NodeId>,
+        #[source]
+        source: foca::Error,
+    },
+    /// The leave notice was not sent: peers find out by failure detection.
+    #[error("leave: {0}")]
+    Leave(#[source] foca::Error),
+    /// The re-evaluation after a rejoin failed; foca may stay idle until
+    /// a live member's update arrives.
+    #[error("re-evaluating membership after a rejoin: {0}")]
+    AfterRejoin(#[source] foca::Error),
+    /// foca's settings were not re-derived for `nodes` live nodes; the
+    /// previous ones stay.
+    #[error("resizing SWIM for {nodes} nodes: {source}")]
+    Resize {
+        nodes: u32,
+        #[source]
+        source: foca::Error,
+    },
+    /// This node's shards could not be packed: none was sent.
+    #[error("packing {shards} report shards: {source}")]
+    PackReports {
+        shards: usize,
+        #[source]
+        source: WireError,
+    },
 }
 
 /// A datagram to send.
@@ -179,8 +240,10 @@ pub struct SyncState {
 /// Errors of the inputs; each says nothing was applied unless stated.
 #[derive(Debug, thiserror::Error)]
 pub enum ClusterError {
+    /// foca refused the packet; members it read before the failure may
+    /// have been applied.
     #[error("SWIM packet refused: {0}")]
-    Swim(String),
+    Swim(#[source] foca::Error),
     #[error(transparent)]
     Wire(#[from] WireError),
 }
@@ -204,6 +267,10 @@ pub struct ClusterStats {
     pub shards_applied: u64,
     /// Announces to origins of report datagrams foca did not know.
     pub unknown_origin_announces: u64,
+    /// Events dropped because [`EVENTS_QUEUED_MAX`] were waiting.
+    pub events_dropped: u64,
+    /// Datagrams dropped because [`TRANSMITS_QUEUED_MAX`] were waiting.
+    pub transmits_dropped: u64,
 }
 
 /// The membership and load view of one node. See the module doc.
@@ -365,12 +432,29 @@ impl Cluster {
         self.drain(now);
     }
 
+    /// The seeds' addresses again (a periodic re-resolution while this node
+    /// is not alone): kept for the missing-seed announces, and announced
+    /// to at once if new, so a seed name that gains an address is followed
+    /// without waiting for [`MISSING_SEED_ANNOUNCE_INTERVAL`].
+    pub fn update_seeds(&mut self, now: Instant, seeds: &[SocketAddr]) {
+        let me = self.identity().addr;
+        let fresh: Vec<SocketAddr> = seeds
+            .iter()
+            .copied()
+            .filter(|s| *s != me && !self.seeds.contains(s) && !self.live.contains(s))
+            .collect();
+        self.seeds = seeds.iter().copied().filter(|&s| s != me).collect();
+        for seed in fresh {
+            self.announce(seed);
+        }
+        self.drain(now);
+    }
+
     /// Asks foca to announce this node to whoever listens at `to`; the
     /// caller drains.
     fn announce(&mut self, to: SocketAddr) {
         if let Err(e) = self.foca.announce(NodeId::seed(to), &mut self.runtime) {
-            self.events
-                .push_back(ClusterEvent::Error(format!("announce to {to}: {e}")));
+            self.fault(ClusterFault::Announce { to, source: e });
         }
     }
 
@@ -415,7 +499,7 @@ impl Cluster {
         self.drain(now);
         result.map_err(|e| {
             self.stats.bad_datagrams += 1;
-            ClusterError::Swim(e.to_string())
+            ClusterError::Swim(e)
         })
     }
 
@@ -427,8 +511,7 @@ impl Cluster {
                 break;
             };
             if let Err(e) = self.foca.handle_timer(timer, &mut self.runtime) {
-                self.events
-                    .push_back(ClusterEvent::Error(format!("timer: {e}")));
+                self.fault(ClusterFault::Timer(e));
             }
             self.drain(now);
         }
@@ -450,7 +533,7 @@ impl Cluster {
             self.drain(now);
         }
         if now >= self.next_report {
-            self.events.push_back(ClusterEvent::ReportDue);
+            self.push_event(ClusterEvent::ReportDue);
             // Skip missed periods instead of bursting after a stall.
             self.next_report = (self.next_report + self.config.report_interval).max(now);
             self.view.expire(now, self.config.report_ttl);
@@ -551,16 +634,16 @@ impl Cluster {
         let datagrams = match wire::encode_reports(shards, SWIM_PACKET_BYTES_MAX) {
             Ok(d) => d,
             Err(e) => {
-                self.events.push_back(ClusterEvent::Error(format!(
-                    "packing {} report shards: {e}",
-                    shards.len()
-                )));
+                self.fault(ClusterFault::PackReports {
+                    shards: shards.len(),
+                    source: e,
+                });
                 return;
             }
         };
         for &addr in to {
             for data in &datagrams {
-                self.transmits.push_back(Transmit {
+                self.push_transmit(Transmit {
                     to: addr,
                     data: data.clone(),
                 });
@@ -623,10 +706,10 @@ impl Cluster {
         let me = self.identity().addr;
         let members = state.members.into_iter().filter(|m| m.id().addr != me);
         if let Err(e) = self.foca.apply_many(members, true, &mut self.runtime) {
-            self.events.push_back(ClusterEvent::Error(format!(
-                "sync from {}: {e}",
-                state.from
-            )));
+            self.fault(ClusterFault::SyncMembers {
+                from: Box::new(state.from.clone()),
+                source: e,
+            });
         }
         self.drain(now);
         for s in state.reports {
@@ -638,8 +721,7 @@ impl Cluster {
     /// Tells the fleet this node leaves, so peers drop its counts at once.
     pub fn leave(&mut self, now: Instant) {
         if let Err(e) = self.foca.leave_cluster(&mut self.runtime) {
-            self.events
-                .push_back(ClusterEvent::Error(format!("leave: {e}")));
+            self.fault(ClusterFault::Leave(e));
         }
         self.drain(now);
     }
@@ -670,13 +752,33 @@ impl Cluster {
         }
     }
 
+    fn fault(&mut self, fault: ClusterFault) {
+        self.push_event(ClusterEvent::Error(Arc::new(fault)));
+    }
+
+    fn push_event(&mut self, event: ClusterEvent) {
+        if self.events.len() >= EVENTS_QUEUED_MAX && !matches!(event, ClusterEvent::ReportDue) {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+
+    fn push_transmit(&mut self, t: Transmit) {
+        if self.transmits.len() >= TRANSMITS_QUEUED_MAX {
+            self.stats.transmits_dropped += 1;
+            return;
+        }
+        self.transmits.push_back(t);
+    }
+
     /// Moves what foca produced into our queues, applies membership
     /// changes to the view, and welcomes members that came up.
     fn drain(&mut self, now: Instant) {
         let mut welcome = BTreeSet::new();
         let mut rejoined = false;
         while let Some((to, data)) = self.runtime.to_send() {
-            self.transmits.push_back(Transmit {
+            self.push_transmit(Transmit {
                 to: to.addr,
                 data: data.to_vec(),
             });
@@ -713,13 +815,11 @@ impl Cluster {
                 }
                 OwnedNotification::Active => ClusterEvent::Active,
                 OwnedNotification::Idle => ClusterEvent::Idle,
-                OwnedNotification::Defunct => {
-                    ClusterEvent::Error("this node was declared down and cannot renew".into())
-                }
+                OwnedNotification::Defunct => ClusterEvent::Defunct,
                 #[allow(unreachable_patterns)]
                 _ => continue,
             };
-            self.events.push_back(event);
+            self.push_event(event);
         }
         // foca 2.0's change_identity (a rejoin) leaves it Disconnected even
         // while it holds live members: its timers carry the old token, so no
@@ -731,8 +831,7 @@ impl Cluster {
                 .foca
                 .apply_many(std::iter::empty(), false, &mut self.runtime)
             {
-                self.events
-                    .push_back(ClusterEvent::Error(format!("after rejoin: {e}")));
+                self.fault(ClusterFault::AfterRejoin(e));
             }
             self.drain(now);
         }
@@ -770,9 +869,10 @@ impl Cluster {
             Ok(()) => self.sized_for = n,
             Err(e) => {
                 self.sized_for = n;
-                self.events.push_back(ClusterEvent::Error(format!(
-                    "resizing SWIM for {n} nodes: {e}"
-                )));
+                self.fault(ClusterFault::Resize {
+                    nodes: n,
+                    source: e,
+                });
             }
         }
     }

@@ -83,7 +83,7 @@ impl Net {
                 .push((self.now + Duration::from_millis(HOP_MS), i, j, t.data));
         }
         while let Some(e) = self.nodes[i].poll_event() {
-            if e == ClusterEvent::ReportDue {
+            if matches!(e, ClusterEvent::ReportDue) {
                 let entries = self.local[i].clone();
                 self.nodes[i].publish_report(self.now, &entries, false);
                 self.pump(i);

@@ -1,0 +1,826 @@
+//! One fleet node as a sans-IO state machine: everything a node decides
+//! about the fleet, in one place that the runtime (`shoal-runtime`, tokio
+//! and QUIC) and the simulator (`shoal-sim`, a virtual network) drive
+//! through the same methods.
+//!
+//! A [`Node`] owns the [`Cluster`] (membership, reports, identity), the
+//! push of the fleet's view into the listeners' pools, and every fleet
+//! timer: the warm start, re-seeding while alone, periodic re-resolution
+//! of the seeds, the periodic full-state sync, report publishing (changed
+//! shards each interval, the rest each refresh, at once on a health flip),
+//! the leave and its linger. The shells only carry bytes and time.
+//!
+//! # Life of a node
+//! 1. **Warming.** [`Node::new`] asks for the seeds' addresses
+//!    ([`Action::Resolve`]). With none, the node starts a fleet of its own
+//!    at once. Otherwise it announces itself to every seed and pulls the
+//!    full state of one seed after the other ([`Action::Sync`]) until one
+//!    answers or [`Settings::warm_start_timeout`] has passed since
+//!    `Node::new` (the resolution counts against it). All along it handles
+//!    datagrams, syncs and timers like any member: a slow seed delays its
+//!    listeners, never its part in the fleet.
+//! 2. **Serving.** [`Action::Accept`] tells the shell to open the
+//!    listeners. Every [`Settings::sync_interval`] a push-pull with one
+//!    random live member; every [`Settings::reseed_interval`] while alone,
+//!    and every [`Settings::resolve_interval`] regardless, the seeds are
+//!    resolved again.
+//! 3. **Leaving.** [`Node::handle_leave`] sends the leave notice; the node
+//!    stops publishing and syncing but still answers, and after
+//!    [`Settings::leave_linger`] says [`Action::Close`]: the shell may now
+//!    close its transport (once its own drain is over too).
+//!
+//! # Driving a node
+//! Inputs, each with the current time and the node's [`Pools`]:
+//! [`Node::handle_datagram`], [`Node::handle_sync_request`] (returns the
+//! answer to send back), [`Node::handle_sync_answer`] /
+//! [`Node::handle_sync_failed`] for an [`Action::Sync`] this node asked
+//! for, [`Node::handle_seeds`] for an [`Action::Resolve`] (every one must
+//! be answered, with an empty list if resolution failed),
+//! [`Node::handle_health_changed`] after a pool's health flip,
+//! [`Node::handle_timeout`] once [`Node::poll_timeout`] has passed, and
+//! [`Node::handle_leave`].
+//!
+//! After each input, until each returns `None`:
+//! 1. [`Node::poll_transmit`]: datagrams to send (losing one is fine);
+//! 2. [`Node::poll_action`]: what the shell must do;
+//! 3. [`Node::poll_event`]: what to log and count;
+//!
+//! then wait for the next input or [`Node::poll_timeout`].
+//!
+//! Every input ends by reading this node's report from the pools when one
+//! is due and writing the fleet's view into them when it changed, so the
+//! pools are never more than one input behind the node.
+
+pub mod settings;
+
+#[cfg(test)]
+mod tests;
+
+pub use settings::{Settings, SettingsError};
+
+use crate::cluster::identity::NodeId;
+use crate::cluster::report::{BackendKey, ReportEntry};
+use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
+use crate::pool::Pool;
+use crate::time::Instant;
+use rand::rngs::Xoshiro256PlusPlus;
+use rand::{RngExt, SeedableRng};
+use std::collections::{BTreeMap, VecDeque};
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Syncs this node has asked for and not yet seen answered, at most; a
+/// periodic sync due while this many wait is skipped (and counted).
+pub const SYNCS_IN_FLIGHT_MAX: usize = 4;
+
+/// Events held for the shell at most; further ones are dropped and
+/// counted in [`NodeStats::events_dropped`].
+pub const NODE_EVENTS_QUEUED_MAX: usize = 16_384;
+
+/// Rounds of "drain the cluster's events, publish if a report is due" in
+/// one input: a publication adds no report request, so two suffice.
+const PUBLISH_ROUNDS_MAX: usize = 2;
+
+/// The node's listeners' pools, as the node reaches them: the runtime's
+/// sit behind the data threads' locks, the simulator's in its node.
+pub trait Pools {
+    /// Calls `f` with every pool and its listener index (the order of the
+    /// keys given to [`Node::new`]).
+    fn each(&mut self, f: &mut dyn FnMut(usize, &mut Pool));
+}
+
+impl Pools for Pool {
+    fn each(&mut self, f: &mut dyn FnMut(usize, &mut Pool)) {
+        f(0, self);
+    }
+}
+
+impl Pools for [Pool] {
+    fn each(&mut self, f: &mut dyn FnMut(usize, &mut Pool)) {
+        for (i, p) in self.iter_mut().enumerate() {
+            f(i, p);
+        }
+    }
+}
+
+/// What the shell must do.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Action {
+    /// Resolve the configured seeds (every address of every name) and
+    /// call [`Node::handle_seeds`] with the result, also when it failed.
+    Resolve,
+    /// Send a sync request and call [`Node::handle_sync_answer`] or
+    /// [`Node::handle_sync_failed`] with its `id`.
+    Sync(SyncRequest),
+    /// The warm start is over: open the listeners.
+    Accept,
+    /// The leave notice has had its linger: the transport may close.
+    Close,
+}
+
+/// A full-state sync to start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SyncRequest {
+    pub id: u64,
+    pub to: SocketAddr,
+    pub data: Vec<u8>,
+    /// The node counts the sync as failed from then on; the shell should
+    /// give up on the stream by then too.
+    pub deadline: Instant,
+}
+
+/// Why a sync was asked for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SyncKind {
+    /// A start-up pull from a seed, before the listeners accept.
+    Warm,
+    /// Anti-entropy with a random live member.
+    Periodic,
+}
+
+/// How the warm start ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WarmStart {
+    /// No seed but this node: a new fleet.
+    NoSeeds,
+    /// `seed` answered with the state of `from`.
+    Pulled {
+        seed: SocketAddr,
+        from: NodeId,
+        live_nodes: u32,
+    },
+    /// Every seed was tried and none answered.
+    NoAnswer { tried: usize },
+    /// `warm_start_timeout` passed (seed resolution included).
+    TimedOut,
+}
+
+/// Why a sync failed.
+#[derive(Debug, Clone)]
+pub enum SyncFailure {
+    /// The shell reported no answer (stream refused, reset, transport error).
+    Unanswered,
+    /// No answer by the request's deadline.
+    TimedOut,
+    /// The answer did not decode; nothing of it was applied.
+    Refused(Arc<ClusterError>),
+}
+
+/// What happened, for logs and metrics.
+#[derive(Debug, Clone)]
+pub enum NodeEvent {
+    MemberUp(NodeId),
+    MemberDown(NodeId),
+    /// A member restarted or renewed its identity at the same address.
+    Renamed {
+        from: NodeId,
+        to: NodeId,
+    },
+    /// This node was declared down and rejoined with a renewed identity.
+    Rejoined(NodeId),
+    /// This node knows no live peer (it re-announces to its seeds).
+    Idle,
+    /// This node is known by at least one live member.
+    Active,
+    /// This node was declared down and cannot renew its identity: it
+    /// takes no further part in the fleet until restarted.
+    Defunct,
+    /// The warm start ended; [`Action::Accept`] follows.
+    WarmStart(WarmStart),
+    SyncDone {
+        peer: SocketAddr,
+        from: NodeId,
+        kind: SyncKind,
+    },
+    SyncFailed {
+        peer: SocketAddr,
+        kind: SyncKind,
+        cause: SyncFailure,
+    },
+    /// The leave notice went out.
+    Leaving,
+    /// Something inside the membership protocol failed.
+    Fault(Arc<ClusterFault>),
+}
+
+/// Counters of the node's own decisions (the cluster's are
+/// [`Node::cluster_stats`]).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NodeStats {
+    pub syncs_ok: u64,
+    pub syncs_failed: u64,
+    /// Periodic syncs skipped because [`SYNCS_IN_FLIGHT_MAX`] were waiting.
+    pub syncs_skipped: u64,
+    pub resolves: u64,
+    /// Events dropped because [`NODE_EVENTS_QUEUED_MAX`] were waiting.
+    pub events_dropped: u64,
+    /// Times this node found itself defunct.
+    pub defunct: u64,
+}
+
+/// Where a node is in its life (see the module doc).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Phase {
+    Warming,
+    Serving,
+    Leaving,
+    Closed,
+}
+
+/// What `/status` shows of the fleet, built when asked.
+#[derive(Debug, Clone)]
+pub struct FleetStatus {
+    pub identity: NodeId,
+    pub phase: Phase,
+    pub live_nodes: u32,
+    /// Live peers and the age of their newest report, if any.
+    pub members: Vec<(NodeId, Option<Duration>)>,
+}
+
+#[derive(Debug)]
+enum State {
+    Warming {
+        deadline: Instant,
+        resolved: bool,
+        pending: VecDeque<SocketAddr>,
+        tried: usize,
+    },
+    Serving {
+        next_sync: Instant,
+        next_reseed: Instant,
+        next_resolve: Instant,
+    },
+    Leaving {
+        close_at: Instant,
+    },
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy)]
+struct InFlight {
+    peer: SocketAddr,
+    kind: SyncKind,
+    deadline: Instant,
+}
+
+/// One fleet node. See the module doc.
+pub struct Node {
+    cluster: Cluster,
+    settings: Settings,
+    /// Per listener, per backend: the key its counts travel under.
+    keys: Vec<Vec<BackendKey>>,
+    rng: Xoshiro256PlusPlus,
+    state: State,
+    resolving: bool,
+    syncs: BTreeMap<u64, InFlight>,
+    next_sync_id: u64,
+    actions: VecDeque<Action>,
+    events: VecDeque<NodeEvent>,
+    /// `(view generation, live nodes)` last written into the pools.
+    pushed: Option<(u64, u32)>,
+    entries: Vec<ReportEntry>,
+    stats: NodeStats,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Node")
+            .field("cluster", &self.cluster)
+            .field("phase", &self.phase())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Node {
+    /// A node starting its warm start at `now`. `keys[l][b]` is the key
+    /// of backend `b` of listener `l` ([`BackendKey::new`]); `rng_seed`
+    /// seeds every choice the node and foca make.
+    pub fn new(
+        identity: NodeId,
+        settings: Settings,
+        keys: Vec<Vec<BackendKey>>,
+        rng_seed: u64,
+        now: Instant,
+    ) -> Node {
+        let cluster = Cluster::new(identity, settings.cluster_config(), rng_seed, now);
+        // A stream of its own, so the node's choices do not shift foca's.
+        let rng = Xoshiro256PlusPlus::seed_from_u64(rng_seed ^ 0x9e37_79b9_7f4a_7c15);
+        let deadline = now + settings.warm_start_timeout;
+        let mut node = Node {
+            cluster,
+            settings,
+            keys,
+            rng,
+            state: State::Warming {
+                deadline,
+                resolved: false,
+                pending: VecDeque::new(),
+                tried: 0,
+            },
+            resolving: false,
+            syncs: BTreeMap::new(),
+            next_sync_id: 0,
+            actions: VecDeque::new(),
+            events: VecDeque::new(),
+            pushed: None,
+            entries: Vec::new(),
+            stats: NodeStats::default(),
+        };
+        node.request_resolve();
+        node
+    }
+
+    // ----- getters -----
+
+    /// This node's current identity (it renews after a false death).
+    pub fn identity(&self) -> &NodeId {
+        self.cluster.identity()
+    }
+
+    /// Where the node is in its life.
+    pub fn phase(&self) -> Phase {
+        match self.state {
+            State::Warming { .. } => Phase::Warming,
+            State::Serving { .. } => Phase::Serving,
+            State::Leaving { .. } => Phase::Leaving,
+            State::Closed => Phase::Closed,
+        }
+    }
+
+    /// Live members, this node included.
+    pub fn live_nodes(&self) -> u32 {
+        self.cluster.live_nodes()
+    }
+
+    /// Whether this node knows no live peer.
+    pub fn is_alone(&self) -> bool {
+        self.cluster.is_alone()
+    }
+
+    /// The membership and load view (read only).
+    pub fn cluster(&self) -> &Cluster {
+        &self.cluster
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn stats(&self) -> NodeStats {
+        self.stats
+    }
+
+    pub fn cluster_stats(&self) -> ClusterStats {
+        self.cluster.stats()
+    }
+
+    /// The fleet as `/status` shows it: built on each call, O(members).
+    pub fn status(&self, now: Instant) -> FleetStatus {
+        let view = self.cluster.view();
+        let members = self
+            .cluster
+            .members()
+            .map(|id| (id.clone(), view.age_of(id.addr, now)))
+            .collect();
+        FleetStatus {
+            identity: self.identity().clone(),
+            phase: self.phase(),
+            live_nodes: self.live_nodes(),
+            members,
+        }
+    }
+
+    // ----- inputs -----
+
+    /// A datagram from a peer (SWIM packet or report datagram). An error
+    /// says the bytes were refused; the node is fine.
+    pub fn handle_datagram(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        pools: &mut dyn Pools,
+    ) -> Result<(), ClusterError> {
+        let result = self.cluster.handle_datagram(now, data);
+        self.after(now, pools);
+        result
+    }
+
+    /// A peer's sync request: applies it and returns this node's answer.
+    /// On an error nothing of the request was applied and the shell should
+    /// refuse the stream.
+    pub fn handle_sync_request(
+        &mut self,
+        now: Instant,
+        data: &[u8],
+        pools: &mut dyn Pools,
+    ) -> Result<Vec<u8>, ClusterError> {
+        let result = self
+            .cluster
+            .handle_sync(now, data)
+            .and_then(|_| self.cluster.sync_message().map_err(ClusterError::Wire));
+        self.after(now, pools);
+        result
+    }
+
+    /// The answer to this node's sync `id`. A late answer (after its
+    /// deadline) is ignored.
+    pub fn handle_sync_answer(
+        &mut self,
+        now: Instant,
+        id: u64,
+        data: &[u8],
+        pools: &mut dyn Pools,
+    ) {
+        if let Some(sync) = self.syncs.remove(&id) {
+            match self.cluster.handle_sync(now, data) {
+                Ok(from) => {
+                    self.stats.syncs_ok += 1;
+                    self.push_event(NodeEvent::SyncDone {
+                        peer: sync.peer,
+                        from: from.clone(),
+                        kind: sync.kind,
+                    });
+                    if sync.kind == SyncKind::Warm && self.phase() == Phase::Warming {
+                        let live_nodes = self.cluster.live_nodes();
+                        self.serve(
+                            now,
+                            WarmStart::Pulled {
+                                seed: sync.peer,
+                                from,
+                                live_nodes,
+                            },
+                        );
+                    }
+                }
+                Err(e) => self.sync_failed(now, sync, SyncFailure::Refused(Arc::new(e))),
+            }
+        }
+        self.after(now, pools);
+    }
+
+    /// This node's sync `id` got no answer (the shell says why in its log).
+    pub fn handle_sync_failed(&mut self, now: Instant, id: u64, pools: &mut dyn Pools) {
+        if let Some(sync) = self.syncs.remove(&id) {
+            self.sync_failed(now, sync, SyncFailure::Unanswered);
+        }
+        self.after(now, pools);
+    }
+
+    /// The seeds' addresses, answering an [`Action::Resolve`] (empty if
+    /// resolution failed). This node's own address is skipped.
+    pub fn handle_seeds(&mut self, now: Instant, addrs: &[SocketAddr], pools: &mut dyn Pools) {
+        self.resolving = false;
+        let me = self.identity().addr;
+        let mut seeds: Vec<SocketAddr> = Vec::with_capacity(addrs.len());
+        for &a in addrs {
+            if a != me && !seeds.contains(&a) {
+                seeds.push(a);
+            }
+        }
+        let first = matches!(
+            self.state,
+            State::Warming {
+                resolved: false,
+                ..
+            }
+        );
+        if first {
+            if let State::Warming {
+                resolved, pending, ..
+            } = &mut self.state
+            {
+                *resolved = true;
+                pending.extend(seeds.iter().copied());
+            }
+            if seeds.is_empty() {
+                self.serve(now, WarmStart::NoSeeds);
+            } else {
+                self.cluster.join(now, &seeds);
+                self.warm_next(now);
+            }
+        } else if self.publishing() {
+            if self.cluster.is_alone() {
+                if !seeds.is_empty() {
+                    self.cluster.join(now, &seeds);
+                }
+            } else {
+                self.cluster.update_seeds(now, &seeds);
+            }
+        }
+        self.after(now, pools);
+    }
+
+    /// A pool's backend changed health: publish at once, so the fleet's
+    /// majority rule sees it within a hop.
+    pub fn handle_health_changed(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.publishing() {
+            self.publish(now, pools, true);
+        }
+        self.after(now, pools);
+    }
+
+    /// Fires whatever is due at `now` (call once [`Node::poll_timeout`]
+    /// has passed; an early call does nothing harmful).
+    pub fn handle_timeout(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.cluster.poll_timeout() <= now {
+            self.cluster.handle_timeout(now);
+        }
+        let expired: Vec<u64> = self
+            .syncs
+            .iter()
+            .filter(|(_, s)| s.deadline <= now)
+            .map(|(&id, _)| id)
+            .collect();
+        for id in expired {
+            if let Some(sync) = self.syncs.remove(&id) {
+                self.sync_failed(now, sync, SyncFailure::TimedOut);
+            }
+        }
+        match &mut self.state {
+            State::Warming { deadline, .. } => {
+                if now >= *deadline {
+                    self.serve(now, WarmStart::TimedOut);
+                }
+            }
+            State::Serving {
+                next_sync,
+                next_reseed,
+                next_resolve,
+            } => {
+                let sync_due = now >= *next_sync;
+                if sync_due {
+                    *next_sync = now + self.settings.sync_interval;
+                }
+                let mut resolve = false;
+                if now >= *next_reseed {
+                    *next_reseed = now + self.settings.reseed_interval;
+                    resolve |= self.cluster.is_alone();
+                }
+                if now >= *next_resolve {
+                    *next_resolve = now + self.settings.resolve_interval;
+                    resolve = true;
+                }
+                if sync_due {
+                    self.periodic_sync(now);
+                }
+                if resolve {
+                    self.request_resolve();
+                }
+            }
+            State::Leaving { close_at } => {
+                if now >= *close_at {
+                    self.state = State::Closed;
+                    self.actions.push_back(Action::Close);
+                }
+            }
+            State::Closed => {}
+        }
+        self.after(now, pools);
+    }
+
+    /// Tells the fleet this node leaves (the shell stops accepting): peers
+    /// drop its counts at once. From here on the node neither publishes
+    /// nor syncs; [`Action::Close`] follows after the linger.
+    pub fn handle_leave(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if matches!(self.state, State::Warming { .. } | State::Serving { .. }) {
+            self.cluster.leave(now);
+            self.state = State::Leaving {
+                close_at: now + self.settings.leave_linger,
+            };
+            self.push_event(NodeEvent::Leaving);
+        }
+        self.after(now, pools);
+    }
+
+    // ----- outputs -----
+
+    /// The next datagram to send.
+    pub fn poll_transmit(&mut self) -> Option<Transmit> {
+        self.cluster.poll_transmit()
+    }
+
+    /// The next thing the shell must do.
+    pub fn poll_action(&mut self) -> Option<Action> {
+        self.actions.pop_front()
+    }
+
+    /// The next event to log or count.
+    pub fn poll_event(&mut self) -> Option<NodeEvent> {
+        self.events.pop_front()
+    }
+
+    /// When [`Node::handle_timeout`] must next be called.
+    pub fn poll_timeout(&self) -> Instant {
+        let mut t = self.cluster.poll_timeout();
+        match self.state {
+            State::Warming { deadline, .. } => t = t.min(deadline),
+            State::Serving {
+                next_sync,
+                next_reseed,
+                next_resolve,
+            } => t = t.min(next_sync).min(next_reseed).min(next_resolve),
+            State::Leaving { close_at } => t = t.min(close_at),
+            State::Closed => {}
+        }
+        self.syncs.values().fold(t, |t, s| t.min(s.deadline))
+    }
+
+    // ----- decisions -----
+
+    fn publishing(&self) -> bool {
+        matches!(self.state, State::Warming { .. } | State::Serving { .. })
+    }
+
+    fn request_resolve(&mut self) {
+        if !self.resolving {
+            self.resolving = true;
+            self.stats.resolves += 1;
+            self.actions.push_back(Action::Resolve);
+        }
+    }
+
+    /// Ends the warm start: the listeners may accept.
+    fn serve(&mut self, now: Instant, outcome: WarmStart) {
+        self.state = State::Serving {
+            next_sync: now + self.settings.sync_interval,
+            // At once: a node that found nobody re-resolves right away.
+            next_reseed: now,
+            next_resolve: now + self.settings.resolve_interval,
+        };
+        self.push_event(NodeEvent::WarmStart(outcome));
+        self.actions.push_back(Action::Accept);
+    }
+
+    /// Pulls from the next seed of the warm start, or ends it.
+    fn warm_next(&mut self, now: Instant) {
+        loop {
+            let State::Warming {
+                deadline,
+                pending,
+                tried,
+                ..
+            } = &mut self.state
+            else {
+                return;
+            };
+            if now >= *deadline {
+                self.serve(now, WarmStart::TimedOut);
+                return;
+            }
+            let Some(seed) = pending.pop_front() else {
+                let tried = *tried;
+                self.serve(now, WarmStart::NoAnswer { tried });
+                return;
+            };
+            *tried += 1;
+            if self.start_sync(now, seed, SyncKind::Warm) {
+                return;
+            }
+        }
+    }
+
+    fn periodic_sync(&mut self, now: Instant) {
+        let n = self.cluster.members().count();
+        if n == 0 {
+            return;
+        }
+        let pick = self.rng.random_range(0..n);
+        let Some(peer) = self.cluster.members().nth(pick).map(|m| m.addr) else {
+            return;
+        };
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+            self.stats.syncs_skipped += 1;
+            return;
+        }
+        self.start_sync(now, peer, SyncKind::Periodic);
+    }
+
+    /// Asks the shell for a sync with `peer`; false if none was started.
+    fn start_sync(&mut self, now: Instant, peer: SocketAddr, kind: SyncKind) -> bool {
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+            return false;
+        }
+        let data = match self.cluster.sync_message() {
+            Ok(d) => d,
+            Err(e) => {
+                self.push_event(NodeEvent::SyncFailed {
+                    peer,
+                    kind,
+                    cause: SyncFailure::Refused(Arc::new(ClusterError::Wire(e))),
+                });
+                return false;
+            }
+        };
+        let mut deadline = now + self.settings.sync_timeout;
+        if let State::Warming { deadline: warm, .. } = self.state {
+            deadline = deadline.min(warm);
+        }
+        let id = self.next_sync_id;
+        self.next_sync_id += 1;
+        self.syncs.insert(
+            id,
+            InFlight {
+                peer,
+                kind,
+                deadline,
+            },
+        );
+        self.actions.push_back(Action::Sync(SyncRequest {
+            id,
+            to: peer,
+            data,
+            deadline,
+        }));
+        true
+    }
+
+    fn sync_failed(&mut self, now: Instant, sync: InFlight, cause: SyncFailure) {
+        self.stats.syncs_failed += 1;
+        self.push_event(NodeEvent::SyncFailed {
+            peer: sync.peer,
+            kind: sync.kind,
+            cause,
+        });
+        if sync.kind == SyncKind::Warm {
+            self.warm_next(now);
+        }
+    }
+
+    /// This node's report, read from the pools, to the cluster.
+    fn publish(&mut self, now: Instant, pools: &mut dyn Pools, urgent: bool) {
+        let mut entries = std::mem::take(&mut self.entries);
+        entries.clear();
+        let keys = &self.keys;
+        pools.each(&mut |l, pool| {
+            for id in pool.ids() {
+                entries.push(ReportEntry {
+                    key: keys[l][id.0],
+                    healthy: pool.is_up(id),
+                    active: pool.active(id),
+                });
+            }
+        });
+        self.cluster.publish_report(now, &entries, urgent);
+        self.entries = entries;
+    }
+
+    /// What every input ends with: the cluster's events turned into the
+    /// node's (publishing when a report is due), then the view into the
+    /// pools if it changed.
+    fn after(&mut self, now: Instant, pools: &mut dyn Pools) {
+        for _ in 0..PUBLISH_ROUNDS_MAX {
+            let mut due = false;
+            while let Some(event) = self.cluster.poll_event() {
+                let event = match event {
+                    ClusterEvent::ReportDue => {
+                        due = true;
+                        continue;
+                    }
+                    ClusterEvent::MemberUp(id) => NodeEvent::MemberUp(id),
+                    ClusterEvent::MemberDown(id) => NodeEvent::MemberDown(id),
+                    ClusterEvent::Renamed { from, to } => NodeEvent::Renamed { from, to },
+                    ClusterEvent::Rejoined(id) => NodeEvent::Rejoined(id),
+                    ClusterEvent::Idle => NodeEvent::Idle,
+                    ClusterEvent::Active => NodeEvent::Active,
+                    ClusterEvent::Defunct => {
+                        self.stats.defunct += 1;
+                        NodeEvent::Defunct
+                    }
+                    ClusterEvent::Error(fault) => NodeEvent::Fault(fault),
+                };
+                self.push_event(event);
+            }
+            if !(due && self.publishing()) {
+                break;
+            }
+            self.publish(now, pools, false);
+        }
+        self.push_view(pools);
+    }
+
+    /// Writes the fleet's load and size into the pools when they changed.
+    fn push_view(&mut self, pools: &mut dyn Pools) {
+        let current = (self.cluster.view_generation(), self.cluster.live_nodes());
+        if self.pushed == Some(current) {
+            return;
+        }
+        self.pushed = Some(current);
+        let keys = &self.keys;
+        let cluster = &self.cluster;
+        pools.each(&mut |l, pool| {
+            pool.set_live_nodes(current.1);
+            for id in pool.ids() {
+                pool.set_remote(id, cluster.remote(keys[l][id.0]));
+            }
+        });
+    }
+
+    fn push_event(&mut self, event: NodeEvent) {
+        if self.events.len() >= NODE_EVENTS_QUEUED_MAX {
+            self.stats.events_dropped += 1;
+            return;
+        }
+        self.events.push_back(event);
+    }
+}

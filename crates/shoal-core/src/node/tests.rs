@@ -1,0 +1,316 @@
+//! Nodes on an in-memory network in virtual time: the contract of the
+//! warm start, the leave and publishing, driven as both shells drive it.
+
+use super::*;
+use crate::health::HealthConfig;
+use crate::policy::Policy;
+use crate::pool::{BackendId, BackendSpec};
+use rand::rngs::Xoshiro256PlusPlus;
+use std::collections::BTreeSet;
+
+const HOP: Duration = Duration::from_millis(2);
+
+fn addr(i: usize) -> SocketAddr {
+    SocketAddr::from(([127, 0, 0, 1], 7100 + i as u16))
+}
+
+fn keys() -> Vec<Vec<BackendKey>> {
+    vec![
+        (0..3)
+            .map(|b| BackendKey::new("web", &format!("b{b}")))
+            .collect(),
+    ]
+}
+
+fn pool(now: Instant) -> Pool {
+    let specs = (0..3)
+        .map(|b| BackendSpec {
+            name: format!("b{b}"),
+            max_connections: None,
+        })
+        .collect();
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
+    Pool::new(
+        Policy::LeastConn,
+        HealthConfig::default(),
+        specs,
+        now,
+        &mut rng,
+    )
+}
+
+/// How a test answers a node's actions.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Seeds {
+    /// Node 0's address (node 0 itself gets none).
+    Zero,
+    /// Never answered.
+    Never,
+}
+
+struct Net {
+    now: Instant,
+    nodes: Vec<Node>,
+    pools: Vec<Pool>,
+    seeds: Seeds,
+    /// `(due, to, data)` datagrams and `(due, from, id, to)` sync requests.
+    datagrams: Vec<(Instant, usize, Vec<u8>)>,
+    syncs: Vec<(Instant, usize, u64, usize, Vec<u8>)>,
+    /// Nodes whose sync requests are never answered (a slow seed).
+    mute_syncs: BTreeSet<usize>,
+    accepted: Vec<Option<Instant>>,
+    closed: Vec<bool>,
+    events: Vec<Vec<NodeEvent>>,
+    report_datagrams_to: Vec<u64>,
+}
+
+impl Net {
+    fn new(n: usize, seeds: Seeds) -> Net {
+        let now = Instant::ZERO;
+        let nodes = (0..n)
+            .map(|i| {
+                Node::new(
+                    NodeId::new(addr(i), format!("n{i}"), 1),
+                    Settings::default(),
+                    keys(),
+                    i as u64,
+                    now,
+                )
+            })
+            .collect();
+        let mut net = Net {
+            now,
+            nodes,
+            pools: (0..n).map(|_| pool(now)).collect(),
+            seeds,
+            datagrams: Vec::new(),
+            syncs: Vec::new(),
+            mute_syncs: BTreeSet::new(),
+            accepted: vec![None; n],
+            closed: vec![false; n],
+            events: vec![Vec::new(); n],
+            report_datagrams_to: vec![0; n],
+        };
+        for i in 0..n {
+            net.flush(i);
+        }
+        net
+    }
+
+    fn index(&self, a: SocketAddr) -> Option<usize> {
+        (0..self.nodes.len()).find(|&i| addr(i) == a)
+    }
+
+    /// The shell's part after every input.
+    fn flush(&mut self, i: usize) {
+        let now = self.now;
+        while let Some(t) = self.nodes[i].poll_transmit() {
+            if let Some(j) = self.index(t.to) {
+                self.datagrams.push((now + HOP, j, t.data));
+            }
+        }
+        while let Some(a) = self.nodes[i].poll_action() {
+            match a {
+                Action::Resolve => match self.seeds {
+                    Seeds::Zero => {
+                        let seeds = if i == 0 { vec![] } else { vec![addr(0)] };
+                        self.nodes[i].handle_seeds(now, &seeds, &mut self.pools[i]);
+                    }
+                    Seeds::Never => {}
+                },
+                Action::Sync(req) => {
+                    if let Some(j) = self.index(req.to) {
+                        self.syncs.push((now + HOP, i, req.id, j, req.data));
+                    }
+                }
+                Action::Accept => self.accepted[i] = Some(now),
+                Action::Close => self.closed[i] = true,
+            }
+        }
+        while let Some(e) = self.nodes[i].poll_event() {
+            self.events[i].push(e);
+        }
+    }
+
+    fn step_to(&mut self, until: Instant) {
+        loop {
+            let next_timer = (0..self.nodes.len())
+                .filter(|&i| !self.closed[i])
+                .map(|i| (self.nodes[i].poll_timeout(), i))
+                .min();
+            let next_dgram = self.datagrams.iter().map(|d| d.0).min();
+            let next_sync = self.syncs.iter().map(|s| s.0).min();
+            let next = [next_timer.map(|t| t.0), next_dgram, next_sync]
+                .into_iter()
+                .flatten()
+                .min();
+            let Some(t) = next.filter(|t| *t <= until) else {
+                self.now = until;
+                return;
+            };
+            self.now = self.now.max(t);
+            let now = self.now;
+            if let Some(k) = self.datagrams.iter().position(|d| d.0 <= now) {
+                let (_, j, data) = self.datagrams.remove(k);
+                if !self.closed[j] {
+                    if crate::wire::is_reports(&data) {
+                        self.report_datagrams_to[j] += 1;
+                    }
+                    let _ = self.nodes[j].handle_datagram(now, &data, &mut self.pools[j]);
+                    self.flush(j);
+                }
+                continue;
+            }
+            if let Some(k) = self.syncs.iter().position(|s| s.0 <= now) {
+                let (_, from, id, to, data) = self.syncs.remove(k);
+                if self.mute_syncs.contains(&to) || self.closed[to] {
+                    continue;
+                }
+                let answer = self.nodes[to].handle_sync_request(now, &data, &mut self.pools[to]);
+                self.flush(to);
+                match answer {
+                    Ok(a) => {
+                        self.nodes[from].handle_sync_answer(now, id, &a, &mut self.pools[from])
+                    }
+                    Err(_) => self.nodes[from].handle_sync_failed(now, id, &mut self.pools[from]),
+                }
+                self.flush(from);
+                continue;
+            }
+            if let Some((_, i)) = next_timer.filter(|t| t.0 <= now) {
+                self.nodes[i].handle_timeout(now, &mut self.pools[i]);
+                self.flush(i);
+            }
+        }
+    }
+
+    fn run_for(&mut self, d: Duration) {
+        let until = self.now + d;
+        self.step_to(until);
+    }
+
+    fn warm(&self, i: usize) -> Option<&WarmStart> {
+        self.events[i].iter().find_map(|e| match e {
+            NodeEvent::WarmStart(w) => Some(w),
+            _ => None,
+        })
+    }
+}
+
+#[test]
+fn a_node_without_seeds_accepts_at_once_and_a_second_pulls_its_state() {
+    let mut net = Net::new(2, Seeds::Zero);
+    assert_eq!(net.accepted[0], Some(Instant::ZERO));
+    assert_eq!(net.warm(0), Some(&WarmStart::NoSeeds));
+    net.run_for(Duration::from_millis(100));
+    assert!(
+        matches!(net.warm(1), Some(WarmStart::Pulled { seed, .. }) if *seed == addr(0)),
+        "{:?}",
+        net.warm(1)
+    );
+    assert_eq!(net.nodes[1].phase(), Phase::Serving);
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(net.nodes[0].live_nodes(), 2);
+    assert_eq!(net.nodes[1].live_nodes(), 2);
+}
+
+/// The runtime's old warm start handled nothing while it waited for a
+/// seed: a node warming against a slow seed must still answer probes and
+/// apply reports.
+#[test]
+fn a_warming_node_keeps_answering_while_its_seed_is_slow() {
+    let mut net = Net::new(2, Seeds::Zero);
+    net.mute_syncs.insert(0);
+    // A connection on node 0, so its reports carry a count.
+    let b = net.pools[0]
+        .acquire(&mut Xoshiro256PlusPlus::seed_from_u64(1), &[])
+        .unwrap();
+    net.run_for(Duration::from_millis(2_500));
+    assert_eq!(
+        net.nodes[1].phase(),
+        Phase::Warming,
+        "still waiting for the seed"
+    );
+    assert_eq!(net.accepted[1], None);
+    // Membership went on: both hold each other alive.
+    assert_eq!(net.nodes[0].live_nodes(), 2);
+    assert_eq!(net.nodes[1].live_nodes(), 2);
+    // Reports were applied and pushed into the warming node's pool.
+    let key = keys()[0][b.0];
+    assert_eq!(net.nodes[1].cluster().remote(key).active, 1);
+    assert_eq!(net.pools[1].remote(b).active, 1);
+    // The deadline counts from the start.
+    net.run_for(Duration::from_millis(600));
+    assert_eq!(net.warm(1), Some(&WarmStart::TimedOut));
+    assert_eq!(
+        net.accepted[1],
+        Some(Instant::ZERO + Duration::from_secs(3))
+    );
+}
+
+#[test]
+fn the_warm_start_deadline_bounds_seed_resolution_too() {
+    let mut net = Net::new(1, Seeds::Never);
+    net.run_for(Duration::from_secs(10));
+    assert_eq!(net.warm(0), Some(&WarmStart::TimedOut));
+    assert_eq!(
+        net.accepted[0],
+        Some(Instant::ZERO + Duration::from_secs(3))
+    );
+}
+
+#[test]
+fn a_leaving_node_stops_publishing_and_closes_after_the_linger() {
+    let mut net = Net::new(2, Seeds::Zero);
+    net.run_for(Duration::from_secs(2));
+    let now = net.now;
+    net.nodes[1].handle_leave(now, &mut net.pools[1]);
+    net.flush(1);
+    assert_eq!(net.nodes[1].phase(), Phase::Leaving);
+    net.run_for(Duration::from_millis(100));
+    assert_eq!(net.nodes[0].live_nodes(), 1, "the leave reached the peer");
+    let before = net.report_datagrams_to[0];
+    // A health flip after the leave publishes nothing.
+    net.nodes[1].handle_health_changed(net.now, &mut net.pools[1]);
+    net.flush(1);
+    net.run_for(Duration::from_millis(150));
+    assert_eq!(net.report_datagrams_to[0], before);
+    assert!(!net.closed[1], "still lingering");
+    net.run_for(Duration::from_millis(100));
+    assert!(net.closed[1]);
+    assert_eq!(net.nodes[1].phase(), Phase::Closed);
+}
+
+#[test]
+fn a_health_flip_publishes_at_once() {
+    let mut net = Net::new(2, Seeds::Zero);
+    net.run_for(Duration::from_secs(2));
+    let before = net.report_datagrams_to[1];
+    // Take a backend down on node 0 between two report ticks.
+    for _ in 0..3 {
+        net.pools[0].handle_connect_failure(BackendId(0));
+    }
+    net.nodes[0].handle_health_changed(net.now, &mut net.pools[0]);
+    net.flush(0);
+    net.step_to(net.now + HOP);
+    assert!(
+        net.report_datagrams_to[1] > before,
+        "sent before the next tick"
+    );
+    let key = keys()[0][0];
+    assert_eq!(net.nodes[1].cluster().remote(key).down_votes, 1);
+}
+
+#[test]
+fn status_lists_members_with_their_report_age() {
+    let mut net = Net::new(3, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    let s = net.nodes[0].status(net.now);
+    assert_eq!(s.live_nodes, 3);
+    assert_eq!(s.members.len(), 2);
+    assert!(
+        s.members
+            .iter()
+            .all(|(_, age)| age.is_some_and(|a| a < Duration::from_secs(1)))
+    );
+}
