@@ -12,6 +12,7 @@
 
 pub mod raw;
 
+use shoal_core::node::Settings;
 use shoal_core::{HealthConfig, Policy};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -44,16 +45,9 @@ pub struct ClusterConfig {
     pub ca: PathBuf,
     pub cert: PathBuf,
     pub key: PathBuf,
-    /// How often changed report shards are published.
-    pub report_interval: Duration,
-    /// How often unchanged shards are published anyway.
-    pub report_refresh: Duration,
-    /// A peer's shard older than this stops counting.
-    pub report_ttl: Duration,
-    pub sync_interval: Duration,
-    pub warm_start_timeout: Duration,
-    /// How often seeds are re-resolved and re-announced while alone.
-    pub reseed_interval: Duration,
+    /// The fleet node's timings, derived once (`shoal_core::node::Settings`
+    /// holds every default and derivation; the simulator builds from it too).
+    pub settings: Settings,
 }
 
 /// The `[node]` table.
@@ -231,35 +225,38 @@ fn validate_cluster(
             Ok(base.join(p))
         }
     };
-    let report_interval = cx.millis("cluster.report_interval_ms", c.report_interval_ms)?;
-    let report_refresh = match c.report_refresh_ms {
-        Some(ms) => cx.millis("cluster.report_refresh_ms", ms)?,
-        None => report_interval * 4,
+    let opt = |field: &'static str, ms: Option<u64>| ms.map(|ms| cx.millis(field, ms)).transpose();
+    let mut settings = match opt("cluster.report_interval_ms", c.report_interval_ms)? {
+        Some(interval) => Settings::with_reports(
+            interval,
+            opt("cluster.report_refresh_ms", c.report_refresh_ms)?,
+            opt("cluster.report_ttl_ms", c.report_ttl_ms)?,
+        ),
+        None => {
+            let d = Settings::default();
+            Settings::with_reports(
+                d.report_interval,
+                opt("cluster.report_refresh_ms", c.report_refresh_ms)?,
+                opt("cluster.report_ttl_ms", c.report_ttl_ms)?,
+            )
+        }
     };
-    if report_refresh < report_interval {
-        return Err(cx.invalid(
-            "cluster.report_refresh_ms",
-            report_refresh.as_millis(),
-            format!(
-                "must be at least report_interval_ms ({})",
-                report_interval.as_millis()
-            ),
-        ));
+    if let Some(d) = opt("cluster.sync_interval_ms", c.sync_interval_ms)? {
+        settings.sync_interval = d;
     }
-    let report_ttl = match c.report_ttl_ms {
-        Some(ms) => cx.millis("cluster.report_ttl_ms", ms)?,
-        None => report_refresh * 3,
-    };
-    if report_ttl <= report_refresh {
-        return Err(cx.invalid(
-            "cluster.report_ttl_ms",
-            report_ttl.as_millis(),
-            format!(
-                "must exceed report_refresh_ms ({}): a shard must live longer than the time to its refresh",
-                report_refresh.as_millis()
-            ),
-        ));
+    if let Some(ms) = c.warm_start_timeout_ms {
+        // 0 is allowed: no warm start at all.
+        settings.warm_start_timeout = Duration::from_millis(ms);
     }
+    if let Some(d) = opt("cluster.reseed_interval_ms", c.reseed_interval_ms)? {
+        settings.reseed_interval = d;
+    }
+    if let Some(d) = opt("cluster.resolve_interval_ms", c.resolve_interval_ms)? {
+        settings.resolve_interval = d;
+    }
+    settings
+        .validate()
+        .map_err(|e| cx.invalid(e.field, e.value_ms, e.reason))?;
     Ok(ClusterConfig {
         bind,
         advertise,
@@ -268,12 +265,7 @@ fn validate_cluster(
         ca: path("cluster.ca", &c.ca)?,
         cert: path("cluster.cert", &c.cert)?,
         key: path("cluster.key", &c.key)?,
-        report_interval,
-        report_refresh,
-        report_ttl,
-        sync_interval: cx.millis("cluster.sync_interval_ms", c.sync_interval_ms)?,
-        warm_start_timeout: Duration::from_millis(c.warm_start_timeout_ms),
-        reseed_interval: cx.millis("cluster.reseed_interval_ms", c.reseed_interval_ms)?,
+        settings,
     })
 }
 

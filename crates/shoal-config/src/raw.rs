@@ -24,29 +24,15 @@ pub struct RawCluster {
     pub ca: String,
     pub cert: String,
     pub key: String,
-    #[serde(default = "default_report_interval_ms")]
-    pub report_interval_ms: u64,
+    // The fleet's timings: absent means `shoal_core::node::Settings`'
+    // default, the one place they are derived.
+    pub report_interval_ms: Option<u64>,
     pub report_refresh_ms: Option<u64>,
     pub report_ttl_ms: Option<u64>,
-    #[serde(default = "default_sync_interval_ms")]
-    pub sync_interval_ms: u64,
-    #[serde(default = "default_warm_start_timeout_ms")]
-    pub warm_start_timeout_ms: u64,
-    #[serde(default = "default_reseed_interval_ms")]
-    pub reseed_interval_ms: u64,
-}
-
-fn default_report_interval_ms() -> u64 {
-    250
-}
-fn default_sync_interval_ms() -> u64 {
-    30_000
-}
-fn default_warm_start_timeout_ms() -> u64 {
-    3_000
-}
-fn default_reseed_interval_ms() -> u64 {
-    5_000
+    pub sync_interval_ms: Option<u64>,
+    pub warm_start_timeout_ms: Option<u64>,
+    pub reseed_interval_ms: Option<u64>,
+    pub resolve_interval_ms: Option<u64>,
 }
 
 #[derive(Debug, Deserialize)]

@@ -145,9 +145,9 @@ fn the_cluster_table_parses_with_defaults_and_paths_from_the_file() {
     assert_eq!(c.advertise, c.bind);
     assert_eq!(c.seeds.len(), 3);
     assert_eq!(c.ca, dir.join("certs/ca.pem"));
-    assert_eq!(c.report_interval, Duration::from_millis(250));
-    assert_eq!(c.report_refresh, Duration::from_millis(1000));
-    assert_eq!(c.report_ttl, Duration::from_millis(3000));
+    assert_eq!(c.settings.report_interval, Duration::from_millis(250));
+    assert_eq!(c.settings.report_refresh, Duration::from_millis(1000));
+    assert_eq!(c.settings.report_ttl, Duration::from_millis(3000));
     assert!(
         Config::from_toml(GOOD, "t").unwrap().cluster.is_none(),
         "no table: a fleet of one"

@@ -1,7 +1,7 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
 //! `GET /status` (JSON: listeners, backends, health and counts).
 
-use crate::fleet::FleetSnapshot;
+use crate::fleet::FleetHandle;
 use crate::listener::ListenerState;
 use crate::metrics::{BackendLabels, Metrics};
 use axum::Router;
@@ -10,7 +10,8 @@ use axum::http::header;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
 use serde::Serialize;
-use std::sync::{Arc, Mutex};
+use shoal_core::node::FleetStatus;
+use std::sync::Arc;
 
 /// What the endpoint reads.
 #[derive(Debug, Clone)]
@@ -18,8 +19,9 @@ pub struct AdminState {
     pub node_name: String,
     pub listeners: Vec<Arc<ListenerState>>,
     pub metrics: Arc<Metrics>,
-    /// With `[cluster]`: what the fleet driver last saw.
-    pub fleet: Option<Arc<Mutex<FleetSnapshot>>>,
+    /// With `[cluster]`: asks the fleet task, which builds its status when
+    /// asked.
+    pub fleet: Option<FleetHandle>,
 }
 
 /// `/status` body.
@@ -80,7 +82,7 @@ pub struct BackendStatus {
 
 impl AdminState {
     /// A snapshot of every listener, also copied into the gauges.
-    pub fn status(&self) -> Status {
+    pub fn status(&self, fleet: Option<FleetStatus>) -> Status {
         let listeners = self
             .listeners
             .iter()
@@ -128,25 +130,18 @@ impl AdminState {
                 }
             })
             .collect();
-        let cluster = self.fleet.as_ref().map(|f| {
-            let f = f.lock().unwrap_or_else(|p| p.into_inner());
-            ClusterStatus {
-                identity: f
-                    .identity
-                    .as_ref()
-                    .map(|i| format!("{i:?}"))
-                    .unwrap_or_default(),
-                live_nodes: f.live_nodes,
-                members: f
-                    .members
-                    .iter()
-                    .map(|(id, age)| MemberStatus {
-                        name: id.name.clone(),
-                        addr: id.addr.to_string(),
-                        report_age_ms: age.map(|a| a.as_millis() as u64),
-                    })
-                    .collect(),
-            }
+        let cluster = fleet.map(|f| ClusterStatus {
+            identity: format!("{:?}", f.identity),
+            live_nodes: f.live_nodes,
+            members: f
+                .members
+                .iter()
+                .map(|(id, age)| MemberStatus {
+                    name: id.name.clone(),
+                    addr: id.addr.to_string(),
+                    report_age_ms: age.map(|a| a.as_millis() as u64),
+                })
+                .collect(),
         });
         Status {
             node: self.node_name.clone(),
@@ -165,8 +160,18 @@ pub fn router(state: AdminState) -> Router {
         .with_state(state)
 }
 
+/// The fleet's status, asked of the fleet task (which also refreshes the
+/// gauges that are costly to keep current, such as the report age).
+async fn fleet(s: &AdminState) -> Option<FleetStatus> {
+    match &s.fleet {
+        Some(f) => f.status().await,
+        None => None,
+    }
+}
+
 async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
-    s.status();
+    let fleet = fleet(&s).await;
+    s.status(fleet);
     (
         [(
             header::CONTENT_TYPE,
@@ -177,5 +182,6 @@ async fn metrics(State(s): State<AdminState>) -> impl IntoResponse {
 }
 
 async fn status(State(s): State<AdminState>) -> Json<Status> {
-    Json(s.status())
+    let fleet = fleet(&s).await;
+    Json(s.status(fleet))
 }

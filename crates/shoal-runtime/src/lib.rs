@@ -16,8 +16,9 @@
 //!   idle timeout and cancellation.
 //! - [`splice`]: zero-copy forwarding of bulk bursts through a pipe.
 //! - [`checker`]: the active health-check driver of one listener's pool.
-//! - [`fleet`]: the fleet driver: owns the cluster core, the QUIC
-//!   transport and the seed resolver; warm start, re-seeding, sync, leave.
+//! - [`fleet`]: the fleet shell: carries bytes and time between the core's
+//!   `Node` (which decides everything about the fleet) and the QUIC
+//!   transport, the seed resolver, the pools and tokio's timers.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`.
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.

@@ -103,6 +103,8 @@ pub struct Metrics {
     pub report_age_seconds: Gauge<f64, AtomicU64>,
     pub peers_refused: Counter,
     pub datagrams_dropped: Family<DropLabels, Counter>,
+    pub defunct: Counter,
+    pub fleet_events_dropped: Counter,
 }
 
 /// Labels of `shoal_gossip_datagrams_dropped_total`.
@@ -139,6 +141,8 @@ impl Metrics {
             report_age_seconds: Gauge::default(),
             peers_refused: Counter::default(),
             datagrams_dropped: Family::default(),
+            defunct: Counter::default(),
+            fleet_events_dropped: Counter::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -219,6 +223,16 @@ impl Metrics {
             "shoal_gossip_datagrams_dropped",
             "Datagrams to peers the transport dropped, by reason (no_connection: none yet, one is being set up)",
             m.datagrams_dropped.clone(),
+        );
+        registry.register(
+            "shoal_cluster_defunct",
+            "Times this node was declared down and could not renew its identity (it takes no part in the fleet until restarted)",
+            m.defunct.clone(),
+        );
+        registry.register(
+            "shoal_fleet_events_dropped",
+            "Fleet events and datagrams the core dropped because its bounded output queues were full",
+            m.fleet_events_dropped.clone(),
         );
         m.cluster_members.set(1);
         Metrics { registry, ..m }

@@ -9,16 +9,16 @@ use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
 use crate::dataplane::{self, DataPlane};
-use crate::fleet::{Fleet, FleetError, FleetSnapshot, NodeParts};
+use crate::fleet::{Fleet, FleetError, NodeParts};
 use crate::listener::ListenerState;
 use crate::metrics::Metrics;
 use shoal_config::Config;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::Notify;
+use tokio::sync::{Notify, oneshot};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -51,7 +51,8 @@ pub struct Node {
     admin: Option<TcpListener>,
     metrics: Arc<Metrics>,
     fleet: Option<Fleet>,
-    snapshot: Arc<Mutex<FleetSnapshot>>,
+    /// Fires when the fleet's warm start is over (the listeners may accept).
+    fleet_ready: Option<oneshot::Receiver<()>>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -115,7 +116,7 @@ impl Node {
                 })
             })
             .transpose()?;
-        let snapshot = Arc::new(Mutex::new(FleetSnapshot::default()));
+        let (ready_tx, ready_rx) = oneshot::channel();
         let fleet = match &config.cluster {
             None => None,
             Some(c) => {
@@ -125,9 +126,8 @@ impl Node {
                     clock,
                     metrics: metrics.clone(),
                     flips: flips.clone(),
-                    snapshot: snapshot.clone(),
                 };
-                Some(Fleet::bind(c, tls, parts)?)
+                Some(Fleet::bind(c, tls, parts, ready_tx)?)
             }
         };
         let data =
@@ -138,8 +138,8 @@ impl Node {
             data,
             admin,
             metrics,
+            fleet_ready: fleet.is_some().then_some(ready_rx),
             fleet,
-            snapshot,
         })
     }
 
@@ -184,18 +184,29 @@ impl Node {
             )));
         }
         let mut fleet_task = None;
-        if let Some(mut fleet) = self.fleet.take() {
+        let mut fleet_handle = None;
+        if let Some(fleet) = self.fleet.take() {
             info!(cluster = %fleet.local_addr(), "joining the fleet");
-            tokio::select! {
-                _ = fleet.warm_start() => {}
-                () = &mut shutdown => {
-                    info!("stopped before the warm start finished");
-                    return;
-                }
-            }
+            fleet_handle = Some(fleet.handle());
             fleet_task = Some(tokio::spawn(
                 fleet.run(stop_accepting.clone(), hard_stop.clone()),
             ));
+            // The node takes part in the fleet from now on; its listeners
+            // wait for the warm start (the core bounds it).
+            if let Some(ready) = self.fleet_ready.take() {
+                tokio::select! {
+                    _ = ready => {}
+                    () = &mut shutdown => {
+                        info!("stopped before the warm start finished");
+                        stop_accepting.cancel();
+                        hard_stop.cancel();
+                        if let Some(task) = fleet_task {
+                            let _ = task.await;
+                        }
+                        return;
+                    }
+                }
+            }
         }
         for (state, _) in &self.listeners {
             info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
@@ -215,7 +226,7 @@ impl Node {
                 node_name: self.config.node.name.clone(),
                 listeners: states,
                 metrics: self.metrics.clone(),
-                fleet: self.config.cluster.is_some().then(|| self.snapshot.clone()),
+                fleet: fleet_handle,
             });
             let stop = hard_stop.clone();
             tokio::spawn(async move {
