@@ -8,8 +8,8 @@
 //!   unchanged [`shoal_core::Pool`], with backends that die, blackhole and
 //!   recover on a schedule;
 //! - the fleet simulator ([`fleet`]): N nodes, each the real
-//!   [`shoal_core::cluster::Cluster`] and [`shoal_core::Pool`] driven as the
-//!   runtime drives them, over a simulated network with partitions, loss
+//!   [`shoal_core::node::Node`] and [`shoal_core::Pool`] driven as the
+//!   runtime's shell drives them, over a simulated network with partitions, loss
 //!   and duplication, with node crashes, restarts, pauses and rolling
 //!   restarts, scenarios read from TOML files in `simulations/scenarios/`.
 //!

@@ -102,7 +102,13 @@ impl FleetBounds {
     /// The bounds for `s`.
     pub fn for_scenario(s: &FleetScenario) -> FleetBounds {
         let n = s.nodes.max(3) as u32;
-        let swim = ClusterConfig::lan(n, s.cluster.report_interval(), s.cluster.report_ttl()).swim;
+        let settings = s.settings();
+        let (interval, refresh, ttl) = (
+            settings.report_interval,
+            settings.report_refresh,
+            settings.report_ttl,
+        );
+        let swim = ClusterConfig::lan(n, interval, ttl).swim;
         let p = swim.probe_period;
         let gossip = swim.periodic_gossip.as_ref().map_or(p, |g| g.frequency);
         let announce_down = swim
@@ -129,14 +135,14 @@ impl FleetBounds {
         let latency = Duration::from_micros(
             s.network.latency_us + LATENCY_TAIL_JITTERS * s.network.jitter_us,
         );
-        let view = s.cluster.report_refresh() + s.cluster.report_interval() + latency + BOUND_SLACK;
+        let view = refresh + interval + latency + BOUND_SLACK;
         let h = s.health.config();
         let b = &s.backends;
         let rtt_max = Duration::from_micros(b.rtt_max_us).max(Duration::from_millis(b.slow_rtt_ms));
         let connect_timeout = Duration::from_millis(b.connect_timeout_ms);
         let detection = h.interval * h.fall + h.timeout + BOUND_SLACK;
         let recovery = h.interval * h.rise + h.timeout.max(connect_timeout) + rtt_max + BOUND_SLACK;
-        let refusal_window = recovery + view + s.cluster.report_ttl() + s.cluster.report_interval();
+        let refusal_window = recovery + view + ttl + interval;
         let liveness = (membership + view).max(detection.max(recovery) + view);
         FleetBounds {
             dissemination,

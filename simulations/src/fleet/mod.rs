@@ -1,8 +1,10 @@
-//! The fleet simulator: N shoal nodes, each the real [`shoal_core::Cluster`]
-//! (foca SWIM, load reports, load view) and the real [`shoal_core::Pool`],
-//! driven in one thread on one virtual clock exactly as the runtime drives
-//! them, over a simulated network, with simulated backends, clients and
-//! faults. One seed decides everything; the same scenario, seed and commit
+//! The fleet simulator: N shoal nodes, each the real
+//! [`shoal_core::node::Node`] (membership, reports, every fleet timer) and
+//! the real [`shoal_core::Pool`], driven in one thread on one virtual clock
+//! through the same methods the runtime's shell calls, over a simulated
+//! network, with simulated backends, clients and faults. Node settings
+//! are production's ([`shoal_core::node::Settings`]) with the fields a
+//! scenario names overridden. One seed decides everything; the same scenario, seed and commit
 //! give the same [`FleetReport::trace_hash`].
 //!
 //! # Invariants
@@ -41,7 +43,8 @@
 //! - [`chooser`]: the core policies and the reference choosers.
 //! - [`net`]: latency, loss, duplication, partitions.
 //! - [`bounds`]: the time bounds and their derivations.
-//! - [`sim`]: the event loop and the node driver ([`run`]).
+//! - [`sim`]: the event loop ([`run`]), split by role: driving one node,
+//!   clients and backends, faults, sampling, invariants.
 //! - [`report`]: what a passing run reports ([`FleetReport`]).
 //! - [`regressions`]: the seeds that once failed, replayed by the tests.
 

@@ -11,12 +11,13 @@
 //!   sent; with sub-millisecond latencies, what is in flight when a cut
 //!   starts is not worth modelling.
 //! - Streams (syncs) are reliable: only a cut stops them, and then the
-//!   sender's request fails at its timeout.
+//!   sender's request fails at its timeout. A node made slow at syncs
+//!   (a seed busy serving its state) answers each one that much later.
 
 use super::scenario::NetworkSettings;
 use crate::random::{SimRng, exponential};
 use rand::RngExt;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// What happens to one datagram.
@@ -41,6 +42,8 @@ pub struct Network {
     group: Vec<u32>,
     one_way: BTreeSet<(usize, usize)>,
     isolated: BTreeSet<usize>,
+    /// Extra delay of the sync answers each node sends.
+    sync_delay: BTreeMap<usize, Duration>,
     rng: SimRng,
 }
 
@@ -54,6 +57,7 @@ impl Network {
             group: vec![0; nodes],
             one_way: BTreeSet::new(),
             isolated: BTreeSet::new(),
+            sync_delay: BTreeMap::new(),
             rng,
         }
     }
@@ -136,9 +140,20 @@ impl Network {
         self.dup_per_mille = per_mille;
     }
 
-    /// The liveness phase: no cut, no loss, no duplicate.
+    /// `node`'s sync answers take `delay` longer from now on.
+    pub fn slow_syncs(&mut self, node: usize, delay: Duration) {
+        self.sync_delay.insert(node, delay);
+    }
+
+    /// The extra delay of `node`'s sync answers.
+    pub fn sync_delay(&self, node: usize) -> Duration {
+        self.sync_delay.get(&node).copied().unwrap_or_default()
+    }
+
+    /// The liveness phase: no cut, no loss, no duplicate, no slow sync.
     pub fn calm(&mut self) {
         self.heal();
+        self.sync_delay.clear();
         self.loss_per_mille = 0;
         self.dup_per_mille = 0;
     }
@@ -169,8 +184,12 @@ mod tests {
         n.heal();
         n.isolate(3);
         assert!(n.blocked(3, 0) && n.blocked(4, 3) && !n.blocked(0, 4));
+        n.slow_syncs(2, Duration::from_secs(9));
+        assert_eq!(n.sync_delay(2), Duration::from_secs(9));
+        assert_eq!(n.sync_delay(1), Duration::ZERO);
         n.calm();
         assert!(!n.is_cut());
+        assert_eq!(n.sync_delay(2), Duration::ZERO);
     }
 
     #[test]

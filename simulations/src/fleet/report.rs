@@ -227,6 +227,8 @@ pub struct FleetReport {
     pub leave_detections: Summary,
     /// A start to every live node holding the new identity (sampled).
     pub joins: Summary,
+    /// A start to the node's listeners opening (its warm start).
+    pub warm_starts: Summary,
     /// From the last initial start to the first full agreement (sampled).
     pub formation: Option<Duration>,
     /// From the liveness phase to agreement for good (sampled).
@@ -365,6 +367,7 @@ impl fmt::Display for FleetReport {
         )?;
         summary(f, "leave detection (all)", &self.leave_detections, None)?;
         summary(f, "join (all hold it)", &self.joins, None)?;
+        summary(f, "warm start", &self.warm_starts, None)?;
         writeln!(f, "  {:<26} {}", "formation", opt(self.formation))?;
         writeln!(
             f,

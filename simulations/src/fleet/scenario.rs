@@ -20,6 +20,7 @@ use crate::random::SimRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
 use shoal_core::HealthConfig;
+use shoal_core::node::Settings;
 use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
@@ -116,55 +117,45 @@ impl BackendState {
     }
 }
 
-/// The fleet protocol's settings (shoal's `[cluster]` table).
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+/// The fleet protocol's settings (shoal's `[cluster]` table): each field
+/// a scenario names overrides [`Settings`]'s production default, and
+/// nothing else is derived here (the report refresh and TTL follow the
+/// interval as [`Settings::with_reports`] derives them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct ClusterSettings {
-    /// How often changed report shards are published.
-    pub report_interval_ms: u64,
-    /// How often unchanged shards are published anyway. Default: 4
-    /// report intervals, as shoal's configuration.
+    pub report_interval_ms: Option<u64>,
     pub report_refresh_ms: Option<u64>,
-    /// Default: 3 refresh periods, as shoal's configuration.
     pub report_ttl_ms: Option<u64>,
-    pub sync_interval_ms: u64,
-    pub reseed_interval_ms: u64,
-    pub warm_start_timeout_ms: u64,
-    /// A sync request (a QUIC stream) not answered by then has failed.
-    pub sync_timeout_ms: u64,
-    /// A stopping node keeps its transport open this long after `leave`,
-    /// so the notice gets out (the runtime's `LEAVE_LINGER_MS`).
-    pub stop_linger_ms: u64,
-}
-
-impl Default for ClusterSettings {
-    fn default() -> Self {
-        ClusterSettings {
-            report_interval_ms: 250,
-            report_refresh_ms: None,
-            report_ttl_ms: None,
-            sync_interval_ms: 30_000,
-            reseed_interval_ms: 5_000,
-            warm_start_timeout_ms: 3_000,
-            sync_timeout_ms: 2_000,
-            stop_linger_ms: 300,
-        }
-    }
+    pub sync_interval_ms: Option<u64>,
+    pub sync_timeout_ms: Option<u64>,
+    pub warm_start_timeout_ms: Option<u64>,
+    pub reseed_interval_ms: Option<u64>,
+    pub resolve_interval_ms: Option<u64>,
+    pub leave_linger_ms: Option<u64>,
 }
 
 impl ClusterSettings {
-    pub fn report_interval(&self) -> Duration {
-        ms(self.report_interval_ms)
-    }
-
-    pub fn report_refresh(&self) -> Duration {
-        self.report_refresh_ms
-            .map_or(self.report_interval() * 4, Duration::from_millis)
-    }
-
-    pub fn report_ttl(&self) -> Duration {
-        self.report_ttl_ms
-            .map_or(self.report_refresh() * 3, Duration::from_millis)
+    /// The node settings: production's, with this table's overrides.
+    pub fn settings(&self) -> Settings {
+        let base = Settings::default();
+        let mut s = Settings::with_reports(
+            self.report_interval_ms.map_or(base.report_interval, ms),
+            self.report_refresh_ms.map(ms),
+            self.report_ttl_ms.map(ms),
+        );
+        let set = |field: &mut Duration, v: Option<u64>| {
+            if let Some(v) = v {
+                *field = ms(v);
+            }
+        };
+        set(&mut s.sync_interval, self.sync_interval_ms);
+        set(&mut s.sync_timeout, self.sync_timeout_ms);
+        set(&mut s.warm_start_timeout, self.warm_start_timeout_ms);
+        set(&mut s.reseed_interval, self.reseed_interval_ms);
+        set(&mut s.resolve_interval, self.resolve_interval_ms);
+        set(&mut s.leave_linger, self.leave_linger_ms);
+        s
     }
 }
 
@@ -317,7 +308,8 @@ impl Workload {
 pub enum FaultKind {
     /// `node` dies at once (kill -9): no leave, its connections drop.
     Crash,
-    /// `node` leaves the fleet, lingers `stop_linger_ms`, then exits.
+    /// `node` leaves the fleet, lingers (`cluster.leave_linger_ms`), then
+    /// exits.
     Stop,
     /// `node` (crashed at once if running) starts again: a new process,
     /// a new identity (epoch + 1), a warm start through the seeds.
@@ -348,6 +340,9 @@ pub enum FaultKind {
     /// Every node in turn: stop, `downtime_ms` later start again; one
     /// node every `gap_ms`.
     RollingRestart,
+    /// `node` answers every sync request `delay_ms` late (a seed slow to
+    /// serve its state), until the liveness phase.
+    SlowSyncs,
 }
 
 /// One entry of a scenario's fault schedule, as written in the file; the
@@ -374,6 +369,7 @@ pub struct FaultSpec {
     pub per_mille: Option<u32>,
     pub gap_ms: Option<u64>,
     pub downtime_ms: Option<u64>,
+    pub delay_ms: Option<u64>,
 }
 
 impl FaultSpec {
@@ -396,6 +392,7 @@ impl FaultSpec {
             per_mille: None,
             gap_ms: None,
             downtime_ms: None,
+            delay_ms: None,
         }
     }
 }
@@ -415,6 +412,7 @@ pub enum Action {
     Loss(u32),
     Dup(u32),
     Backend(usize, BackendState),
+    SlowSyncs(usize, Duration),
     Burst {
         clients: u32,
         over: Duration,
@@ -434,6 +432,14 @@ pub struct Expect {
     pub backend_detections_min: Option<u64>,
     /// Node starts after the first (restarts), at least.
     pub restarts_min: Option<u64>,
+    /// A warm start that lasts at least this long is a slow one (a seed
+    /// slow to answer): each must have kept the node in the fleet (no
+    /// peer declared it down meanwhile) and brought it the fleet's load
+    /// (at a sample during it, its pool held a report of every other
+    /// live node on every backend) before its listeners opened.
+    pub slow_warm_start_ms: Option<u64>,
+    /// Slow warm starts (as above), at least.
+    pub slow_warm_starts_min: Option<u64>,
 }
 
 /// The smaller variant `cargo test` runs; unset fields keep the full
@@ -459,12 +465,13 @@ pub enum FleetBug {
     /// while the peers vote it down). Caught by the detection invariant,
     /// at the latest at the end.
     IgnoreHealth,
-    /// The node ignores `ReportDue`: it never publishes, so no peer holds
-    /// its report. Caught by the view invariant.
-    SkipReports,
-    /// The node never joins: no `join`, no warm-start sync, no re-seeding.
-    /// Not being a seed, nobody ever hears of it. Caught by the membership
+    /// The network drops every report datagram the node sends, so no
+    /// peer holds its report but what a sync carries. Caught by the view
     /// invariant.
+    SkipReports,
+    /// The node's seed resolution always comes back empty: it starts a
+    /// fleet of its own and never announces to anyone. Not being a seed,
+    /// nobody ever hears of it. Caught by the membership invariant.
     NeverJoins,
     /// The node forgets `release` after a failed connect. Caught by the
     /// count invariant.
@@ -473,16 +480,23 @@ pub enum FleetBug {
     /// so its pool takes healthy backends down. Caught by the refusal
     /// invariant.
     SuccessAsFailure,
+    /// The shell drops every datagram to the node while it warms up, as
+    /// the runtime did before the warm start became a phase of the core's
+    /// node: peers declare it down and it learns nothing of their load
+    /// while a slow seed holds its warm start. Caught by the
+    /// `slow_warm_starts_min` expectation (scenario `slow-seed`).
+    DeafWhileWarming,
 }
 
 impl FleetBug {
     /// Every planted bug.
-    pub const ALL: [FleetBug; 5] = [
+    pub const ALL: [FleetBug; 6] = [
         FleetBug::IgnoreHealth,
         FleetBug::SkipReports,
         FleetBug::NeverJoins,
         FleetBug::LeakOnConnectFailure,
         FleetBug::SuccessAsFailure,
+        FleetBug::DeafWhileWarming,
     ];
 
     /// The name used on the command line.
@@ -493,6 +507,7 @@ impl FleetBug {
             FleetBug::NeverJoins => "never-joins",
             FleetBug::LeakOnConnectFailure => "leak-on-connect-failure",
             FleetBug::SuccessAsFailure => "success-as-failure",
+            FleetBug::DeafWhileWarming => "deaf-while-warming",
         }
     }
 
@@ -637,6 +652,11 @@ impl FleetScenario {
         ms(self.duration_ms)
     }
 
+    /// The settings every node of this scenario is built from.
+    pub fn settings(&self) -> Settings {
+        self.cluster.settings()
+    }
+
     fn err(&self, field: impl Into<String>, message: impl Into<String>) -> ScenarioError {
         ScenarioError::Field {
             scenario: self.name.clone(),
@@ -659,16 +679,6 @@ impl FleetScenario {
         positive("duration_ms", self.duration_ms)?;
         positive("sample_interval_ms", self.sample_interval_ms)?;
         positive(
-            "cluster.report_interval_ms",
-            self.cluster.report_interval_ms,
-        )?;
-        positive("cluster.sync_interval_ms", self.cluster.sync_interval_ms)?;
-        positive(
-            "cluster.reseed_interval_ms",
-            self.cluster.reseed_interval_ms,
-        )?;
-        positive("cluster.sync_timeout_ms", self.cluster.sync_timeout_ms)?;
-        positive(
             "workload.arrivals_per_sec",
             u64::from(self.workload.arrivals_per_sec),
         )?;
@@ -681,17 +691,9 @@ impl FleetScenario {
         if self.nodes > 60_000 {
             return Err(self.err("nodes", format!("{} exceeds 60000", self.nodes)));
         }
-        if self.cluster.report_refresh() < self.cluster.report_interval() {
-            return Err(self.err(
-                "cluster.report_refresh_ms",
-                "must be at least report_interval_ms (as in shoal's configuration)",
-            ));
-        }
-        if self.cluster.report_ttl() <= self.cluster.report_refresh() {
-            return Err(self.err(
-                "cluster.report_ttl_ms",
-                "must exceed report_refresh_ms (as in shoal's configuration)",
-            ));
+        if let Err(e) = self.settings().validate() {
+            // The field is named as in shoal's configuration: `cluster.…`.
+            return Err(self.err(e.field, format!("{} ms: {}", e.value_ms, e.reason)));
         }
         if let Err(e) = self.health.config().validate() {
             return Err(self.err("health", e.to_string()));
@@ -852,6 +854,10 @@ impl FleetScenario {
                             node,
                         },
                     ));
+                }
+                FaultKind::SlowSyncs => {
+                    let n = node(f.node)?;
+                    out.push((at, Action::SlowSyncs(n, ms(need("delay_ms", f.delay_ms)?))));
                 }
                 FaultKind::RollingRestart => {
                     let gap = ms(need("gap_ms", f.gap_ms)?);
@@ -1018,7 +1024,7 @@ impl FleetScenario {
             start_spread_ms: default_start_spread_ms(),
             chooser: Chooser::ALL[rng.random_range(0..5)],
             cluster: ClusterSettings {
-                sync_interval_ms: rng.random_range(5_000..=30_000),
+                sync_interval_ms: Some(rng.random_range(5_000..=30_000)),
                 ..ClusterSettings::default()
             },
             health,

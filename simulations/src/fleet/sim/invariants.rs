@@ -1,0 +1,433 @@
+//! The fleet invariants that are not sampled: counts after every input,
+//! detection at every choice, refusal at every "no backend", and the
+//! checks at the end of the run (counts back to zero, health, membership,
+//! exact views, the scenario's expectations), which then build the
+//! [`FleetReport`]. The list and their meaning are in [`crate::fleet`].
+
+use super::{ClientId, Sim, nanos, since_start};
+use crate::fleet::report::{Balance, FleetReport, Summary};
+use crate::invariants::{Invariant, Violation, millis};
+use shoal_core::cluster::identity::NodeId;
+use shoal_core::cluster::report::ReportEntry;
+use shoal_core::{BackendId, Instant, NoBackend};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+impl Sim<'_> {
+    /// `None` when every live, running node's members are exactly the
+    /// other live nodes' current identities.
+    pub(super) fn membership_mismatch(&self) -> Option<String> {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_live())
+            .collect();
+        if let Some(&i) = live.iter().find(|&&i| self.nodes[i].paused.is_some()) {
+            return Some(format!("n{i} is paused"));
+        }
+        let cluster = |i: usize| self.nodes[i].proc.as_ref().expect("live").node.cluster();
+        for &i in &live {
+            let seen = cluster(i).live_nodes() as usize;
+            if seen != live.len() {
+                return Some(format!(
+                    "n{i} counts {seen} live nodes, {} are: {}",
+                    live.len(),
+                    self.describe_members(i, &live)
+                ));
+            }
+        }
+        let mut truth: Vec<(SocketAddr, u64, u16)> = live
+            .iter()
+            .map(|&i| {
+                let id = cluster(i).identity();
+                (id.addr, id.epoch, id.bump)
+            })
+            .collect();
+        truth.sort_unstable();
+        for &i in &live {
+            let me = self.nodes[i].addr;
+            let mut seen: Vec<(SocketAddr, u64, u16)> = cluster(i)
+                .members()
+                .map(|m| (m.addr, m.epoch, m.bump))
+                .collect();
+            seen.sort_unstable();
+            if !seen
+                .iter()
+                .copied()
+                .eq(truth.iter().copied().filter(|t| t.0 != me))
+            {
+                return Some(self.describe_members(i, &live));
+            }
+        }
+        None
+    }
+
+    pub(super) fn describe_members(&self, i: usize, live: &[usize]) -> String {
+        let id = |n: &NodeId| {
+            let k = self.by_addr.get(&n.addr).copied().unwrap_or(usize::MAX);
+            format!("n{k}#{}.{}", n.epoch, n.bump)
+        };
+        let cluster = |k: usize| self.nodes[k].proc.as_ref().expect("live").node.cluster();
+        let seen: BTreeSet<NodeId> = cluster(i).members().cloned().collect();
+        let truth: BTreeSet<NodeId> = live
+            .iter()
+            .filter(|&&k| k != i)
+            .map(|&k| cluster(k).identity().clone())
+            .collect();
+        let missing: Vec<String> = truth.difference(&seen).map(id).collect();
+        let extra: Vec<String> = seen.difference(&truth).map(id).collect();
+        format!(
+            "n{i} (as {}) misses {missing:?} and holds {extra:?}",
+            id(cluster(i).identity())
+        )
+    }
+
+    /// Counts: node `i`'s pool against the model, per backend.
+    pub(super) fn check_counts(&self, i: usize) -> Result<(), Violation> {
+        let node = &self.nodes[i];
+        let Some(proc) = node.proc.as_ref() else {
+            return Ok(());
+        };
+        for b in 0..self.backends.len() {
+            let model = node.connecting[b].len() + node.established[b].len();
+            let counted = proc.pool.active(BackendId(b)) as usize;
+            if model != counted {
+                return Err(self.violation(
+                    Invariant::Counts,
+                    format!(
+                        "n{i}: the pool counts {counted} connections on backend #{b}, the simulation has {model} ({} connecting, {} established)",
+                        node.connecting[b].len(),
+                        node.established[b].len()
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// Detection: no new connection to a backend dead for longer than the
+    /// detection bound (counted from the node's start or resume).
+    pub(super) fn check_choice(
+        &self,
+        i: usize,
+        client: ClientId,
+        id: BackendId,
+    ) -> Result<(), Violation> {
+        let b = &self.backends[id.0];
+        let from = b.since.max(self.nodes[i].since);
+        let down_for = self.now() - from;
+        if !b.state.is_up() && down_for > self.bounds.detection {
+            return Err(self.violation(
+                Invariant::Detection,
+                format!(
+                    "n{i} gave client {client} backend {id} ({}), dead for {} (counted from {}) > detection bound {}",
+                    b.state.as_str(),
+                    millis(nanos(down_for)),
+                    millis(from.as_nanos()),
+                    millis(nanos(self.bounds.detection))
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Refusal: no "no backend" while an untried backend is up, below its
+    /// limits, and trusted (up for the refusal window, with no node resumed
+    /// within it).
+    pub(super) fn check_refusal(
+        &self,
+        i: usize,
+        client: ClientId,
+        tried: &[BackendId],
+        why: NoBackend,
+    ) -> Result<(), Violation> {
+        let now = self.now();
+        let window = self.bounds.refusal_window;
+        if self.last_resume.is_some_and(|r| now <= r + window) {
+            return Ok(());
+        }
+        let proc = self.nodes[i].proc.as_ref().expect("a running node");
+        for (k, b) in self.backends.iter().enumerate() {
+            let id = BackendId(k);
+            let limit = self
+                .s
+                .backends
+                .max_connections
+                .is_some_and(|max| proc.pool.active(id) >= max);
+            let full = self.s.backends.capacity.is_some_and(|c| b.established >= c);
+            if tried.contains(&id) || !b.state.is_up() || now <= b.trusted_at || limit || full {
+                continue;
+            }
+            return Err(self.violation(
+                Invariant::Refusal,
+                format!(
+                    "n{i} refused client {client} ({why}) while backend {id} has been up since {} (refusal window {}); n{i}'s pool: {}, remote {:?}, {} live nodes",
+                    millis(b.since.as_nanos()),
+                    millis(nanos(window)),
+                    if proc.pool.is_up(id) { "up" } else { "down" },
+                    proc.pool.remote(id),
+                    proc.pool.live_nodes()
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The checks at the end, then the report.
+    pub(super) fn finish(mut self, end: Instant) -> Result<FleetReport, Violation> {
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_live())
+            .collect();
+        for &i in &live {
+            self.check_counts(i)?;
+            let proc = self.nodes[i].proc.as_ref().expect("live");
+            for b in 0..self.backends.len() {
+                let id = BackendId(b);
+                if proc.pool.active(id) != 0 {
+                    return Err(self.violation(
+                        Invariant::Counts,
+                        format!(
+                            "n{i} still counts {} connections on backend {id} after every client left",
+                            proc.pool.active(id)
+                        ),
+                    ));
+                }
+            }
+        }
+        let checked = self.check_health_at_end(end, &live);
+        self.soft(checked)?;
+        if let Some(why) = self.membership_mismatch() {
+            let v = self.violation(Invariant::Membership, format!("at the end: {why}"));
+            self.soft(Err(v))?;
+        }
+        let checked = self.check_views_exactly(&live);
+        self.soft(checked)?;
+        let checked = self.check_expectations();
+        self.soft(checked)?;
+        let t = &mut self.t;
+        assert!(
+            t.clients.adds_up(),
+            "SEED={}: every client ends exactly one way: {:?}",
+            self.seed,
+            t.clients
+        );
+        for n in &self.nodes {
+            let mut sent = n.sent_before;
+            let mut alive = n.alive_before;
+            if let Some(p) = &n.proc {
+                let stats = p.node.cluster_stats();
+                sent.0 += stats.datagrams_out;
+                sent.1 += stats.bytes_out;
+                sent.2 += stats.report_datagrams_out;
+                alive += end - n.started_at;
+            }
+            t.net.datagrams_sent += sent.0;
+            t.net.bytes_sent += sent.1;
+            t.net.report_datagrams_sent += sent.2;
+            t.net.node_seconds += alive.as_secs_f64();
+        }
+        let liveness_at = self.liveness_at.expect("finished in the liveness phase");
+        let after_liveness = |t: Option<Instant>| t.map(|t| t.max(liveness_at) - liveness_at);
+        Ok(FleetReport {
+            scenario: self.s.name.clone(),
+            seed: self.seed,
+            chooser: self.s.chooser,
+            nodes: self.nodes.len(),
+            backends: self.backends.len(),
+            trace_hash: self.trace.value(),
+            events: self.events,
+            end: since_start(end),
+            liveness_at: since_start(liveness_at),
+            bounds: self.bounds,
+            clients: t.clients,
+            balance: Balance::from_samples(&t.balance),
+            backend_stats: self.backends.iter().map(|b| b.stats.clone()).collect(),
+            backend_detections: Summary::of(&t.backend_detections),
+            backend_recoveries: Summary::of(&t.backend_recoveries),
+            crash_detections: Summary::of(&t.crash_detections),
+            crash_detections_each: Summary::of(&t.crash_detections_each),
+            leave_detections: Summary::of(&t.leave_detections),
+            joins: Summary::of(&t.joins),
+            warm_starts: Summary::of(&t.warm_starts.iter().map(|w| w.took).collect::<Vec<_>>()),
+            formation: t.formation,
+            membership_convergence: after_liveness(self.agreed_since),
+            view_convergence: after_liveness(self.view_ok_since),
+            view_staleness_max: t.view_staleness_max,
+            view_staleness_run_max: t.view_staleness_run_max,
+            view_gaps: (t.view_gaps, t.view_pairs),
+            violations: self.noted,
+            members: t.members.clone(),
+            net: t.net,
+        })
+    }
+
+    /// At the end: a backend dead for the detection bound is down in every
+    /// pool, one up for the recovery bound is up in every pool.
+    pub(super) fn check_health_at_end(
+        &self,
+        end: Instant,
+        live: &[usize],
+    ) -> Result<(), Violation> {
+        for &i in live {
+            let proc = self.nodes[i].proc.as_ref().expect("live");
+            for (b, backend) in self.backends.iter().enumerate() {
+                let id = BackendId(b);
+                let for_ = end - backend.since.max(self.nodes[i].since);
+                if !backend.state.is_up() && proc.pool.is_up(id) && for_ > self.bounds.detection {
+                    return Err(self.violation(
+                        Invariant::Detection,
+                        format!(
+                            "at the end, n{i}'s pool still has backend {id} up, {} after it died",
+                            millis(nanos(for_))
+                        ),
+                    ));
+                }
+                if backend.state.is_up() && !proc.pool.is_up(id) && for_ > self.bounds.recovery {
+                    return Err(self.violation(
+                        Invariant::Recovery,
+                        format!(
+                            "at the end, n{i}'s pool still has backend {id} down, {} after it came back",
+                            millis(nanos(for_))
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end (no client for a view bound): every live node holds
+    /// exactly each other live node's latest report, and its pool holds
+    /// the sums of those reports.
+    pub(super) fn check_views_exactly(&self, live: &[usize]) -> Result<(), Violation> {
+        for &x in live {
+            let proc = self.nodes[x].proc.as_ref().expect("live");
+            let view = proc.node.cluster().view();
+            for &o in live {
+                if o == x {
+                    continue;
+                }
+                let origin = &self.nodes[o];
+                let latest = &origin.proc.as_ref().expect("live").latest_entries;
+                let mut shards: Vec<_> =
+                    view.shards().filter(|s| s.origin == origin.addr).collect();
+                shards.sort_by_key(|s| s.shard);
+                let held: Vec<ReportEntry> = shards
+                    .iter()
+                    .flat_map(|s| s.entries.iter().copied())
+                    .collect();
+                let epochs_ok = shards.iter().all(|s| s.epoch == origin.epoch);
+                if &held != latest || !epochs_ok {
+                    return Err(self.violation(
+                        Invariant::View,
+                        format!(
+                            "at the end, n{x} holds {held:?} (epochs {:?}) for n{o}, whose latest report (epoch {}) is {latest:?}",
+                            shards.iter().map(|s| s.epoch).collect::<Vec<_>>(),
+                            origin.epoch
+                        ),
+                    ));
+                }
+            }
+            let origins = view.origins().count();
+            if origins != live.len() - 1 {
+                return Err(self.violation(
+                    Invariant::View,
+                    format!(
+                        "at the end, n{x}'s view holds {origins} origins, {} other nodes are live",
+                        live.len() - 1
+                    ),
+                ));
+            }
+            for (b, key) in self.keys.iter().enumerate() {
+                let id = BackendId(b);
+                let expected = proc.node.cluster().remote(*key);
+                let mut sum = (0u32, 0u32, 0u32);
+                for &o in live.iter().filter(|&&o| o != x) {
+                    let latest = &self.nodes[o].proc.as_ref().expect("live").latest_entries;
+                    if let Some(e) = latest.iter().find(|e| e.key == *key) {
+                        sum.0 += e.active;
+                        sum.1 += u32::from(!e.healthy);
+                        sum.2 += 1;
+                    }
+                }
+                let pool = proc.pool.remote(id);
+                if pool != expected || (pool.active, pool.down_votes, pool.reporters) != sum {
+                    return Err(self.violation(
+                        Invariant::View,
+                        format!(
+                            "at the end, n{x}'s pool has {pool:?} for backend {id}, its cluster {expected:?}, the live reports sum to (active, down votes, reporters) {sum:?}"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub(super) fn check_expectations(&self) -> Result<(), Violation> {
+        let e = &self.s.expect;
+        let t = &self.t;
+        let mut failed = Vec::new();
+        if let Some(max) = e.refused_max
+            && t.clients.refused() > max
+        {
+            failed.push(format!(
+                "refused {} > refused_max {max}",
+                t.clients.refused()
+            ));
+        }
+        if let Some(min) = e.member_downs_min
+            && t.members.downs < min
+        {
+            failed.push(format!(
+                "member downs {} < member_downs_min {min}",
+                t.members.downs
+            ));
+        }
+        let detections = t.backend_detections.len() as u64;
+        if let Some(min) = e.backend_detections_min
+            && detections < min
+        {
+            failed.push(format!(
+                "backend detections {detections} < backend_detections_min {min}"
+            ));
+        }
+        if let Some(min) = e.restarts_min
+            && t.members.restarts < min
+        {
+            failed.push(format!(
+                "restarts {} < restarts_min {min}",
+                t.members.restarts
+            ));
+        }
+        if let Some(slow_ms) = e.slow_warm_start_ms {
+            let slow = Duration::from_millis(slow_ms);
+            let slow: Vec<_> = t.warm_starts.iter().filter(|w| w.took >= slow).collect();
+            for w in slow.iter().filter(|w| w.declared_down || !w.informed) {
+                failed.push(format!(
+                    "n{}'s warm start of {}: {}",
+                    w.node,
+                    millis(nanos(w.took)),
+                    match (w.declared_down, w.informed) {
+                        (true, false) =>
+                            "a peer declared it down, and its pool never held every peer's report",
+                        (true, true) => "a peer declared it down",
+                        _ => "its pool never held every peer's report",
+                    }
+                ));
+            }
+            if let Some(min) = e.slow_warm_starts_min
+                && (slow.len() as u64) < min
+            {
+                failed.push(format!(
+                    "{} warm starts of at least {slow_ms} ms < slow_warm_starts_min {min}",
+                    slow.len()
+                ));
+            }
+        }
+        if failed.is_empty() {
+            Ok(())
+        } else {
+            Err(self.violation(Invariant::Expectation, failed.join("; ")))
+        }
+    }
+}
