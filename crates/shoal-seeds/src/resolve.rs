@@ -91,47 +91,55 @@ pub struct Resolved {
     pub errors: Vec<SeedError>,
 }
 
+/// Who answers a name.
+#[derive(Debug, Clone)]
+enum Backend {
+    /// The C library's `getaddrinfo(3)` on a blocking thread
+    /// (`tokio::net::lookup_host`): the hosts file, `nsswitch.conf`, the
+    /// search list and systemd-resolved, exactly as every other program on
+    /// the machine resolves the name.
+    System,
+    /// One DNS server, asked directly (`cluster.resolver`).
+    Dns(TokioResolver),
+}
+
 /// Resolves seed lists. Cheap to clone; clones share the DNS connections.
 #[derive(Debug, Clone)]
 pub struct SeedResolver {
-    resolver: TokioResolver,
+    backend: Backend,
     /// Who is asked, for error messages: `127.0.0.1:5353` or `the system resolver`.
     asked: Arc<str>,
     limits: SeedLimits,
 }
 
 impl SeedResolver {
-    /// `resolver`: `None` uses the system's configuration (`/etc/resolv.conf`,
-    /// its search list, and the hosts file); `Some(addr)` sends every query to
+    /// `resolver`: `None` resolves as `getaddrinfo(3)` does (hosts file,
+    /// `nsswitch.conf`, search domains, systemd-resolved where present), so
+    /// a name resolves here exactly as it does for curl or getent; a name
+    /// the hosts file lists answers at once, with no DNS query (not even
+    /// for the record type it lacks). `Some(addr)` sends every query to
     /// that DNS server only, over UDP with TCP for truncated answers, and
     /// reads no hosts file.
     ///
-    /// Does no I/O when `resolver` is given; reads the system configuration
-    /// otherwise. Needs no runtime; [`resolve`](Self::resolve) needs Tokio.
+    /// Does no I/O. Needs no runtime; [`resolve`](Self::resolve) needs Tokio.
     pub fn new(resolver: Option<SocketAddr>, limits: SeedLimits) -> Result<Self, SeedError> {
         limits.check()?;
-        let (mut builder, asked) = match resolver {
-            Some(addr) => {
-                let mut udp = ConnectionConfig::udp();
-                udp.port = addr.port();
-                let mut tcp = ConnectionConfig::tcp();
-                tcp.port = addr.port();
-                let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
-                let config = ResolverConfig::from_parts(None, vec![], vec![server]);
-                let mut builder =
-                    Resolver::builder_with_config(config, TokioRuntimeProvider::default());
-                builder.options_mut().use_hosts_file = ResolveHosts::Never;
-                (builder, addr.to_string())
-            }
-            None => {
-                let builder =
-                    TokioResolver::builder_tokio().map_err(|e| SeedError::SystemConfig {
-                        reason: e.to_string(),
-                    })?;
-                (builder, "the system resolver".to_owned())
-            }
+        let Some(addr) = resolver else {
+            return Ok(Self {
+                backend: Backend::System,
+                asked: "the system resolver".into(),
+                limits,
+            });
         };
+        let mut udp = ConnectionConfig::udp();
+        udp.port = addr.port();
+        let mut tcp = ConnectionConfig::tcp();
+        tcp.port = addr.port();
+        let server = NameServerConfig::new(addr.ip(), true, vec![udp, tcp]);
+        let config = ResolverConfig::from_parts(None, vec![], vec![server]);
+        let mut builder = Resolver::builder_with_config(config, TokioRuntimeProvider::default());
         let options = builder.options_mut();
+        options.use_hosts_file = ResolveHosts::Never;
         options.timeout = Duration::from_millis(limits.query_timeout_ms);
         options.attempts = limits.query_attempts_max.saturating_sub(1) as usize;
         options.ip_strategy = LookupIpStrategy::Ipv4AndIpv6;
@@ -140,8 +148,8 @@ impl SeedResolver {
             reason: e.to_string(),
         })?;
         Ok(Self {
-            resolver,
-            asked: asked.into(),
+            backend: Backend::Dns(resolver),
+            asked: addr.to_string().into(),
             limits,
         })
     }
@@ -214,19 +222,59 @@ impl SeedResolver {
         port: u16,
     ) -> Result<Vec<SocketAddr>, SeedError> {
         let timeout = self.limits.seed_timeout();
-        let lookup = match tokio::time::timeout(timeout, self.resolver.lookup_ip(host)).await {
+        let resolver = match &self.backend {
+            Backend::System => return self.lookup_system(seed, host, port).await,
+            Backend::Dns(resolver) => resolver,
+        };
+        let lookup = match tokio::time::timeout(timeout, resolver.lookup_ip(host)).await {
             Ok(Ok(lookup)) => lookup,
             Ok(Err(error)) => return Err(self.lookup_error(seed, host, &error)),
-            Err(_elapsed) => {
-                return Err(SeedError::Timeout {
-                    seed: seed.to_owned(),
-                    host: host.to_owned(),
-                    timeout_ms: self.limits.seed_timeout().as_millis() as u64,
-                    resolver: self.asked.to_string(),
-                });
-            }
+            Err(_elapsed) => return Err(self.timeout_error(seed, host)),
         };
-        let mut ips: Vec<IpAddr> = lookup.iter().collect();
+        self.addresses(seed, host, port, lookup.iter().collect())
+    }
+
+    /// `getaddrinfo(3)` on a blocking thread. Its own timeouts come from
+    /// `resolv.conf`; the seed's bound cuts the wait (the thread finishes
+    /// on its own).
+    async fn lookup_system(
+        &self,
+        seed: &str,
+        host: &str,
+        port: u16,
+    ) -> Result<Vec<SocketAddr>, SeedError> {
+        let timeout = self.limits.seed_timeout();
+        match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
+            Ok(Ok(addrs)) => self.addresses(seed, host, port, addrs.map(|a| a.ip()).collect()),
+            // getaddrinfo's EAI_NONAME and friends reach us as io::Error
+            // text only; name it as the C library did.
+            Ok(Err(error)) => Err(SeedError::Lookup {
+                seed: seed.to_owned(),
+                host: host.to_owned(),
+                resolver: self.asked.to_string(),
+                reason: error.to_string(),
+            }),
+            Err(_elapsed) => Err(self.timeout_error(seed, host)),
+        }
+    }
+
+    fn timeout_error(&self, seed: &str, host: &str) -> SeedError {
+        SeedError::Timeout {
+            seed: seed.to_owned(),
+            host: host.to_owned(),
+            timeout_ms: self.limits.seed_timeout().as_millis() as u64,
+            resolver: self.asked.to_string(),
+        }
+    }
+
+    /// Sorted, deduplicated, with the seed's port; none is an error.
+    fn addresses(
+        &self,
+        seed: &str,
+        host: &str,
+        port: u16,
+        mut ips: Vec<IpAddr>,
+    ) -> Result<Vec<SocketAddr>, SeedError> {
         ips.sort_unstable();
         ips.dedup();
         if ips.is_empty() {
