@@ -100,7 +100,7 @@ enum Backend {
     /// the machine resolves the name.
     System,
     /// One DNS server, asked directly (`cluster.resolver`).
-    Dns(TokioResolver),
+    Dns(Box<TokioResolver>),
 }
 
 /// Resolves seed lists. Cheap to clone; clones share the DNS connections.
@@ -148,7 +148,7 @@ impl SeedResolver {
             reason: e.to_string(),
         })?;
         Ok(Self {
-            backend: Backend::Dns(resolver),
+            backend: Backend::Dns(Box::new(resolver)),
             asked: addr.to_string().into(),
             limits,
         })
