@@ -16,8 +16,9 @@
 //!   [`Action::Sync`] becomes a stream request to the peer, answered with
 //!   [`Node::handle_sync_request`] there and
 //!   [`Node::handle_sync_answer`] back, or refused
-//!   ([`Node::handle_sync_failed`]); a request lost to a cut or a dead peer
-//!   is never answered and the node times it out itself;
+//!   ([`Node::handle_sync_failed`]) when the peer refuses it or no process
+//!   listens at its address; a request lost to a cut is never answered
+//!   and the node times it out itself;
 //!   [`Action::Accept`] opens the host to clients; [`Action::Close`] ends
 //!   the process.
 //!
@@ -538,6 +539,18 @@ impl Sim<'_> {
     ) -> Result<(), Violation> {
         let now = self.now();
         let Some(proc) = self.nodes[j].proc.as_mut() else {
+            // Nothing listens there: the connection is refused at once.
+            if !self.net.blocked(j, from) {
+                let at = self.net.latency();
+                self.queue.schedule_in(
+                    at,
+                    Event::SyncRefused {
+                        node: from,
+                        life: from_life,
+                        id,
+                    },
+                );
+            }
             return Ok(());
         };
         // The stream's read bound on both ends, as in the runtime.
