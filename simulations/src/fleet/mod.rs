@@ -33,7 +33,9 @@
 //!   that is not live; at the end every node holds exactly each live
 //!   origin's latest report and its pool holds their sums.
 //! - **Expectation**: what the scenario's `[expect]` table asks for, so a
-//!   scenario whose faults did not show fails.
+//!   scenario whose faults did not show fails; among them, that a slow
+//!   warm start keeps the node in the fleet and brings it the fleet's
+//!   load before its listeners open (scenario `slow-seed`).
 //! - **Determinism**: the same seed gives the same trace hash (tested by
 //!   running twice).
 //!

@@ -4,18 +4,18 @@
 //! clients and faults around them. This file holds the state, the event
 //! queue and its dispatch; each role has its own file:
 //!
-//! - [`node`](self::node): driving one node exactly as the runtime's shell
+//! - `node.rs`: driving one node exactly as the runtime's shell
 //!   does, and nothing more: it carries datagrams, syncs and actions,
 //!   feeds timers and health flips, and records events. Every fleet
 //!   decision (warm start, re-seeding, sync, publishing, leave, linger) is
 //!   the core's.
-//! - [`clients`](self::clients): clients, their connects and holds, the
+//! - `clients.rs`: clients, their connects and holds, the
 //!   simulated backends and their health checks.
-//! - [`faults`](self::faults): the fault schedule, the liveness phase,
+//! - `faults.rs`: the fault schedule, the liveness phase,
 //!   and timing how fast departures are noticed.
-//! - [`sample`](self::sample): the periodic sample: balance, joins,
+//! - `sample.rs`: the periodic sample: balance, joins,
 //!   membership agreement, view staleness, warm starts.
-//! - [`invariants`](self::invariants): the checks and the end-of-run report.
+//! - `invariants.rs`: the checks and the end-of-run report.
 //!
 //! # Hosts and processes
 //! A host has a fixed address and name. A **start** runs a new process:
