@@ -109,6 +109,16 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// A value of the wrong type or an unknown field; `field` is its path,
+    /// e.g. `listener[0].health.interval_ms`.
+    #[error("{origin}:{line}:{column}: {field}: {message}")]
+    Type {
+        origin: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
     #[error("{origin}: {field} = {value}: {reason}")]
     Invalid {
         origin: String,
@@ -136,13 +146,39 @@ impl Config {
     }
 
     fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let position = |e: &toml::de::Error| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            (line, column, e.message().trim().replace('\n', " "))
+        };
+        let document = toml::de::Deserializer::parse(text).map_err(|e| {
+            let (line, column, message) = position(&e);
             ConfigError::Syntax {
                 origin: origin.to_owned(),
                 line,
                 column,
-                message: e.message().trim().replace('\n', " "),
+                message,
+            }
+        })?;
+        // toml's errors give the position only; the path names the field,
+        // which is what a reader of the message looks for.
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(document).map_err(|e| {
+            let field = e.path().to_string();
+            let (line, column, message) = position(e.inner());
+            if field == "." {
+                ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message,
+                }
+            } else {
+                ConfigError::Type {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    field,
+                    message,
+                }
             }
         })?;
         validate(raw, origin, base)

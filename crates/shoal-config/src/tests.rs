@@ -41,7 +41,10 @@ fn the_documented_shape_parses_with_defaults() {
 #[test]
 fn unknown_field_is_named_with_its_line() {
     let e = err(&GOOD.replace("policy =", "polcy ="));
-    assert!(e.starts_with("test.toml:9:1: unknown field `polcy`"), "{e}");
+    assert!(
+        e.starts_with("test.toml:9:1: listener[0].polcy: unknown field `polcy`"),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "one line: {e}");
 }
 
@@ -218,4 +221,20 @@ fn worker_threads_is_optional_and_bounded() {
         "{}",
         err(&zero)
     );
+}
+
+#[test]
+fn type_errors_name_the_field_as_well_as_the_position() {
+    let e = err(&GOOD.replace("interval_ms = 2000", "interval_ms = -5"));
+    assert!(
+        e.starts_with("test.toml:12:17: listener[0].health.interval_ms: "),
+        "{e}"
+    );
+    assert!(e.contains("-5"), "{e}");
+    let e = err(&GOOD.replace(
+        "name = \"node-1\"",
+        "name = \"node-1\"\ndrain_timeout_ms = \"5s\"",
+    ));
+    assert!(e.contains(": node.drain_timeout_ms: "), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
 }
