@@ -114,21 +114,41 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
     Ok(())
 }
 
-/// Registers the SIGTERM and SIGINT (Ctrl-C) handlers at once, and
-/// returns a future that resolves on either. Registering before anything is
-/// bound matters: a signal that arrives before the handler exists would
-/// kill the process with no drain.
+/// Registers the SIGTERM, SIGINT (Ctrl-C) and SIGHUP handlers at once, and
+/// returns a future that resolves on SIGTERM or SIGINT. Registering before
+/// anything is bound matters: a signal that arrives before the handler
+/// exists would kill the process with no drain.
+///
+/// SIGHUP is logged and otherwise ignored: its default action kills, and
+/// `logrotate` and `systemctl reload` send it to a node that should stay up.
+/// tokio keeps a handler installed for the life of the process, so a
+/// SIGHUP during the drain (after this future resolved) is ignored too,
+/// without a log line.
 pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
+    let hup = signal(SignalKind::hangup());
     async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => info!("SIGTERM received"),
-                _ = int.recv() => info!("interrupt received"),
+        match (term, int, hup) {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+                tokio::select! {
+                    _ = term.recv() => {
+                        info!("SIGTERM received");
+                        return;
+                    }
+                    _ = int.recv() => {
+                        info!("interrupt received");
+                        return;
+                    }
+                    // A stream that ended (`None`) disables this branch
+                    // instead of spinning.
+                    Some(()) = hup.recv() => info!(
+                        "SIGHUP received: reload is not supported yet; configuration unchanged"
+                    ),
+                }
             },
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
                 std::future::pending::<()>().await;
             }
