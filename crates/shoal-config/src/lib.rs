@@ -68,6 +68,15 @@ pub struct NodeConfig {
     /// Data threads (each with its own event loop and listening sockets);
     /// `None` = one per core.
     pub worker_threads: Option<usize>,
+    /// Admin connections served at once; further ones are closed at once.
+    pub admin_connections_max: u32,
+    /// How long an admin client may take to send a request's head, also
+    /// counted from the end of the previous response on a kept-alive
+    /// connection.
+    pub admin_header_timeout: Duration,
+    /// An admin connection with no byte either way for this long is closed
+    /// (a client that stops reading a response, or trickles a body).
+    pub admin_idle_timeout: Duration,
 }
 
 /// One `[[listener]]`.
@@ -338,6 +347,13 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         n => n.map(|n| n as usize),
     };
 
+    if node.admin_connections_max == 0 {
+        return Err(cx.invalid("node.admin_connections_max", 0, "must be at least 1"));
+    }
+    let admin_header_timeout =
+        cx.millis("node.admin_header_timeout_ms", node.admin_header_timeout_ms)?;
+    let admin_idle_timeout = cx.millis("node.admin_idle_timeout_ms", node.admin_idle_timeout_ms)?;
+
     if raw.listener.is_empty() {
         return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
     }
@@ -459,6 +475,9 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             admin,
             drain_timeout,
             worker_threads,
+            admin_connections_max: node.admin_connections_max,
+            admin_header_timeout,
+            admin_idle_timeout,
         },
         listeners,
         cluster,

@@ -238,3 +238,26 @@ fn type_errors_name_the_field_as_well_as_the_position() {
     assert!(e.contains(": node.drain_timeout_ms: "), "{e}");
     assert!(!e.contains('\n'), "one line: {e}");
 }
+
+#[test]
+fn admin_limits_have_defaults_and_refuse_zero() {
+    let n = Config::from_toml(GOOD, "t").unwrap().node;
+    assert_eq!(n.admin_connections_max, 64);
+    assert_eq!(n.admin_header_timeout, Duration::from_secs(10));
+    assert_eq!(n.admin_idle_timeout, Duration::from_secs(60));
+    for field in [
+        "admin_connections_max",
+        "admin_header_timeout_ms",
+        "admin_idle_timeout_ms",
+    ] {
+        let zero = GOOD.replace(
+            "name = \"node-1\"",
+            &format!("name = \"node-1\"\n{field} = 0"),
+        );
+        assert!(
+            err(&zero).contains(&format!("node.{field} = 0: must be at least 1")),
+            "{}",
+            err(&zero)
+        );
+    }
+}

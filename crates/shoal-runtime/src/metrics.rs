@@ -103,6 +103,7 @@ pub struct Metrics {
     pub report_age_seconds: Gauge<f64, AtomicU64>,
     pub peers_refused: Counter,
     pub datagrams_dropped: Family<DropLabels, Counter>,
+    pub admin_connections_refused: Counter,
 }
 
 /// Labels of `shoal_gossip_datagrams_dropped_total`.
@@ -139,6 +140,7 @@ impl Metrics {
             report_age_seconds: Gauge::default(),
             peers_refused: Counter::default(),
             datagrams_dropped: Family::default(),
+            admin_connections_refused: Counter::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -219,6 +221,11 @@ impl Metrics {
             "shoal_gossip_datagrams_dropped",
             "Datagrams to peers the transport dropped, by reason (no_connection: none yet, one is being set up)",
             m.datagrams_dropped.clone(),
+        );
+        registry.register(
+            "shoal_admin_connections_refused",
+            "Admin connections closed at once because node.admin_connections_max were open",
+            m.admin_connections_refused.clone(),
         );
         m.cluster_members.set(1);
         Metrics { registry, ..m }
