@@ -19,7 +19,8 @@
 //! - [`fleet`]: the fleet driver: owns the cluster core, the QUIC
 //!   transport and the seed resolver; warm start, re-seeding, sync, leave.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
-//! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`.
+//! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
+//!   its own accept loop: connection limit, header and idle timeouts.
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
 
 pub mod admin;
