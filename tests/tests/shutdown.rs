@@ -1,4 +1,5 @@
-//! Graceful shutdown of a real shoal process, and the demo command.
+//! Signals to a real shoal process (graceful shutdown, SIGHUP), and the
+//! demo command.
 
 use shoal_e2e::backend::{Backend, Behaviour, http_get};
 use shoal_e2e::node::Shoal;
@@ -51,6 +52,38 @@ async fn the_drain_timeout_cuts_connections_that_stay_open() {
     let closed = shoal.logs_with("connection closed");
     assert_eq!(closed.len(), 1, "{closed:?}");
     assert_eq!(closed[0]["end"], "shutdown");
+}
+
+#[tokio::test]
+async fn sighup_is_logged_and_the_node_keeps_serving() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let mut shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    shoal.sighup();
+    let message = "SIGHUP received: reload is not supported yet; configuration unchanged";
+    // Waits for the log line or the end of the process, whichever comes
+    // first: a node killed by the signal fails here, not after a timeout.
+    let logged = eventually("the SIGHUP log line, or an exit", WAIT, || {
+        let found = shoal.logs_with(message);
+        let exit = shoal.try_exit();
+        async move {
+            match (found.is_empty(), exit) {
+                (false, _) => Some(Ok(found)),
+                (true, Some(exit)) => Some(Err(exit)),
+                (true, None) => None,
+            }
+        }
+    })
+    .await;
+    let logged = logged.unwrap_or_else(|exit| panic!("SIGHUP ended the node: {exit:?}"));
+    assert_eq!(logged.len(), 1, "{logged:?}");
+    assert_eq!(logged[0]["level"], "INFO", "{logged:?}");
+    let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    echo_round_trip(&mut s, b"after SIGHUP").await.unwrap();
+    drop(s);
+    assert!(shoal.try_exit().is_none(), "still running");
+    shoal.sigterm();
+    let status = shoal.wait_exit(WAIT).await;
+    assert!(status.success(), "{status:?}");
 }
 
 #[tokio::test]

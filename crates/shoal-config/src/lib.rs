@@ -62,6 +62,15 @@ pub struct NodeConfig {
     /// Data threads (each with its own event loop and listening sockets);
     /// `None` = one per core.
     pub worker_threads: Option<usize>,
+    /// Admin connections served at once; further ones are closed at once.
+    pub admin_connections_max: u32,
+    /// How long an admin client may take to send a request's head, also
+    /// counted from the end of the previous response on a kept-alive
+    /// connection.
+    pub admin_header_timeout: Duration,
+    /// An admin connection with no byte either way for this long is closed
+    /// (a client that stops reading a response, or trickles a body).
+    pub admin_idle_timeout: Duration,
 }
 
 /// One `[[listener]]`.
@@ -103,6 +112,16 @@ pub enum ConfigError {
         column: usize,
         message: String,
     },
+    /// A value of the wrong type or an unknown field; `field` is its path,
+    /// e.g. `listener[0].health.interval_ms`.
+    #[error("{origin}:{line}:{column}: {field}: {message}")]
+    Type {
+        origin: String,
+        line: usize,
+        column: usize,
+        field: String,
+        message: String,
+    },
     #[error("{origin}: {field} = {value}: {reason}")]
     Invalid {
         origin: String,
@@ -130,13 +149,39 @@ impl Config {
     }
 
     fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
-        let raw: raw::RawConfig = toml::from_str(text).map_err(|e| {
+        let position = |e: &toml::de::Error| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
+            (line, column, e.message().trim().replace('\n', " "))
+        };
+        let document = toml::de::Deserializer::parse(text).map_err(|e| {
+            let (line, column, message) = position(&e);
             ConfigError::Syntax {
                 origin: origin.to_owned(),
                 line,
                 column,
-                message: e.message().trim().replace('\n', " "),
+                message,
+            }
+        })?;
+        // toml's errors give the position only; the path names the field,
+        // which is what a reader of the message looks for.
+        let raw: raw::RawConfig = serde_path_to_error::deserialize(document).map_err(|e| {
+            let field = e.path().to_string();
+            let (line, column, message) = position(e.inner());
+            if field == "." {
+                ConfigError::Syntax {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    message,
+                }
+            } else {
+                ConfigError::Type {
+                    origin: origin.to_owned(),
+                    line,
+                    column,
+                    field,
+                    message,
+                }
             }
         })?;
         validate(raw, origin, base)
@@ -294,6 +339,13 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         n => n.map(|n| n as usize),
     };
 
+    if node.admin_connections_max == 0 {
+        return Err(cx.invalid("node.admin_connections_max", 0, "must be at least 1"));
+    }
+    let admin_header_timeout =
+        cx.millis("node.admin_header_timeout_ms", node.admin_header_timeout_ms)?;
+    let admin_idle_timeout = cx.millis("node.admin_idle_timeout_ms", node.admin_idle_timeout_ms)?;
+
     if raw.listener.is_empty() {
         return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
     }
@@ -415,6 +467,9 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             admin,
             drain_timeout,
             worker_threads,
+            admin_connections_max: node.admin_connections_max,
+            admin_header_timeout,
+            admin_idle_timeout,
         },
         listeners,
         cluster,

@@ -44,6 +44,12 @@ pub struct RawNode {
     #[serde(default = "default_drain_timeout_ms")]
     pub drain_timeout_ms: u64,
     pub worker_threads: Option<u32>,
+    #[serde(default = "default_admin_connections_max")]
+    pub admin_connections_max: u32,
+    #[serde(default = "default_admin_header_timeout_ms")]
+    pub admin_header_timeout_ms: u64,
+    #[serde(default = "default_admin_idle_timeout_ms")]
+    pub admin_idle_timeout_ms: u64,
 }
 
 impl Default for RawNode {
@@ -53,6 +59,9 @@ impl Default for RawNode {
             admin: None,
             drain_timeout_ms: default_drain_timeout_ms(),
             worker_threads: None,
+            admin_connections_max: default_admin_connections_max(),
+            admin_header_timeout_ms: default_admin_header_timeout_ms(),
+            admin_idle_timeout_ms: default_admin_idle_timeout_ms(),
         }
     }
 }
@@ -112,6 +121,20 @@ fn default_node_name() -> String {
 }
 fn default_drain_timeout_ms() -> u64 {
     30_000
+}
+/// A scraper or two and a few people with curl; far below what would
+/// starve the node of file descriptors.
+fn default_admin_connections_max() -> u32 {
+    64
+}
+/// Generous for any client on a real network, short enough that a
+/// connection holding a partial request is gone long before an operator
+/// wonders why.
+fn default_admin_header_timeout_ms() -> u64 {
+    10_000
+}
+fn default_admin_idle_timeout_ms() -> u64 {
+    60_000
 }
 fn default_policy() -> String {
     "least-conn".to_owned()

@@ -41,7 +41,10 @@ fn the_documented_shape_parses_with_defaults() {
 #[test]
 fn unknown_field_is_named_with_its_line() {
     let e = err(&GOOD.replace("policy =", "polcy ="));
-    assert!(e.starts_with("test.toml:9:1: unknown field `polcy`"), "{e}");
+    assert!(
+        e.starts_with("test.toml:9:1: listener[0].polcy: unknown field `polcy`"),
+        "{e}"
+    );
     assert!(!e.contains('\n'), "one line: {e}");
 }
 
@@ -218,4 +221,43 @@ fn worker_threads_is_optional_and_bounded() {
         "{}",
         err(&zero)
     );
+}
+
+#[test]
+fn type_errors_name_the_field_as_well_as_the_position() {
+    let e = err(&GOOD.replace("interval_ms = 2000", "interval_ms = -5"));
+    assert!(
+        e.starts_with("test.toml:12:17: listener[0].health.interval_ms: "),
+        "{e}"
+    );
+    assert!(e.contains("-5"), "{e}");
+    let e = err(&GOOD.replace(
+        "name = \"node-1\"",
+        "name = \"node-1\"\ndrain_timeout_ms = \"5s\"",
+    ));
+    assert!(e.contains(": node.drain_timeout_ms: "), "{e}");
+    assert!(!e.contains('\n'), "one line: {e}");
+}
+
+#[test]
+fn admin_limits_have_defaults_and_refuse_zero() {
+    let n = Config::from_toml(GOOD, "t").unwrap().node;
+    assert_eq!(n.admin_connections_max, 64);
+    assert_eq!(n.admin_header_timeout, Duration::from_secs(10));
+    assert_eq!(n.admin_idle_timeout, Duration::from_secs(60));
+    for field in [
+        "admin_connections_max",
+        "admin_header_timeout_ms",
+        "admin_idle_timeout_ms",
+    ] {
+        let zero = GOOD.replace(
+            "name = \"node-1\"",
+            &format!("name = \"node-1\"\n{field} = 0"),
+        );
+        assert!(
+            err(&zero).contains(&format!("node.{field} = 0: must be at least 1")),
+            "{}",
+            err(&zero)
+        );
+    }
 }

@@ -1,5 +1,14 @@
 //! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
 //! `GET /status` (JSON: listeners, backends, health and counts).
+//!
+//! [`serve`] is its accept loop. Every bound is from `[node]`
+//! ([`AdminLimits`]): connections past `admin_connections_max` are closed at
+//! once and counted; a connection that has not sent a request's head within
+//! `admin_header_timeout_ms` (from its start, or from the end of the last
+//! response) or moved no byte for `admin_idle_timeout_ms` is closed; and at
+//! the node's hard stop every connection is closed within
+//! [`SHUTDOWN_GRACE_MS`], so an admin client cannot hold a node past its
+//! drain. HTTP is hyper's (http1 only), routing is axum's.
 
 use crate::fleet::FleetHandle;
 use crate::listener::ListenerState;
@@ -9,9 +18,236 @@ use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Json};
 use axum::routing::get;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use shoal_core::node::FleetStatus;
+use std::io;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::Duration;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use tracing::{debug, warn};
+
+/// After the stop, how long a response already being written may take to
+/// finish before its connection is dropped. Short: the node is exiting, and
+/// a scrape cut here is one the next scrape (of another node) replaces.
+pub const SHUTDOWN_GRACE_MS: u64 = 500;
+
+/// After a failed accept (out of file descriptors, say), the pause before
+/// the next, so the loop does not spin on an error that persists.
+const ACCEPT_ERROR_BACKOFF_MS: u64 = 100;
+
+/// The admin endpoint's bounds (`[node]` `admin_*`).
+#[derive(Debug, Clone, Copy)]
+pub struct AdminLimits {
+    /// Connections served at once; more are closed at once.
+    pub connections_max: u32,
+    /// Time to send a request's head, from the connection's start or the
+    /// end of the previous response.
+    pub header_timeout: Duration,
+    /// Time with no byte read or written, whatever the connection is doing.
+    pub idle_timeout: Duration,
+}
+
+impl AdminLimits {
+    /// The limits of a node's configuration.
+    pub fn from_config(node: &shoal_config::NodeConfig) -> AdminLimits {
+        AdminLimits {
+            connections_max: node.admin_connections_max,
+            header_timeout: node.admin_header_timeout,
+            idle_timeout: node.admin_idle_timeout,
+        }
+    }
+}
+
+/// Serves `router` on `listener` until `stop` is cancelled, then stops
+/// accepting and closes every connection within [`SHUTDOWN_GRACE_MS`].
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    limits: AdminLimits,
+    metrics: Arc<Metrics>,
+    stop: CancellationToken,
+) {
+    let slots = Arc::new(Semaphore::new(limits.connections_max as usize));
+    let connections = TaskTracker::new();
+    loop {
+        let accepted = tokio::select! {
+            () = stop.cancelled() => break,
+            accepted = listener.accept() => accepted,
+        };
+        let (tcp, peer) = match accepted {
+            Ok(a) => a,
+            Err(e) => {
+                warn!(error = %e, "admin endpoint: accept failed");
+                tokio::select! {
+                    () = stop.cancelled() => break,
+                    () = tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_BACKOFF_MS)) => continue,
+                }
+            }
+        };
+        // Refused after the accept, not left in the kernel's queue: a full
+        // queue would look like a hung endpoint, a closed connection says
+        // "busy" at once. Logged at debug only, since a flood of refusals
+        // must not become a flood of log lines; the counter shows it.
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            metrics.admin_connections_refused.inc();
+            debug!(%peer, connections_max = limits.connections_max, "admin connection refused");
+            drop(tcp);
+            continue;
+        };
+        connections.spawn(serve_connection(
+            tcp,
+            router.clone(),
+            limits,
+            stop.clone(),
+            slot,
+        ));
+    }
+    // New connects are refused by the kernel from here on.
+    drop(listener);
+    connections.close();
+    connections.wait().await;
+}
+
+/// One admin connection, holding its slot until it ends.
+async fn serve_connection(
+    tcp: TcpStream,
+    router: Router,
+    limits: AdminLimits,
+    stop: CancellationToken,
+    _slot: OwnedSemaphorePermit,
+) {
+    let activity = Activity::new();
+    let io = TokioIo::new(Tracked {
+        inner: tcp,
+        activity: activity.clone(),
+    });
+    let mut http = hyper::server::conn::http1::Builder::new();
+    http.timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout);
+    let conn = http.serve_connection(io, TowerToHyperService::new(router));
+    tokio::pin!(conn);
+    tokio::select! {
+        served = conn.as_mut() => {
+            if let Err(e) = served {
+                debug!(error = %e, "admin connection ended");
+            }
+        }
+        () = activity.idle(limits.idle_timeout) => {
+            debug!(idle_timeout_ms = limits.idle_timeout.as_millis() as u64, "admin connection idle; closed");
+        }
+        () = stop.cancelled() => {
+            // Closes a kept-alive connection at once and lets a response
+            // being written finish; a partial request gets the grace only.
+            conn.as_mut().graceful_shutdown();
+            let _ = tokio::time::timeout(Duration::from_millis(SHUTDOWN_GRACE_MS), conn).await;
+        }
+    }
+}
+
+/// When a connection last moved a byte, shared between its I/O and the
+/// task that enforces the idle timeout.
+#[derive(Debug, Clone)]
+struct Activity {
+    start: Instant,
+    /// Milliseconds from `start`.
+    last_ms: Arc<AtomicU64>,
+}
+
+impl Activity {
+    fn new() -> Activity {
+        Activity {
+            start: Instant::now(),
+            last_ms: Arc::new(AtomicU64::new(0)),
+        }
+    }
+
+    fn touch(&self) {
+        let ms = u64::try_from(self.start.elapsed().as_millis()).unwrap_or(u64::MAX);
+        self.last_ms.store(ms, Ordering::Relaxed);
+    }
+
+    /// Resolves once no byte has moved for `timeout`.
+    async fn idle(&self, timeout: Duration) {
+        loop {
+            let last = self.start + Duration::from_millis(self.last_ms.load(Ordering::Relaxed));
+            let deadline = last + timeout;
+            if Instant::now() >= deadline {
+                return;
+            }
+            tokio::time::sleep_until(deadline).await;
+        }
+    }
+}
+
+/// A socket that records each read or write that moved bytes.
+#[derive(Debug)]
+struct Tracked {
+    inner: TcpStream,
+    activity: Activity,
+}
+
+impl AsyncRead for Tracked {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if buf.filled().len() > before {
+            self.activity.touch();
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Tracked {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        data: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write(cx, data);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[io::IoSlice<'_>],
+    ) -> Poll<io::Result<usize>> {
+        let polled = Pin::new(&mut self.inner).poll_write_vectored(cx, bufs);
+        if matches!(polled, Poll::Ready(Ok(n)) if n > 0) {
+            self.activity.touch();
+        }
+        polled
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+}
 
 /// What the endpoint reads.
 #[derive(Debug, Clone)]

@@ -20,7 +20,8 @@
 //!   `Node` (which decides everything about the fleet) and the QUIC
 //!   transport, the seed resolver, the pools and tokio's timers.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
-//! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`.
+//! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
+//!   its own accept loop: connection limit, header and idle timeouts.
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
 
 pub mod admin;

@@ -105,6 +105,7 @@ pub struct Metrics {
     pub datagrams_dropped: Family<DropLabels, Counter>,
     pub defunct: Counter,
     pub fleet_events_dropped: Counter,
+    pub admin_connections_refused: Counter,
 }
 
 /// Labels of `shoal_gossip_datagrams_dropped_total`.
@@ -143,6 +144,7 @@ impl Metrics {
             datagrams_dropped: Family::default(),
             defunct: Counter::default(),
             fleet_events_dropped: Counter::default(),
+            admin_connections_refused: Counter::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -233,6 +235,11 @@ impl Metrics {
             "shoal_fleet_events_dropped",
             "Fleet events and datagrams the core dropped because its bounded output queues were full",
             m.fleet_events_dropped.clone(),
+        );
+        registry.register(
+            "shoal_admin_connections_refused",
+            "Admin connections closed at once because node.admin_connections_max were open",
+            m.admin_connections_refused.clone(),
         );
         m.cluster_members.set(1);
         Metrics { registry, ..m }

@@ -228,15 +228,15 @@ impl Node {
                 metrics: self.metrics.clone(),
                 fleet: fleet_handle,
             });
-            let stop = hard_stop.clone();
-            tokio::spawn(async move {
-                let served = axum::serve(tcp, router)
-                    .with_graceful_shutdown(async move { stop.cancelled().await })
-                    .await;
-                if let Err(e) = served {
-                    warn!(error = %e, "admin endpoint stopped");
-                }
-            })
+            // Serves through the drain; stops at the hard stop, so an admin
+            // client cannot keep the node alive past it.
+            tokio::spawn(admin::serve(
+                tcp,
+                router,
+                admin::AdminLimits::from_config(&self.config.node),
+                self.metrics.clone(),
+                hard_stop.clone(),
+            ))
         });
 
         shutdown.await;

@@ -1,13 +1,20 @@
 //! The `shoal` command: `run`, `check-config`, `demo`.
 //!
-//! Exit codes: 0 after a clean stop, 2 for a bad configuration or a socket
-//! that cannot be bound, 1 for any other failure.
+//! Exit codes: 0 after a clean stop, 2 for a bad configuration, a bad
+//! certificate, a bad `--log-level` or a socket that cannot be bound, 1 for
+//! any other failure.
+//!
+//! ## Layout
+//! - this module: the command line, logging, signals, exit codes.
+//! - [`load`]: reading a configuration and its certificates, shared by
+//!   `run` and `check-config`.
+//! - [`demo`]: `shoal demo`.
 
 mod demo;
+mod load;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
-use shoal_config::Config;
 use shoal_runtime::Node;
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -47,8 +54,10 @@ enum Command {
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
     },
-    /// Check a configuration file and exit: 0 if it is valid, 2 with a
-    /// one-line error naming the field and value if not. Binds nothing.
+    /// Check a configuration file and the cluster certificates it names
+    /// (loaded and verified as `run` does) and exit: 0 if both are valid, 2
+    /// with a one-line error naming the field and value if not. Binds
+    /// nothing.
     CheckConfig {
         /// Path to the configuration file.
         #[arg(value_name = "FILE")]
@@ -86,9 +95,15 @@ enum CertsCommand {
     },
 }
 
-fn init_logging(cli: &Cli) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level)
-        .with_context(|| format!("--log-level {:?} is not a valid filter", cli.log_level))?;
+/// A bad filter is bad input (exit 2). The parse error's `Display` already
+/// holds its cause, so it is printed once, not as a chain.
+fn init_logging(cli: &Cli) -> Result<(), Failure> {
+    let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
+        Failure::Usage(format!(
+            "--log-level (or RUST_LOG) {:?} is not a valid filter: {e}",
+            cli.log_level
+        ))
+    })?;
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -99,21 +114,41 @@ fn init_logging(cli: &Cli) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Registers the SIGTERM and SIGINT (Ctrl-C) handlers at once, and
-/// returns a future that resolves on either. Registering before anything is
-/// bound matters: a signal that arrives before the handler exists would
-/// kill the process with no drain.
+/// Registers the SIGTERM, SIGINT (Ctrl-C) and SIGHUP handlers at once, and
+/// returns a future that resolves on SIGTERM or SIGINT. Registering before
+/// anything is bound matters: a signal that arrives before the handler
+/// exists would kill the process with no drain.
+///
+/// SIGHUP is logged and otherwise ignored: its default action kills, and
+/// `logrotate` and `systemctl reload` send it to a node that should stay up.
+/// tokio keeps a handler installed for the life of the process, so a
+/// SIGHUP during the drain (after this future resolved) is ignored too,
+/// without a log line.
 pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
+    let hup = signal(SignalKind::hangup());
     async move {
-        match (term, int) {
-            (Ok(mut term), Ok(mut int)) => tokio::select! {
-                _ = term.recv() => info!("SIGTERM received"),
-                _ = int.recv() => info!("interrupt received"),
+        match (term, int, hup) {
+            (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
+                tokio::select! {
+                    _ = term.recv() => {
+                        info!("SIGTERM received");
+                        return;
+                    }
+                    _ = int.recv() => {
+                        info!("interrupt received");
+                        return;
+                    }
+                    // A stream that ended (`None`) disables this branch
+                    // instead of spinning.
+                    Some(()) = hup.recv() => info!(
+                        "SIGHUP received: reload is not supported yet; configuration unchanged"
+                    ),
+                }
             },
-            (Err(e), _) | (_, Err(e)) => {
+            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
                 tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
                 std::future::pending::<()>().await;
             }
@@ -149,7 +184,7 @@ fn runtime() -> anyhow::Result<tokio::runtime::Runtime> {
 }
 
 pub(crate) enum Failure {
-    /// Configuration or binding: exit 2.
+    /// Bad input (configuration, certificates, flags) or binding: exit 2.
     Usage(String),
     /// Anything else: exit 1.
     Other(anyhow::Error),
@@ -158,32 +193,37 @@ pub(crate) enum Failure {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match &cli.command {
-        Command::CheckConfig { file } => match Config::from_file(file) {
-            Ok(c) => {
+        Command::CheckConfig { file } => match load::load(file) {
+            Ok(load::Loaded { config: c, tls }) => {
+                let backends = c.listeners.iter().map(|l| l.backends.len()).sum::<usize>();
                 println!(
-                    "{}: ok ({} listener{}, {} backend{})",
+                    "{}: ok ({} listener{}, {} backend{}{})",
                     file.display(),
                     c.listeners.len(),
                     if c.listeners.len() == 1 { "" } else { "s" },
-                    c.listeners.iter().map(|l| l.backends.len()).sum::<usize>(),
-                    if c.listeners.iter().map(|l| l.backends.len()).sum::<usize>() == 1 {
-                        ""
+                    backends,
+                    if backends == 1 { "" } else { "s" },
+                    if tls.is_some() {
+                        ", cluster certificates verified"
                     } else {
-                        "s"
+                        ""
                     },
                 );
                 Ok(())
             }
-            Err(e) => Err(Failure::Usage(e.to_string())),
+            Err(e) => Err(Failure::Usage(e)),
         },
         Command::Run { config } => init_logging(&cli)
-            .map_err(Failure::Other)
-            .and_then(|()| Config::from_file(config).map_err(|e| Failure::Usage(e.to_string())))
-            .and_then(|config| {
+            .and_then(|()| load::load(config).map_err(Failure::Usage))
+            .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
                     let shutdown = shutdown_signal();
-                    let node = Node::bind(config).map_err(|e| Failure::Usage(e.to_string()))?;
+                    let node = match &loaded.tls {
+                        Some(tls) => Node::bind_with_tls(loaded.config, tls),
+                        None => Node::bind(loaded.config),
+                    }
+                    .map_err(|e| Failure::Usage(e.to_string()))?;
                     log_ready(&node);
                     node.run(shutdown).await;
                     Ok(())
@@ -199,7 +239,7 @@ fn main() -> ExitCode {
                 println!("wrote {} and {}", files.cert.display(), files.key.display());
             })
             .map_err(|e| Failure::Usage(e.to_string())),
-        Command::Demo(args) => init_logging(&cli).map_err(Failure::Other).and_then(|()| {
+        Command::Demo(args) => init_logging(&cli).and_then(|()| {
             let rt = runtime().map_err(Failure::Other)?;
             rt.block_on(demo::run(args.clone()))
         }),

@@ -5,11 +5,12 @@
 use std::net::TcpListener;
 use std::process::{Command, Output};
 
+/// `$SHOAL_BIN` if set (to run these tests against another build, e.g.
+/// one without a fix, and see them fail), else the binary cargo built.
 fn shoal(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_shoal"))
-        .args(args)
-        .output()
-        .expect("run shoal")
+    let bin = std::env::var_os("SHOAL_BIN")
+        .unwrap_or_else(|| std::ffi::OsString::from(env!("CARGO_BIN_EXE_shoal")));
+    Command::new(bin).args(args).output().expect("run shoal")
 }
 
 fn write_config(dir: &tempfile::TempDir, text: &str) -> String {
@@ -121,17 +122,159 @@ fn run_with_a_bad_config_exits_2_before_binding_anything() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("health.rise = 0"));
 }
 
+/// Writes a CA and a node certificate `NAME.pem`/`NAME.key` into `dir`
+/// with the CLI, as an operator would.
+fn certs(dir: &std::path::Path, names: &[&str]) {
+    let d = dir.to_str().unwrap();
+    let out = shoal(&["certs", "init", d]);
+    assert!(out.status.success(), "{out:?}");
+    for name in names {
+        let out = shoal(&["certs", "node", name, d]);
+        assert!(out.status.success(), "{out:?}");
+    }
+}
+
 #[test]
 fn every_shipped_example_config_is_valid() {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/../../cluster");
+    // The fleet examples name certificates that cluster/up.sh makes in
+    // cluster/certs (not in the repository): check each copy next to
+    // freshly made ones, since check-config verifies them.
+    let work = tempfile::tempdir().unwrap();
+    certs(&work.path().join("certs"), &["node-1", "node-2", "node-3"]);
     let mut checked = 0;
     for entry in std::fs::read_dir(dir).unwrap() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "toml") {
-            let out = shoal(&["check-config", path.to_str().unwrap()]);
+            let copy = work.path().join(path.file_name().unwrap());
+            std::fs::copy(&path, &copy).unwrap();
+            let out = shoal(&["check-config", copy.to_str().unwrap()]);
             assert!(out.status.success(), "{}: {out:?}", path.display());
             checked += 1;
         }
     }
     assert!(checked >= 1, "no example config in {dir}");
+}
+
+/// A node config with `[cluster]` naming `ca`, `cert` and `key`, every
+/// socket on port 0.
+fn cluster_config(ca: &str, cert: &str, key: &str) -> String {
+    format!(
+        r#"[node]
+name = "node-1"
+
+[[listener]]
+name = "web"
+bind = "127.0.0.1:0"
+allow_ephemeral_port = true
+backends = ["127.0.0.1:5001"]
+
+[cluster]
+bind = "127.0.0.1:0"
+ca = "{ca}"
+cert = "{cert}"
+key = "{key}"
+"#
+    )
+}
+
+#[test]
+fn check_config_verifies_the_cluster_certificates_as_run_does() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(&dir.path().join("certs"), &["node-1"]);
+    certs(&dir.path().join("other"), &["node-1"]);
+    std::fs::write(dir.path().join("garbage.pem"), "this is not PEM\n").unwrap();
+    let good = write_config(
+        &dir,
+        &cluster_config("certs/ca.pem", "certs/node-1.pem", "certs/node-1.key"),
+    );
+    let out = shoal(&["check-config", &good]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(
+        String::from_utf8_lossy(&out.stdout).contains("cluster certificates verified"),
+        "{out:?}"
+    );
+    let cases = [
+        (
+            "missing certificate",
+            cluster_config("certs/ca.pem", "certs/missing.pem", "certs/node-1.key"),
+            "cluster.cert",
+            "missing.pem",
+        ),
+        (
+            "certificate from another CA",
+            cluster_config("certs/ca.pem", "other/node-1.pem", "other/node-1.key"),
+            "cluster.cert",
+            "other/node-1.pem",
+        ),
+        (
+            "key of another certificate",
+            cluster_config("certs/ca.pem", "certs/node-1.pem", "other/node-1.key"),
+            "cluster.key",
+            "other/node-1.key",
+        ),
+        (
+            "garbage CA",
+            cluster_config("garbage.pem", "certs/node-1.pem", "certs/node-1.key"),
+            "cluster.ca",
+            "garbage.pem",
+        ),
+    ];
+    for (what, text, field, file) in cases {
+        let path = write_config(&dir, &text);
+        let check = shoal(&["check-config", &path]);
+        let check_err = String::from_utf8_lossy(&check.stderr);
+        assert_eq!(check.status.code(), Some(2), "{what}: {check_err}");
+        assert_eq!(
+            check_err.trim_end().lines().count(),
+            1,
+            "{what}: one line: {check_err:?}"
+        );
+        assert!(
+            check_err.contains(&format!("shoal.toml: {field}: ")) && check_err.contains(file),
+            "{what}: expected {field} and {file} in {check_err:?}"
+        );
+        let run = shoal(&["run", "-c", &path]);
+        let run_err = String::from_utf8_lossy(&run.stderr);
+        assert_eq!(run.status.code(), Some(2), "{what}: {run_err}");
+        assert_eq!(
+            run_err.trim_end().lines().last(),
+            check_err.trim_end().lines().last(),
+            "{what}: run and check-config report the same error"
+        );
+    }
+}
+
+#[test]
+fn type_errors_name_the_field() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(
+        &dir,
+        &GOOD.replace("interval_ms = 2000", "interval_ms = -5"),
+    );
+    let out = shoal(&["check-config", &path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("listener[0].health.interval_ms: ") && stderr.contains("-5"),
+        "{stderr}"
+    );
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+}
+
+#[test]
+fn an_invalid_log_level_is_bad_input_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = write_config(&dir, GOOD);
+    let out = shoal(&["--log-level", "web=loud=yes", "run", "-c", &path]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{stderr}");
+    assert_eq!(stderr.trim_end().lines().count(), 1, "one line: {stderr:?}");
+    assert!(stderr.contains("--log-level"), "{stderr}");
+    let reason = "error parsing level filter";
+    assert_eq!(
+        stderr.matches(reason).count(),
+        1,
+        "printed once: {stderr:?}"
+    );
 }
