@@ -63,10 +63,12 @@ fn choose(c: &mut Criterion) {
 
 fn entries(n: usize, salt: u32) -> Vec<ReportEntry> {
     (0..n)
-        .map(|i| ReportEntry {
-            key: BackendKey::new("web", &format!("10.0.0.{i}:80")),
-            healthy: true,
-            active: (i as u32 + salt) % 100,
+        .map(|i| {
+            ReportEntry::new(
+                BackendKey::new("web", &format!("10.0.0.{i}:80")),
+                true,
+                (i as u32 + salt) % 100,
+            )
         })
         .collect()
 }

@@ -88,11 +88,13 @@ pub enum PoolEvent {
 /// No backend could take a connection; the counts say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no backend available ({down} down, {fleet_down} down by the fleet, {full} at max_connections, {tried} already tried for this client)"
+    "no backend available ({down} down, {fleet_down} down by the fleet, {draining} draining, {full} at max_connections, {tried} already tried for this client)"
 )]
 pub struct NoBackend {
     pub down: usize,
     pub fleet_down: usize,
+    /// Drained by an operator (fleet-wide): takes no new connection.
+    pub draining: usize,
     pub full: usize,
     pub tried: usize,
 }
@@ -105,12 +107,14 @@ struct Backend {
     next_check: Instant,
     checking: bool,
     remote: RemoteLoad,
+    draining: bool,
 }
 
 impl Backend {
     /// Whether it may take a new connection (tried-for-this-client aside).
     fn takes(&self, live_nodes: u32) -> bool {
         self.health.is_up()
+            && !self.draining
             && !self.fleet_down(live_nodes)
             && self
                 .spec
@@ -171,6 +175,7 @@ impl Pool {
                 ),
                 checking: false,
                 remote: RemoteLoad::default(),
+                draining: false,
             })
             .collect::<Vec<_>>();
         Pool {
@@ -216,7 +221,12 @@ impl Pool {
         &self.backends[id.0].spec
     }
 
-    /// Whether the backend takes new connections.
+    /// Whether an operator drained `id` ([`Pool::set_draining`]).
+    pub fn is_draining(&self, id: BackendId) -> bool {
+        self.backends[id.0].draining
+    }
+
+    /// Whether this node's own checks hold `id` up.
     pub fn is_up(&self, id: BackendId) -> bool {
         self.backends[id.0].health.is_up()
     }
@@ -343,6 +353,7 @@ impl Pool {
         let mut why = NoBackend {
             down: 0,
             fleet_down: 0,
+            draining: 0,
             full: 0,
             tried: 0,
         };
@@ -353,6 +364,8 @@ impl Pool {
                 why.tried += 1;
             } else if !b.health.is_up() {
                 why.down += 1;
+            } else if b.draining {
+                why.draining += 1;
             } else if b.fleet_down(self.live_nodes) {
                 why.fleet_down += 1;
             } else if b.spec.max_connections.is_some_and(|max| b.active >= max) {
@@ -393,6 +406,12 @@ impl Pool {
     /// The peers' latest load on `id` (from the cluster's view).
     pub fn set_remote(&mut self, id: BackendId, remote: RemoteLoad) {
         self.backends[id.0].remote = remote;
+    }
+
+    /// Whether `id` is drained (fleet state an operator set): a drained
+    /// backend takes no new connection; established ones are left alone.
+    pub fn set_draining(&mut self, id: BackendId, draining: bool) {
+        self.backends[id.0].draining = draining;
     }
 
     /// How many nodes are live in the fleet, this one included (1 alone).
@@ -534,6 +553,7 @@ mod tests {
             Err(NoBackend {
                 down: 1,
                 fleet_down: 0,
+                draining: 0,
                 full: 2,
                 tried: 0
             })
@@ -709,6 +729,30 @@ mod tests {
             max - min <= 3,
             "P2C keeps a 100-backend pool within a few: {min}..{max}"
         );
+    }
+
+    #[test]
+    fn a_drained_backend_takes_no_new_connection_and_keeps_its_own() {
+        for size in [3, 20] {
+            let (mut p, mut rng) = pool(Policy::LeastConn, size, None);
+            let held = p.acquire(&mut rng, &[]).unwrap();
+            p.set_draining(held, true);
+            for _ in 0..200 {
+                let id = p.acquire(&mut rng, &[]).unwrap();
+                assert_ne!(id, held, "pool of {size}");
+                assert!(p.release(id));
+            }
+            // Its established connection still counts and ends normally.
+            assert_eq!(p.active(held), 1);
+            assert!(p.release(held));
+            for id in p.ids() {
+                p.set_draining(id, true);
+            }
+            let why = p.acquire(&mut rng, &[]).unwrap_err();
+            assert_eq!(why.draining, size);
+            p.set_draining(held, false);
+            assert_eq!(p.acquire(&mut rng, &[]), Ok(held));
+        }
     }
 
     #[test]

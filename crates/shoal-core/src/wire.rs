@@ -45,7 +45,9 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 
 /// The protocol version every message starts with.
-pub const PROTOCOL_VERSION: u8 = 1;
+/// 2: report entries carry a drain mark (fleet state); version 1 nodes
+/// and version 2 nodes refuse each other's messages.
+pub const PROTOCOL_VERSION: u8 = 2;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
@@ -412,11 +414,17 @@ mod tests {
     /// What the cluster packs report datagrams to.
     const DATAGRAM: usize = crate::cluster::SWIM_PACKET_BYTES_MAX;
 
+    /// The largest entry there is: every varint at its widest, with a
+    /// drain mark.
     fn entry(i: u64) -> ReportEntry {
         ReportEntry {
             key: BackendKey(u64::MAX - i),
             healthy: i.is_multiple_of(2),
             active: u32::MAX - i as u32,
+            drain: Some(crate::cluster::report::DrainMark {
+                version: u64::MAX - i,
+                draining: true,
+            }),
         }
     }
 
@@ -432,8 +440,9 @@ mod tests {
         assert_eq!(s.len(), 1);
         let d = encode_reports(&s, DATAGRAM).unwrap();
         assert_eq!(d.len(), 1);
-        // Room to spare: a shard stays under 700 bytes (decision 14).
-        assert!(d[0].len() <= 700, "{} bytes", d[0].len());
+        // Room to spare below the datagram: a shard of the widest
+        // entries, each with a drain mark, stays under 950 bytes.
+        assert!(d[0].len() <= 950, "{} bytes", d[0].len());
         assert!(is_reports(&d[0]));
         assert_eq!(decode_reports(&d[0]).unwrap(), s);
     }
@@ -456,8 +465,8 @@ mod tests {
         let whole = bincode::serde::encode_to_vec(&small, config::<PACKET_BYTES_MAX>()).unwrap();
         assert_eq!(&d[0][2..], &whole[..]);
 
-        // 1000 backends of worst-case entries: 25 shards of ~600 bytes,
-        // one per datagram; 10 shards of ~150 bytes: several per datagram.
+        // 1000 backends of worst-case entries: 32 shards of ~900 bytes,
+        // one per datagram.
         for (backends, per) in [(1000u64, 1usize), (95, 3)] {
             let all = shards("[::1]:7946", backends);
             let d = encode_reports(&all, DATAGRAM).unwrap();
@@ -473,9 +482,9 @@ mod tests {
             if per == 1 {
                 assert_eq!(d.len(), all.len());
             } else {
-                // 3 shards of 40, 40 and 15 worst-case entries: the two
-                // full ones cannot share; the small one joins the second.
-                assert_eq!(d.len(), 2, "{sizes:?}");
+                // 3 shards of 32, 32 and 31 worst-case entries (~900
+                // bytes each): none can share a datagram.
+                assert_eq!(d.len(), 3, "{sizes:?}");
             }
         }
         // Greedy: each datagram but the last has no room for the next shard.
@@ -536,7 +545,10 @@ mod tests {
         let mut foreign = good.clone();
         foreign[0] = PROTOCOL_VERSION + 1;
         let e = decode_reports(&foreign).unwrap_err().to_string();
-        assert!(e.contains("protocol version 2"), "{e}");
+        assert!(
+            e.contains(&format!("protocol version {}", PROTOCOL_VERSION + 1)),
+            "{e}"
+        );
         let mut other_kind = good.clone();
         other_kind[1] = KIND_SYNC;
         assert!(matches!(

@@ -64,7 +64,7 @@ use rand::SeedableRng;
 // free to change between platforms and releases; a simulator seed must
 // replay the same foca choices anywhere.
 use rand::rngs::Xoshiro256PlusPlus;
-use report::{BackendKey, Inbox, ReportEntry, ReportShard};
+use report::{BackendKey, DrainMark, Inbox, ReportEntry, ReportShard};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
@@ -306,6 +306,13 @@ pub struct Cluster {
     /// The seeds of the last `join`, and when missing ones were last announced to.
     seeds: Vec<SocketAddr>,
     seeds_announced: Option<Instant>,
+    /// Fleet state operators set: the newest drain mark per backend this
+    /// node knows, from its own commands, peers' reports and syncs.
+    drains: BTreeMap<BackendKey, DrainMark>,
+    /// The newest drain version seen (the hybrid clock's floor).
+    drain_clock: u64,
+    /// Bumped when `drains` changes, so the view is pushed again.
+    drain_generation: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -352,6 +359,9 @@ impl Cluster {
             welcome: BTreeMap::new(),
             seeds: Vec::new(),
             seeds_announced: None,
+            drains: BTreeMap::new(),
+            drain_clock: 0,
+            drain_generation: 0,
         }
     }
 
@@ -387,9 +397,20 @@ impl Cluster {
         &self.view
     }
 
-    /// Changes whenever [`Cluster::remote`] may have changed.
+    /// Changes whenever [`Cluster::remote`] or [`Cluster::drain_mark`] may have
+    /// changed.
     pub fn view_generation(&self) -> u64 {
-        self.view.generation()
+        self.view.generation().wrapping_add(self.drain_generation)
+    }
+
+    /// The newest drain mark this node knows for `key`.
+    pub fn drain_mark(&self, key: BackendKey) -> Option<DrainMark> {
+        self.drains.get(&key).copied()
+    }
+
+    /// Every drain mark this node knows.
+    pub fn drain_marks(&self) -> impl Iterator<Item = (BackendKey, DrainMark)> + '_ {
+        self.drains.iter().map(|(k, m)| (*k, *m))
     }
 
     /// Counters for metrics.
@@ -561,7 +582,16 @@ impl Cluster {
     pub fn publish_report(&mut self, now: Instant, entries: &[ReportEntry], urgent: bool) {
         let _ = urgent;
         let me = self.identity().addr;
-        let fresh = report::shard(me, self.epoch, self.report_seq + 1, entries);
+        // Fleet state rides on the report: each entry carries the newest
+        // drain mark this node knows for its backend.
+        let entries: Vec<ReportEntry> = entries
+            .iter()
+            .map(|e| ReportEntry {
+                drain: self.drains.get(&e.key).copied(),
+                ..*e
+            })
+            .collect();
+        let fresh = report::shard(me, self.epoch, self.report_seq + 1, &entries);
         let refresh = self.config.report_refresh;
         let recent = self.resend_window();
         let mut changed = vec![true; fresh.len()];
@@ -651,6 +681,30 @@ impl Cluster {
         }
     }
 
+    /// An operator's drain (`draining`) or undrain of `key`, issued on this
+    /// node at wall-clock time `wall_ms`: a mark newer than any this node
+    /// has seen (see [`DrainMark`]). It travels in this node's next
+    /// publication; the caller publishes at once.
+    pub fn set_drain(&mut self, key: BackendKey, draining: bool, wall_ms: u64) -> DrainMark {
+        let mark = DrainMark {
+            version: wall_ms.max(self.drain_clock.saturating_add(1)),
+            draining,
+        };
+        self.adopt_drain(key, mark);
+        mark
+    }
+
+    /// Keeps `mark` if it supersedes what is held for `key`.
+    fn adopt_drain(&mut self, key: BackendKey, mark: DrainMark) -> bool {
+        self.drain_clock = self.drain_clock.max(mark.version);
+        if !mark.supersedes(self.drains.get(&key)) {
+            return false;
+        }
+        self.drains.insert(key, mark);
+        self.drain_generation += 1;
+        true
+    }
+
     /// Announces this node to `origin`, which sends reports but which foca
     /// does not know, unless it did so within `report_refresh`.
     fn announce_to_unknown(&mut self, now: Instant, origin: SocketAddr) {
@@ -674,6 +728,11 @@ impl Cluster {
         // A shard from an origin foca holds down is stale news.
         if self.down.contains(&shard.origin) || !self.inbox.offer(&shard) {
             return false;
+        }
+        for e in &shard.entries {
+            if let Some(mark) = e.drain {
+                self.adopt_drain(e.key, mark);
+            }
         }
         self.stats.shards_applied += 1;
         self.view.apply(now, shard);

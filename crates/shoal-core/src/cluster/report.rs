@@ -21,12 +21,13 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry plus ~70 of header) a full shard stays under 700 bytes, so one
-/// always fits a report datagram, and small shards share one.
-pub const ENTRIES_PER_SHARD_MAX: usize = 40;
+/// an entry, 11 more with a drain mark, plus ~70 of header) a full shard
+/// stays under 950 bytes, so one always fits a report datagram, and small
+/// shards share one.
+pub const ENTRIES_PER_SHARD_MAX: usize = 32;
 
-/// Shards in one report: bounds the report of one node to 40 × 256 =
-/// 10,240 backends.
+/// Shards in one report: bounds the report of one node to 32 × 256 =
+/// 8,192 backends.
 pub const SHARDS_MAX: usize = 256;
 
 /// A backend as the fleet knows it: FNV-1a 64 of `listener \xff backend`.
@@ -56,6 +57,50 @@ pub struct ReportEntry {
     pub healthy: bool,
     /// The origin's exact count of open connections.
     pub active: u32,
+    /// The newest drain command for the backend the origin knows of, if
+    /// any: fleet state rides on the reports, so every member that hears
+    /// from the origin learns it (see [`DrainMark`]).
+    pub drain: Option<DrainMark>,
+}
+
+impl ReportEntry {
+    /// An entry with no drain mark (the cluster fills it in when it
+    /// publishes).
+    pub fn new(key: BackendKey, healthy: bool, active: u32) -> Self {
+        ReportEntry {
+            key,
+            healthy,
+            active,
+            drain: None,
+        }
+    }
+}
+
+/// An operator's drain (or undrain) of one backend, fleet-wide. The newer
+/// `version` wins, on every node, whoever issued it and in whatever order
+/// the marks arrive; so a later command wins and a node that restarts
+/// (holding none) or was cut off (holding an older one) takes the newest
+/// from the first report or sync that carries it, and cannot bring an old
+/// one back.
+///
+/// `version` is a hybrid logical clock: the issuing node's wall clock in
+/// milliseconds, or one more than the newest version it has seen, if
+/// that is larger. Two commands for one backend in the same millisecond
+/// on two nodes tie; then the drain wins (the cautious choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DrainMark {
+    pub version: u64,
+    pub draining: bool,
+}
+
+impl DrainMark {
+    /// Whether `self` replaces `held`.
+    pub fn supersedes(&self, held: Option<&DrainMark>) -> bool {
+        match held {
+            None => true,
+            Some(h) => (self.version, self.draining) > (h.version, h.draining),
+        }
+    }
 }
 
 /// One shard of a node's report.
@@ -159,11 +204,22 @@ mod tests {
     use super::*;
 
     fn entry(i: u64) -> ReportEntry {
-        ReportEntry {
-            key: BackendKey(u64::MAX - i),
-            healthy: i.is_multiple_of(2),
-            active: u32::MAX - i as u32,
-        }
+        ReportEntry::new(
+            BackendKey(u64::MAX - i),
+            i.is_multiple_of(2),
+            u32::MAX - i as u32,
+        )
+    }
+
+    #[test]
+    fn the_newer_drain_mark_wins_and_a_tie_drains() {
+        let m = |version, draining| DrainMark { version, draining };
+        assert!(m(1, true).supersedes(None));
+        assert!(m(5, false).supersedes(Some(&m(4, true))));
+        assert!(!m(4, true).supersedes(Some(&m(5, false))));
+        assert!(!m(5, false).supersedes(Some(&m(5, false))), "the same mark");
+        assert!(m(5, true).supersedes(Some(&m(5, false))), "a tie drains");
+        assert!(!m(5, false).supersedes(Some(&m(5, true))));
     }
 
     #[test]

@@ -189,11 +189,7 @@ mod tests {
             shards,
             entries: entries
                 .iter()
-                .map(|&(k, healthy, active)| ReportEntry {
-                    key: BackendKey(k),
-                    healthy,
-                    active,
-                })
+                .map(|&(k, healthy, active)| ReportEntry::new(BackendKey(k), healthy, active))
                 .collect(),
         }
     }

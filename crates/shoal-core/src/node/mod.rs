@@ -59,7 +59,7 @@ mod tests;
 pub use settings::{Settings, SettingsError};
 
 use crate::cluster::identity::NodeId;
-use crate::cluster::report::{BackendKey, ReportEntry};
+use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
 use crate::pool::Pool;
 use crate::time::Instant;
@@ -218,6 +218,11 @@ pub struct NodeStats {
     /// Times this node found itself defunct.
     pub defunct: u64,
 }
+
+/// A drain named a backend none of this node's listeners has.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+#[error("no listener of this node has the backend with key {0:?}")]
+pub struct UnknownBackend(pub BackendKey);
 
 /// Where a node is in its life (see the module doc).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -579,6 +584,32 @@ impl Node {
         self.after(now, pools);
     }
 
+    /// An operator drains (`draining`) or undrains backend `key` on this
+    /// node, at wall-clock time `wall_ms` (the shell's clock; the mark's
+    /// version is at least that, see
+    /// [`crate::cluster::report::DrainMark`]): from now on no node of the
+    /// fleet opens a new connection to it; established ones finish. It is
+    /// fleet state: published at once and carried in every report and
+    /// sync, so nodes that join later or were cut off learn it.
+    pub fn handle_drain(
+        &mut self,
+        now: Instant,
+        wall_ms: u64,
+        key: BackendKey,
+        draining: bool,
+        pools: &mut dyn Pools,
+    ) -> Result<DrainMark, UnknownBackend> {
+        if !self.keys.iter().any(|l| l.contains(&key)) {
+            return Err(UnknownBackend(key));
+        }
+        let mark = self.cluster.set_drain(key, draining, wall_ms);
+        if self.publishing() {
+            self.publish(now, pools, true);
+        }
+        self.after(now, pools);
+        Ok(mark)
+    }
+
     /// Tells the fleet this node leaves (the shell stops accepting): peers
     /// drop its counts at once. From here on the node neither publishes
     /// nor syncs; [`Action::Close`] follows after the linger.
@@ -754,11 +785,11 @@ impl Node {
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
-                entries.push(ReportEntry {
-                    key: keys[l][id.0],
-                    healthy: pool.is_up(id),
-                    active: pool.active(id),
-                });
+                entries.push(ReportEntry::new(
+                    keys[l][id.0],
+                    pool.is_up(id),
+                    pool.active(id),
+                ));
             }
         });
         self.cluster.publish_report(now, &entries, urgent);
@@ -811,7 +842,9 @@ impl Node {
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
-                pool.set_remote(id, cluster.remote(keys[l][id.0]));
+                let key = keys[l][id.0];
+                pool.set_remote(id, cluster.remote(key));
+                pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
             }
         });
     }

@@ -314,3 +314,91 @@ fn status_lists_members_with_their_report_age() {
             .all(|(_, age)| age.is_some_and(|a| a < Duration::from_secs(1)))
     );
 }
+
+#[test]
+fn a_drain_on_one_node_reaches_every_pool_and_a_later_node_learns_it() {
+    let mut net = Net::new(3, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    let key = keys()[0][1];
+    let now = net.now;
+    let mark = net.nodes[2]
+        .handle_drain(now, 1_000, key, true, &mut net.pools[2])
+        .unwrap();
+    assert!(mark.draining);
+    net.flush(2);
+    assert!(
+        net.pools[2].is_draining(BackendId(1)),
+        "at once on the issuer"
+    );
+    // One hop: the urgent publication reaches the others.
+    net.step_to(net.now + HOP);
+    for i in 0..2 {
+        assert!(net.pools[i].is_draining(BackendId(1)), "node {i}");
+        assert!(!net.pools[i].is_draining(BackendId(0)), "node {i}");
+    }
+    // A new node (the same address as node 1, restarted) pulls it in its
+    // warm start, before it accepts.
+    net.nodes[1] = Node::new(
+        NodeId::new(addr(1), "n1", 2),
+        Settings::default(),
+        keys(),
+        99,
+        net.now,
+    );
+    net.pools[1] = pool(net.now);
+    net.accepted[1] = None;
+    net.events[1].clear();
+    net.flush(1);
+    while net.accepted[1].is_none() {
+        net.step_to(net.now + HOP);
+    }
+    assert!(
+        net.pools[1].is_draining(BackendId(1)),
+        "learned by the warm start"
+    );
+    assert_eq!(net.nodes[1].cluster().drain_mark(key), Some(mark));
+    // A later undrain from another node wins everywhere.
+    let now = net.now;
+    net.nodes[0]
+        .handle_drain(now, 1_000, key, false, &mut net.pools[0])
+        .unwrap();
+    net.flush(0);
+    net.run_for(Duration::from_millis(600));
+    for i in 0..3 {
+        assert!(!net.pools[i].is_draining(BackendId(1)), "node {i}");
+    }
+    let unknown = BackendKey::new("web", "nowhere");
+    assert_eq!(
+        net.nodes[0].handle_drain(net.now, 1, unknown, true, &mut net.pools[0]),
+        Err(UnknownBackend(unknown))
+    );
+}
+
+/// Commands are ordered by the hybrid clock, not by the issuers' wall
+/// clocks alone: an undrain issued after a drain wins even from a node
+/// whose clock is far behind the drain's issuer.
+#[test]
+fn a_later_undrain_wins_over_a_drain_from_a_clock_far_ahead() {
+    let mut net = Net::new(2, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    let key = keys()[0][0];
+    let now = net.now;
+    // Issued with a wall clock far ahead: its version is large.
+    net.nodes[0]
+        .handle_drain(now, 5_000_000, key, true, &mut net.pools[0])
+        .unwrap();
+    net.flush(0);
+    net.run_for(Duration::from_millis(300));
+    assert!(net.pools[1].is_draining(BackendId(0)));
+    // Node 1's clock is behind: its undrain still wins, since the mark's
+    // version is at least one more than any it has seen.
+    let now = net.now;
+    let undo = net.nodes[1]
+        .handle_drain(now, 10, key, false, &mut net.pools[1])
+        .unwrap();
+    assert!(undo.version > 5_000_000);
+    net.flush(1);
+    net.run_for(Duration::from_secs(3));
+    assert!(!net.pools[0].is_draining(BackendId(0)));
+    assert!(!net.pools[1].is_draining(BackendId(0)));
+}

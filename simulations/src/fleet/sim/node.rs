@@ -375,11 +375,7 @@ impl Sim<'_> {
         let entries: Vec<ReportEntry> = proc
             .pool
             .ids()
-            .map(|id| ReportEntry {
-                key: keys[id.0],
-                healthy: proc.pool.is_up(id),
-                active: proc.pool.active(id),
-            })
+            .map(|id| ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id)))
             .collect();
         let hash = super::sample::content_hash(&entries);
         if proc.contents.back().is_none_or(|&(_, h)| h != hash) {
