@@ -14,18 +14,19 @@ use crate::fleet::FleetHandle;
 use crate::listener::ListenerState;
 use crate::metrics::{BackendLabels, Metrics};
 use axum::Router;
-use axum::extract::State;
-use axum::http::header;
-use axum::response::{IntoResponse, Json};
-use axum::routing::get;
+use axum::extract::{Path, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Json, Response};
+use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
+use shoal_core::cluster::report::BackendKey;
 use shoal_core::node::FleetStatus;
 use std::io;
 use std::pin::Pin;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::task::{Context, Poll};
 use std::time::Duration;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
@@ -314,6 +315,9 @@ pub struct BackendStatus {
     pub remote_connections: u32,
     /// This node's estimate of the whole fleet's count.
     pub cluster_connections: u64,
+    /// Drained fleet-wide: no node opens a new connection to it; the
+    /// counts above are the connections left.
+    pub draining: bool,
 }
 
 impl AdminState {
@@ -338,7 +342,11 @@ impl AdminState {
                         let up = checks_up && !b.pool.is_fleet_down(id);
                         let remote = b.pool.remote(id);
                         let cluster = b.pool.cluster_active(id);
+                        let draining = b.pool.is_draining(id);
                         let m = &self.metrics;
+                        m.backend_draining
+                            .get_or_create(&labels)
+                            .set(i64::from(draining));
                         m.backend_up.get_or_create(&labels).set(i64::from(up));
                         m.backend_active
                             .get_or_create(&labels)
@@ -354,6 +362,7 @@ impl AdminState {
                             active_connections: active,
                             remote_connections: remote.active,
                             cluster_connections: cluster,
+                            draining,
                         }
                     })
                     .collect();
@@ -393,7 +402,84 @@ pub fn router(state: AdminState) -> Router {
     Router::new()
         .route("/metrics", get(metrics))
         .route("/status", get(status))
+        .route("/backends/{listener}/{backend}/drain", post(drain))
+        .route("/backends/{listener}/{backend}/undrain", post(undrain))
         .with_state(state)
+}
+
+/// The answer to a drain or undrain.
+#[derive(Debug, Serialize)]
+pub struct DrainAnswer {
+    pub listener: String,
+    pub backend: String,
+    pub draining: bool,
+    /// `fleet`: every node of the fleet applies it (fleet state, versioned);
+    /// `node`: this node only (it has no `[cluster]`).
+    pub scope: &'static str,
+    /// The command's version, with a fleet.
+    pub version: Option<u64>,
+}
+
+async fn drain(
+    State(s): State<AdminState>,
+    Path((listener, backend)): Path<(String, String)>,
+) -> Response {
+    set_drain(&s, listener, backend, true).await
+}
+
+async fn undrain(
+    State(s): State<AdminState>,
+    Path((listener, backend)): Path<(String, String)>,
+) -> Response {
+    set_drain(&s, listener, backend, false).await
+}
+
+fn not_found(message: String) -> Response {
+    (StatusCode::NOT_FOUND, message + "\n").into_response()
+}
+
+async fn set_drain(s: &AdminState, listener: String, backend: String, draining: bool) -> Response {
+    let Some(state) = s.listeners.iter().find(|l| l.config.name == listener) else {
+        return not_found(format!("no listener named `{listener}`"));
+    };
+    let id = {
+        let b = state.lock();
+        b.pool.ids().find(|&id| b.pool.spec(id).name == backend)
+    };
+    let Some(id) = id else {
+        return not_found(format!(
+            "listener `{listener}` has no backend `{backend}` (backends are named by their configured address)"
+        ));
+    };
+    let (scope, version) = match &s.fleet {
+        Some(fleet) => match fleet
+            .drain(BackendKey::new(&listener, &backend), draining)
+            .await
+        {
+            Some(Ok(mark)) => ("fleet", Some(mark.version)),
+            Some(Err(e)) => return not_found(e.to_string()),
+            None => {
+                return (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "the node is stopping: its fleet task has ended\n",
+                )
+                    .into_response();
+            }
+        },
+        None => {
+            state.lock().pool.set_draining(id, draining);
+            ("node", None)
+        }
+    };
+    tracing::info!(listener = %listener, backend = %backend, draining, scope, "drain command");
+    Json(DrainAnswer {
+        listener,
+        backend,
+        draining,
+        scope,
+        version,
+    })
+    .into_response()
 }
 
 /// The fleet's status, asked of the fleet task (which also refreshes the

@@ -19,11 +19,11 @@ use bytes::Bytes;
 use rand::RngExt;
 use shoal_config::ClusterConfig as FleetConfig;
 use shoal_core::cluster::identity::NodeId;
-use shoal_core::cluster::report::BackendKey;
+use shoal_core::cluster::report::{BackendKey, DrainMark};
 use shoal_core::cluster::{ClusterFault, ClusterStats};
 use shoal_core::node::{
     Action, FleetStatus, Node, NodeEvent, NodeStats, Phase, Pools, SYNCS_IN_FLIGHT_MAX,
-    SyncFailure, SyncKind, SyncRequest, WarmStart,
+    SyncFailure, SyncKind, SyncRequest, UnknownBackend, WarmStart,
 };
 use shoal_core::{Instant, Pool};
 use shoal_seeds::{SeedLimits, SeedResolver};
@@ -52,23 +52,60 @@ pub enum FleetError {
     Resolver(#[source] shoal_seeds::SeedError),
 }
 
-/// Status requests waiting for the fleet task, at most.
-const STATUS_REQUESTS_MAX: usize = 16;
+/// Admin requests waiting for the fleet task, at most.
+const ADMIN_REQUESTS_MAX: usize = 16;
+
+/// What the admin endpoint asks of the fleet task.
+#[derive(Debug)]
+enum Request {
+    Status(oneshot::Sender<FleetStatus>),
+    Drain {
+        key: BackendKey,
+        draining: bool,
+        reply: oneshot::Sender<Result<DrainMark, UnknownBackend>>,
+    },
+}
 
 /// Asks the fleet task for what `/status` and `/metrics` show of the
-/// fleet: built when asked, not after every datagram.
+/// fleet (built when asked, not after every datagram), and carries
+/// operators' fleet-wide commands to the node.
 #[derive(Debug, Clone)]
 pub struct FleetHandle {
-    requests: mpsc::Sender<oneshot::Sender<FleetStatus>>,
+    requests: mpsc::Sender<Request>,
 }
 
 impl FleetHandle {
     /// The fleet as the node sees it now; `None` once the task has ended.
     pub async fn status(&self) -> Option<FleetStatus> {
         let (tx, rx) = oneshot::channel();
-        self.requests.send(tx).await.ok()?;
+        self.requests.send(Request::Status(tx)).await.ok()?;
         rx.await.ok()
     }
+
+    /// Drains (or undrains) `key` fleet-wide; `None` once the task has
+    /// ended.
+    pub async fn drain(
+        &self,
+        key: BackendKey,
+        draining: bool,
+    ) -> Option<Result<DrainMark, UnknownBackend>> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::Drain {
+            key,
+            draining,
+            reply,
+        };
+        self.requests.send(request).await.ok()?;
+        rx.await.ok()
+    }
+}
+
+/// Wall-clock milliseconds, the floor of a drain mark's version.
+fn wall_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+        .unwrap_or(0)
 }
 
 /// The listeners' pools, as the node reaches them: each behind its lock.
@@ -104,7 +141,7 @@ pub struct Fleet {
     clock: Clock,
     metrics: Arc<Metrics>,
     flips: Arc<Notify>,
-    status_rx: mpsc::Receiver<oneshot::Sender<FleetStatus>>,
+    requests: mpsc::Receiver<Request>,
     handle: FleetHandle,
     sync_tx: mpsc::Sender<SyncResult>,
     sync_rx: mpsc::Receiver<SyncResult>,
@@ -207,7 +244,7 @@ impl Fleet {
         let node = Node::new(identity, settings, keys, rng.random(), clock.now());
         let (sync_tx, sync_rx) = mpsc::channel(SYNCS_IN_FLIGHT_MAX);
         let (seeds_tx, seeds_rx) = mpsc::channel(1);
-        let (status_tx, status_rx) = mpsc::channel(STATUS_REQUESTS_MAX);
+        let (requests_tx, requests) = mpsc::channel(ADMIN_REQUESTS_MAX);
         Ok(Fleet {
             node,
             transport,
@@ -218,9 +255,9 @@ impl Fleet {
             clock,
             metrics,
             flips,
-            status_rx,
+            requests,
             handle: FleetHandle {
-                requests: status_tx,
+                requests: requests_tx,
             },
             sync_tx,
             sync_rx,
@@ -286,14 +323,25 @@ impl Fleet {
                 () = self.flips.notified() => {
                     self.node.handle_health_changed(self.clock.now(), &mut pools);
                 }
-                Some(reply) = self.status_rx.recv() => {
-                    let status = self.node.status(self.clock.now());
-                    let age = self.node.cluster().view().max_age(self.clock.now());
-                    self.metrics
-                        .report_age_seconds
-                        .set(age.map_or(0.0, |d| d.as_secs_f64()));
-                    let _ = reply.send(status);
-                }
+                Some(request) = self.requests.recv() => match request {
+                    Request::Status(reply) => {
+                        let status = self.node.status(self.clock.now());
+                        let age = self.node.cluster().view().max_age(self.clock.now());
+                        self.metrics
+                            .report_age_seconds
+                            .set(age.map_or(0.0, |d| d.as_secs_f64()));
+                        let _ = reply.send(status);
+                    }
+                    Request::Drain { key, draining, reply } => {
+                        let now = self.clock.now();
+                        let result = self.node.handle_drain(now, wall_ms(), key, draining, &mut pools);
+                        if let Ok(mark) = &result {
+                            info!(backend_key = ?key, draining, version = mark.version,
+                                "fleet-wide drain command");
+                        }
+                        let _ = reply.send(result);
+                    }
+                },
                 () = tokio::time::sleep_until(deadline.into()) => {
                     self.node.handle_timeout(self.clock.now(), &mut pools);
                 }

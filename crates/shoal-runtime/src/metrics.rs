@@ -90,6 +90,7 @@ pub struct Metrics {
     pub backend_up: Family<BackendLabels, Gauge>,
     pub backend_active: Family<BackendLabels, Gauge>,
     pub backend_cluster: Family<BackendLabels, Gauge>,
+    pub backend_draining: Family<BackendLabels, Gauge>,
     pub connections: Family<BackendLabels, Counter>,
     pub connect_failures: Family<BackendLabels, Counter>,
     pub bytes: Family<BytesLabels, Counter>,
@@ -129,6 +130,7 @@ impl Metrics {
             backend_up: Family::default(),
             backend_active: Family::default(),
             backend_cluster: Family::default(),
+            backend_draining: Family::default(),
             connections: Family::default(),
             connect_failures: Family::default(),
             bytes: Family::default(),
@@ -160,6 +162,11 @@ impl Metrics {
             "shoal_backend_cluster_connections",
             "This node's estimate of the whole fleet's open connections to the backend",
             m.backend_cluster.clone(),
+        );
+        registry.register(
+            "shoal_backend_draining",
+            "1 if the backend is drained fleet-wide (no node opens new connections to it; established ones finish)",
+            m.backend_draining.clone(),
         );
         registry.register(
             "shoal_connections",

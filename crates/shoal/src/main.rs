@@ -9,7 +9,9 @@
 //! - [`load`]: reading a configuration and its certificates, shared by
 //!   `run` and `check-config`.
 //! - [`demo`]: `shoal demo`.
+//! - [`ctl`]: `shoal ctl`, commands to a running node's admin endpoint.
 
+mod ctl;
 mod demo;
 mod load;
 
@@ -67,6 +69,9 @@ enum Command {
     /// with generated certificates, and a table of each node's local and
     /// fleet-wide counts; runs until Ctrl-C or --duration.
     Demo(demo::DemoArgs),
+    /// Operate a running fleet through any node's admin endpoint: drain
+    /// or undrain a backend fleet-wide.
+    Ctl(ctl::CtlArgs),
     /// Generate the cluster CA and node certificates (mutual TLS between
     /// nodes: a node without a certificate from the CA cannot join).
     #[command(subcommand)]
@@ -239,6 +244,10 @@ fn main() -> ExitCode {
                 println!("wrote {} and {}", files.cert.display(), files.key.display());
             })
             .map_err(|e| Failure::Usage(e.to_string())),
+        Command::Ctl(args) => ctl::run(args).map_err(|e| match e.downcast::<ctl::Refused>() {
+            Ok(refused) => Failure::Usage(refused.to_string()),
+            Err(e) => Failure::Other(e),
+        }),
         Command::Demo(args) => init_logging(&cli).and_then(|()| {
             let rt = runtime().map_err(Failure::Other)?;
             rt.block_on(demo::run(args.clone()))
