@@ -25,9 +25,12 @@ pub enum Behaviour {
     GreetThenListen,
     /// An HTTP/1.0-style server answering `backend <port>` to any request.
     Http,
-    /// Sends `partial\n`, then resets the connection at once (`SO_LINGER`
-    /// 0 and close): a backend that dies in the middle of its answer.
-    GreetThenReset,
+    /// Reads a request (any bytes), answers `partial\n`, then resets the
+    /// connection (`SO_LINGER` 0 and close): a backend that dies in the
+    /// middle of its answer. (Waiting for the request first makes sure
+    /// shoal's connect has completed: a reset before that is a failed
+    /// connect, retried, not a cut answer.)
+    AnswerThenReset,
     /// Sends 64 KiB writes without end, until [`Backend::reset_all`]
     /// resets the connection: a bulk answer (forwarded by `splice`) cut
     /// by an abort.
@@ -236,10 +239,12 @@ async fn serve(
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         }
-        Behaviour::GreetThenReset => {
-            let _ = s.write_all(b"partial\n").await;
-            // Closed with SO_LINGER 0 by the caller: an RST.
-            let _ = s.set_zero_linger();
+        Behaviour::AnswerThenReset => {
+            if let Ok(1..) = s.read(&mut buf).await {
+                let _ = s.write_all(b"partial\n").await;
+                // Closed with SO_LINGER 0 by the caller: an RST.
+                let _ = s.set_zero_linger();
+            }
         }
         Behaviour::Stream => {
             let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();

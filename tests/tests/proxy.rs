@@ -130,9 +130,10 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
 /// look whole.
 #[tokio::test]
 async fn a_backend_reset_reaches_the_client_as_a_reset() {
-    let backend = Backend::start(Behaviour::GreetThenReset).await;
+    let backend = Backend::start(Behaviour::AnswerThenReset).await;
     let shoal = Shoal::start(&config(&[backend.addr], "")).await;
     let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    s.write_all(b"request").await.unwrap();
     let (got, end) = tokio::time::timeout(WAIT, read_until_end(&mut s, 1 << 20))
         .await
         .expect("the connection ended");
