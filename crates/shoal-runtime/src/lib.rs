@@ -16,6 +16,8 @@
 //!   idle timeout and cancellation.
 //! - [`splice`]: zero-copy forwarding of bulk bursts through a pipe.
 //! - [`checker`]: the active health-check driver of one listener's pool.
+//! - [`local`]: errors that are this node's own (out of file descriptors,
+//!   memory or ports), told apart from backend failures.
 //! - [`fleet`]: the fleet driver: owns the cluster core, the QUIC
 //!   transport and the seed resolver; warm start, re-seeding, sync, leave.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
@@ -28,6 +30,7 @@ pub mod clock;
 pub mod dataplane;
 pub mod fleet;
 pub mod listener;
+pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
