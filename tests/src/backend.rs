@@ -1,10 +1,11 @@
 //! Test backends on 127.0.0.1. Each counts its open connections and can be
 //! killed (listener closed and every open connection reset) and started
-//! again on the same port.
+//! again on the same port; its open connections can be reset on demand
+//! (`SO_LINGER` 0, then close: an RST, not a FIN).
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -24,6 +25,37 @@ pub enum Behaviour {
     GreetThenListen,
     /// An HTTP/1.0-style server answering `backend <port>` to any request.
     Http,
+    /// Reads a request (any bytes), answers `partial\n`, then resets the
+    /// connection (`SO_LINGER` 0 and close): a backend that dies in the
+    /// middle of its answer. (Waiting for the request first makes sure
+    /// shoal's connect has completed: a reset before that is a failed
+    /// connect, retried, not a cut answer.)
+    AnswerThenReset,
+    /// Sends 64 KiB writes without end, until [`Backend::reset_all`]
+    /// resets the connection: a bulk answer (forwarded by `splice`) cut
+    /// by an abort.
+    Stream,
+}
+
+/// How the client side of a backend connection ended, as the backend saw
+/// it (recorded by [`Behaviour::Echo`] connections).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PeerEnd {
+    /// A clean FIN.
+    Eof,
+    /// `ECONNRESET`: the other side aborted.
+    Reset,
+    /// Any other error.
+    Error(std::io::ErrorKind),
+}
+
+impl From<std::io::Error> for PeerEnd {
+    fn from(e: std::io::Error) -> Self {
+        match e.kind() {
+            std::io::ErrorKind::ConnectionReset => PeerEnd::Reset,
+            k => PeerEnd::Error(k),
+        }
+    }
 }
 
 /// A running test backend.
@@ -37,7 +69,11 @@ pub struct Backend {
     pub accepted: Arc<AtomicUsize>,
     /// Bytes read by `GreetThenListen` connections that have finished.
     pub received: Arc<AtomicUsize>,
+    /// How each finished `Echo` connection ended, in order, with the
+    /// bytes it echoed (health checks echo none).
+    pub ends: Arc<Mutex<Vec<(usize, PeerEnd)>>>,
     kill: watch::Sender<bool>,
+    reset: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
@@ -52,11 +88,18 @@ impl Backend {
         let listener = TcpListener::bind(addr).await.expect("bind test backend");
         let addr = listener.local_addr().unwrap();
         let (kill, killed) = watch::channel(false);
+        let (reset, resets) = watch::channel(0u64);
         let open = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(AtomicUsize::new(0));
+        let ends = Arc::new(Mutex::new(Vec::new()));
         let task = {
-            let (open, accepted, received) = (open.clone(), accepted.clone(), received.clone());
+            let (open, accepted, received, ends) = (
+                open.clone(),
+                accepted.clone(),
+                received.clone(),
+                ends.clone(),
+            );
             tokio::spawn(async move {
                 let mut killed_accept = killed.clone();
                 loop {
@@ -66,13 +109,20 @@ impl Backend {
                     };
                     accepted.fetch_add(1, Ordering::SeqCst);
                     open.fetch_add(1, Ordering::SeqCst);
-                    let (open, received) = (open.clone(), received.clone());
+                    let (open, received, ends) = (open.clone(), received.clone(), ends.clone());
                     let mut killed = killed.clone();
+                    let mut resets = resets.clone();
+                    resets.mark_unchanged();
                     tokio::spawn(async move {
+                        let mut stream = stream;
                         tokio::select! {
-                            _ = serve(stream, behaviour, addr, &received) => {},
+                            _ = serve(&mut stream, behaviour, addr, &received, &ends) => {},
                             _ = killed.changed() => {},
+                            _ = resets.changed() => {
+                                let _ = stream.set_zero_linger();
+                            },
                         }
+                        drop(stream);
                         open.fetch_sub(1, Ordering::SeqCst);
                     });
                 }
@@ -84,9 +134,37 @@ impl Backend {
             open,
             accepted,
             received,
+            ends,
             kill,
+            reset,
             task,
         }
+    }
+
+    /// How the first `Echo` connection that carried bytes ended (health
+    /// checks carry none), waiting for it within [`crate::WAIT`].
+    pub async fn first_exchange_end(&self) -> PeerEnd {
+        crate::eventually(
+            "a backend connection with bytes to end",
+            crate::WAIT,
+            || {
+                let end = self
+                    .ends
+                    .lock()
+                    .unwrap()
+                    .iter()
+                    .find(|(n, _)| *n > 0)
+                    .map(|(_, e)| e.clone());
+                async move { end }
+            },
+        )
+        .await
+    }
+
+    /// Resets every connection open now (`SO_LINGER` 0, then close); the
+    /// listener keeps accepting.
+    pub fn reset_all(&self) {
+        self.reset.send_modify(|n| *n += 1);
     }
 
     /// Closes the listener (new connects are refused) and drops every open
@@ -98,13 +176,29 @@ impl Backend {
     }
 }
 
-async fn serve(mut s: TcpStream, behaviour: Behaviour, addr: SocketAddr, received: &AtomicUsize) {
+async fn serve(
+    s: &mut TcpStream,
+    behaviour: Behaviour,
+    addr: SocketAddr,
+    received: &AtomicUsize,
+    ends: &Mutex<Vec<(usize, PeerEnd)>>,
+) {
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
         Behaviour::Echo => {
-            let (mut r, mut w) = s.split();
-            let _ = tokio::io::copy(&mut r, &mut w).await;
-            let _ = w.shutdown().await;
+            let mut echoed = 0usize;
+            let end = loop {
+                match s.read(&mut buf).await {
+                    Ok(0) => break PeerEnd::Eof,
+                    Ok(n) => match s.write_all(&buf[..n]).await {
+                        Ok(()) => echoed += n,
+                        Err(e) => break PeerEnd::from(e),
+                    },
+                    Err(e) => break PeerEnd::from(e),
+                }
+            };
+            ends.lock().unwrap().push((echoed, end));
+            let _ = s.shutdown().await;
         }
         Behaviour::CountThenReply => {
             let mut n = 0usize;
@@ -145,7 +239,36 @@ async fn serve(mut s: TcpStream, behaviour: Behaviour, addr: SocketAddr, receive
             let _ = s.write_all(resp.as_bytes()).await;
             let _ = s.shutdown().await;
         }
+        Behaviour::AnswerThenReset => {
+            if let Ok(1..) = s.read(&mut buf).await {
+                let _ = s.write_all(b"partial\n").await;
+                // Closed with SO_LINGER 0 by the caller: an RST.
+                let _ = s.set_zero_linger();
+            }
+        }
+        Behaviour::Stream => {
+            let chunk: Vec<u8> = (0..64 * 1024).map(|i| (i % 251) as u8).collect();
+            // Ends when the connection is reset (by the caller, on
+            // `reset_all`) or fails.
+            while s.write_all(&chunk).await.is_ok() {}
+        }
     }
+}
+
+/// Reads from `s` until EOF, an error or `max` bytes; returns the bytes
+/// read and how it ended (`Ok(())` for EOF, `Err` for an error, `Ok` with
+/// `max` bytes if the bound was reached first).
+pub async fn read_until_end(s: &mut TcpStream, max: usize) -> (Vec<u8>, std::io::Result<()>) {
+    let mut got = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    while got.len() < max {
+        match s.read(&mut buf).await {
+            Ok(0) => return (got, Ok(())),
+            Ok(n) => got.extend_from_slice(&buf[..n]),
+            Err(e) => return (got, Err(e)),
+        }
+    }
+    (got, Ok(()))
 }
 
 /// One HTTP/1.0 GET; returns (status, body).

@@ -2,7 +2,7 @@
 
 use crate::backend::http_get;
 use serde_json::Value;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::PathBuf;
@@ -198,6 +198,62 @@ impl Shoal {
     /// Every log event so far.
     pub fn logs(&self) -> Vec<Value> {
         self.logs.lock().unwrap().clone()
+    }
+
+    /// The PID of the process this harness started.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The file descriptors the process holds now (the entries of
+    /// `/proc/PID/fd`).
+    pub fn open_fds(&self) -> BTreeSet<u32> {
+        std::fs::read_dir(format!("/proc/{}/fd", self.child.id()))
+            .map(|d| {
+                d.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+                    .collect()
+            })
+            .unwrap_or_default()
+    }
+
+    /// [`Shoal::open_fds`] once two readings in a row agree, so that a
+    /// socket open for a moment (a health check) is not counted.
+    pub async fn open_fds_quiet(&self) -> BTreeSet<u32> {
+        let mut last = self.open_fds();
+        crate::eventually("two equal readings of the open fds", crate::WAIT, || {
+            let now = self.open_fds();
+            let same = (now == last).then(|| now.clone());
+            last = now;
+            async move { same }
+        })
+        .await
+    }
+
+    /// Lowers the file descriptor limit so that exactly `free` descriptors
+    /// can still be opened (the limit bounds descriptor *numbers*, and the
+    /// process may hold a high one it inherited), from a quiet reading.
+    /// Returns the limit set.
+    pub async fn leave_fds_free(&self, free: usize) -> u32 {
+        let open = self.open_fds_quiet().await;
+        let limit = (0..)
+            .filter(|n| !open.contains(n))
+            .nth(free)
+            .expect("a free descriptor number");
+        self.set_fd_limit(limit);
+        limit
+    }
+
+    /// Sets the process's file descriptor limit (soft and hard) to `n`
+    /// with `prlimit(1)`. Lowering needs no privilege; raising the hard
+    /// limit back would, so tests only lower it.
+    pub fn set_fd_limit(&self, n: u32) {
+        let status = Command::new("prlimit")
+            .arg("--pid")
+            .arg(self.child.id().to_string())
+            .arg(format!("--nofile={n}:{n}"))
+            .status()
+            .expect("run prlimit (util-linux)");
+        assert!(status.success(), "prlimit --nofile={n}: {status:?}");
     }
 
     /// Sends SIGKILL to the process this harness started (a crash).

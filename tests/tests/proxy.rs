@@ -1,9 +1,9 @@
 //! Bytes through a real shoal process: intact both ways, half-close in
-//! both directions, IPv6, idle timeout.
+//! both directions, an abort passed on as an abort, IPv6, idle timeout.
 
 use rand::rngs::SmallRng;
 use rand::{Rng, SeedableRng};
-use shoal_e2e::backend::{Backend, Behaviour};
+use shoal_e2e::backend::{Backend, Behaviour, PeerEnd, read_until_end};
 use shoal_e2e::node::Shoal;
 use shoal_e2e::{WAIT, config, echo_round_trip, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -106,13 +106,15 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     let shoal = Shoal::start(&config(&[backend.addr], "idle_timeout_ms = 300")).await;
     let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
     echo_round_trip(&mut s, b"ping").await.unwrap();
-    // Now silent: shoal must close the connection by itself.
-    let mut buf = [0u8; 16];
-    let n = tokio::time::timeout(WAIT, s.read(&mut buf))
+    // Now silent: shoal must cut the connection by itself, and say so
+    // with a reset to both sides (a FIN would look like a finished
+    // exchange).
+    let (got, end) = tokio::time::timeout(WAIT, read_until_end(&mut s, 16))
         .await
-        .expect("shoal closed the idle connection")
-        .unwrap_or(0);
-    assert_eq!(n, 0);
+        .expect("shoal closed the idle connection");
+    assert!(got.is_empty(), "{got:?}");
+    let e = end.expect_err("a reset, not a clean end");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
     let line = eventually("the connection log line", WAIT, || {
         let l = shoal.logs_with("connection closed").pop();
         async move { l }
@@ -120,9 +122,76 @@ async fn idle_connections_are_closed_after_the_idle_timeout() {
     .await;
     assert_eq!(line["end"], "idle-timeout", "{line}");
     assert_eq!(line["bytes_in"], 4);
-    eventually("the backend to see the close", WAIT, || {
-        let open = backend.open.load(std::sync::atomic::Ordering::SeqCst);
-        async move { (open == 0).then_some(()) }
-    })
-    .await;
+    assert_eq!(backend.first_exchange_end().await, PeerEnd::Reset);
+}
+
+/// A backend that dies in the middle of its answer: the client must see
+/// the abort (ECONNRESET), not a clean FIN that makes the truncated answer
+/// look whole.
+#[tokio::test]
+async fn a_backend_reset_reaches_the_client_as_a_reset() {
+    let backend = Backend::start(Behaviour::AnswerThenReset).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    s.write_all(b"request").await.unwrap();
+    let (got, end) = tokio::time::timeout(WAIT, read_until_end(&mut s, 1 << 20))
+        .await
+        .expect("the connection ended");
+    assert!(b"partial\n".starts_with(&got), "{got:?}");
+    let e = end.expect_err("an abort, not a clean end");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+    let line = shoal.log_eventually("connection closed").await;
+    assert_eq!(line[0]["end"], "backend-error", "{line:?}");
+}
+
+/// The same in the middle of a bulk transfer, which goes through
+/// `splice` (a burst of more than 4 full buffers).
+#[tokio::test]
+async fn a_backend_reset_during_a_bulk_transfer_reaches_the_client_as_a_reset() {
+    let backend = Backend::start(Behaviour::Stream).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    let mut head = vec![0u8; 4 << 20];
+    tokio::time::timeout(WAIT, s.read_exact(&mut head))
+        .await
+        .expect("4 MiB arrived")
+        .unwrap();
+    backend.reset_all();
+    // What was in flight still arrives, then the reset; the bound is far
+    // above what the sockets and the proxy can hold.
+    let (_, end) = tokio::time::timeout(WAIT, read_until_end(&mut s, 1 << 30))
+        .await
+        .expect("the connection ended");
+    let e = end.expect_err("an abort, not a clean end");
+    assert_eq!(e.kind(), std::io::ErrorKind::ConnectionReset, "{e}");
+}
+
+/// A client that aborts: the backend must see the abort too.
+#[tokio::test]
+async fn a_client_reset_reaches_the_backend_as_a_reset() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    echo_round_trip(&mut s, b"before the reset").await.unwrap();
+    s.set_zero_linger().unwrap();
+    drop(s);
+    assert_eq!(backend.first_exchange_end().await, PeerEnd::Reset);
+    let line = shoal.log_eventually("connection closed").await;
+    assert_eq!(line[0]["end"], "client-error", "{line:?}");
+}
+
+/// Half-close and a clean close stay clean: FIN in, FIN out, both ways.
+#[tokio::test]
+async fn a_clean_close_still_arrives_as_a_fin_both_ways() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let mut s = TcpStream::connect(shoal.listener("web")).await.unwrap();
+    echo_round_trip(&mut s, b"hello").await.unwrap();
+    s.shutdown().await.unwrap();
+    let (got, end) = tokio::time::timeout(WAIT, read_until_end(&mut s, 1 << 20))
+        .await
+        .expect("the connection ended");
+    assert!(got.is_empty(), "{got:?}");
+    end.expect("a clean FIN from the backend");
+    assert_eq!(backend.first_exchange_end().await, PeerEnd::Eof);
 }

@@ -12,7 +12,9 @@
 //!   connection ends for any reason (the runtime ties it to an RAII guard);
 //! - [`Pool::handle_connect_failure`] when a connection to a backend
 //!   failed (passive health);
-//! - [`Pool::handle_check_result`] when an active check finishes.
+//! - [`Pool::handle_check_result`] when an active check finishes, or
+//!   [`Pool::handle_check_inconclusive`] when it could not be made for a
+//!   reason of the node's own (out of file descriptors, say).
 //!
 //! and after any of those, and whenever the deadline it returned passes:
 //! 1. [`Pool::poll_check`] until it returns `None`, starting one active check
@@ -439,6 +441,15 @@ impl Pool {
         self.observe(id, ok, HealthCause::Check);
     }
 
+    /// The active check of `id` could not be made for a reason of this
+    /// node's own (out of file descriptors, memory or local ports): it says
+    /// nothing about the backend, so the health state and any streak stay
+    /// as they were; the next check is due on the usual schedule. Ignored
+    /// for a backend with no check in flight, like a result.
+    pub fn handle_check_inconclusive(&mut self, id: BackendId) {
+        self.backends[id.0].checking = false;
+    }
+
     fn observe(&mut self, id: BackendId, ok: bool, cause: HealthCause) {
         let HealthConfig { rise, fall, .. } = self.health_config;
         if let Some(up) = self.backends[id.0].health.observe(ok, rise, fall) {
@@ -584,6 +595,43 @@ mod tests {
         }
         let next = p.poll_timeout().unwrap();
         assert!(next > first && next <= t + interval, "{next:?}");
+    }
+
+    /// A check the node could not make (out of file descriptors) is no
+    /// observation: any number of them leaves an unproven backend up, a
+    /// streak where it was, and the schedule running.
+    #[test]
+    fn inconclusive_checks_change_no_health() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        let id = BackendId(0);
+        // Unproven: one failure would take it down; inconclusive ones do not.
+        for _ in 0..10 {
+            let now = p.poll_timeout().unwrap();
+            assert_eq!(p.poll_check(now), Some(id));
+            p.handle_check_inconclusive(id);
+        }
+        assert!(p.is_up(id) && !p.is_proven(id));
+        assert_eq!(p.poll_event(), None);
+        // Proven, one failure, inconclusive ones, one failure: down (fall 3
+        // is reached on the third real failure, not before).
+        let check = |p: &mut Pool, result: Option<bool>| {
+            let now = p.poll_timeout().unwrap();
+            assert_eq!(p.poll_check(now), Some(id));
+            match result {
+                Some(ok) => p.handle_check_result(id, ok),
+                None => p.handle_check_inconclusive(id),
+            }
+        };
+        for r in [Some(true), Some(false), None, None, Some(false), None] {
+            check(&mut p, r);
+        }
+        assert!(p.is_up(id));
+        assert_eq!(p.poll_event(), None);
+        check(&mut p, Some(false));
+        assert!(!p.is_up(id));
+        // A stray one with no check in flight is ignored.
+        p.handle_check_inconclusive(id);
+        assert!(p.poll_timeout().is_some());
     }
 
     #[test]

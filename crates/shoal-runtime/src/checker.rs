@@ -1,10 +1,13 @@
 //! The active health-check driver of one listener: asks the pool which
 //! backends are due (`poll_check`), probes each with a TCP connect bounded
-//! by the check timeout, feeds results back (`handle_check_result`), and
-//! sleeps until the pool's next deadline (`poll_timeout`).
+//! by the check timeout, feeds results back (`handle_check_result`, or
+//! `handle_check_inconclusive` when the probe could not be made for want
+//! of a local resource, see [`crate::local`]), and sleeps until the pool's
+//! next deadline (`poll_timeout`).
 
 use crate::listener::ListenerState;
-use crate::metrics::{CheckLabels, CheckResult, Metrics};
+use crate::metrics::{CheckLabels, CheckResult, LocalOp, Metrics};
+use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -13,12 +16,31 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
 
+/// Why a probe failed.
+#[derive(Debug)]
+pub enum ProbeError {
+    /// The connect failed (refused, unreachable, or a local error: the
+    /// caller tells those apart with [`crate::local::resource_errno`]).
+    Connect(io::Error),
+    /// No answer within the check timeout.
+    Timeout(Duration),
+}
+
+impl std::fmt::Display for ProbeError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ProbeError::Connect(e) => e.fmt(f),
+            ProbeError::Timeout(t) => write!(f, "no answer within {} ms", t.as_millis()),
+        }
+    }
+}
+
 /// A probe: can a TCP connection be opened within `timeout`?
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), String> {
+pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
         Ok(Ok(_stream)) => Ok(()),
-        Ok(Err(e)) => Err(e.to_string()),
-        Err(_) => Err(format!("no answer within {} ms", timeout.as_millis())),
+        Ok(Err(e)) => Err(ProbeError::Connect(e)),
+        Err(_) => Err(ProbeError::Timeout(timeout)),
     }
 }
 
@@ -50,6 +72,14 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
         tokio::select! {
             Some((id, result)) = rx.recv() => {
                 let backend = state.config.backends[id.0].to_string();
+                if let Err(ProbeError::Connect(e)) = &result
+                    && state.local.record(LocalOp::check, Some(&backend), e)
+                {
+                    // This node's shortage, not the backend's: no verdict.
+                    let mut b = state.lock();
+                    b.pool.handle_check_inconclusive(id);
+                    continue;
+                }
                 let ok = result.is_ok();
                 if let Err(e) = &result {
                     debug!(listener = %state.config.name, %backend, error = %e, "health check failed");

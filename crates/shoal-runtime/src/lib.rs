@@ -16,6 +16,8 @@
 //!   idle timeout and cancellation.
 //! - [`splice`]: zero-copy forwarding of bulk bursts through a pipe.
 //! - [`checker`]: the active health-check driver of one listener's pool.
+//! - [`local`]: errors that are this node's own (out of file descriptors,
+//!   memory or ports), told apart from backend failures.
 //! - [`fleet`]: the fleet shell: carries bytes and time between the core's
 //!   `Node` (which decides everything about the fleet) and the QUIC
 //!   transport, the seed resolver, the pools and tokio's timers.
@@ -30,6 +32,7 @@ pub mod clock;
 pub mod dataplane;
 pub mod fleet;
 pub mod listener;
+pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod proxy;

@@ -7,10 +7,19 @@
 //! and write one log line (HAProxy's tcplog, in `tracing` fields). The
 //! count is released by [`BackendLease`]'s `Drop`, so no early return, error
 //! or cancelled task can leak it.
+//!
+//! A connect that fails for want of a local resource (see [`crate::local`])
+//! is neither told to the core nor retried: every other backend would fail
+//! the same way, for the same reason, and be blamed for it. The client is
+//! refused at once (`end = local-resource`). An accept that fails that way
+//! pauses the accept loop, doubling from [`ACCEPT_BACKOFF_MIN_MS`] to
+//! [`ACCEPT_BACKOFF_MAX_MS`], instead of retrying at once: the waiting
+//! clients stay in the kernel's accept queue until descriptors free up.
 
 use crate::clock::Clock;
 use crate::dataplane::Accept;
-use crate::metrics::{BackendLabels, BytesLabels, Direction, ListenerLabels, Metrics};
+use crate::local::{LOCAL_ERROR_LOG_INTERVAL_MS, LocalErrors, LogLimit};
+use crate::metrics::{BackendLabels, BytesLabels, Direction, ListenerLabels, LocalOp, Metrics};
 use crate::proxy::{self, ByteCounters, End};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
@@ -55,7 +64,22 @@ pub struct ListenerState {
     pub active: Gauge,
     /// Woken on every health flip, so the fleet publishes at once.
     pub flips: Arc<Notify>,
+    /// Accepts, connects and checks that failed for want of a local
+    /// resource.
+    pub local: LocalErrors,
+    /// Other accept errors, logged at most once per period.
+    accept_errors: LogLimit,
 }
+
+/// First pause of the accept loop after an accept error (out of file
+/// descriptors, say); it doubles on every further error.
+pub const ACCEPT_BACKOFF_MIN_MS: u64 = 5;
+
+/// Longest pause of the accept loop between two accepts that fail: bounds
+/// how long after descriptors free up the waiting clients are accepted,
+/// and how often a persistent error is retried (HAProxy retries a listener
+/// paused for want of descriptors after 100 ms too).
+pub const ACCEPT_BACKOFF_MAX_MS: u64 = 100;
 
 impl ListenerState {
     /// State for `config`, bound at `local_addr`, with a pool seeded from
@@ -122,6 +146,8 @@ impl ListenerState {
                 .get_or_create(&listener_labels)
                 .clone(),
             handles,
+            local: LocalErrors::new(&config.name, metrics),
+            accept_errors: LogLimit::new(Duration::from_millis(LOCAL_ERROR_LOG_INTERVAL_MS)),
             local_addr,
             balancer: Mutex::new(Balancer { pool, rng }),
             clock,
@@ -178,9 +204,7 @@ pub async fn accept_loop(
     accept: Accept,
     stop_accepting: CancellationToken,
 ) {
-    /// Pause after an accept error (e.g. out of file descriptors), so that
-    /// a persistent error does not spin a core.
-    const ACCEPT_ERROR_PAUSE_MS: u64 = 50;
+    let mut backoff = Duration::from_millis(ACCEPT_BACKOFF_MIN_MS);
     loop {
         let accepted = tokio::select! {
             a = listener.accept() => a,
@@ -188,6 +212,7 @@ pub async fn accept_loop(
         };
         match accepted {
             Ok((stream, peer)) => {
+                backoff = Duration::from_millis(ACCEPT_BACKOFF_MIN_MS);
                 // Over the listener's limit, this thread holds the one
                 // client it accepted (not yet counted, no backend chosen)
                 // until a slot frees, and accepts nothing more meanwhile:
@@ -208,13 +233,37 @@ pub async fn accept_loop(
                     serve_client(state, stream, peer, permit, hard_stop)
                 });
             }
+            // A client that reset before it was accepted: its own
+            // problem, and the next one may be waiting already.
+            Err(e) if is_client_abort(&e) => {
+                debug!(listener = %state.config.name, error = %e, "accept: client gone");
+            }
             Err(e) => {
-                warn!(listener = %state.config.name, error = %e, "accept failed");
-                tokio::time::sleep(Duration::from_millis(ACCEPT_ERROR_PAUSE_MS)).await;
+                if !state.local.record(LocalOp::accept, None, &e)
+                    && let Some(held_back) = state.accept_errors.admit(Instant::now())
+                {
+                    warn!(listener = %state.config.name, error = %e, held_back, "accept failed");
+                }
+                // Retrying at once would spin: the listening socket stays
+                // readable while its queue holds the client that could not
+                // be taken.
+                tokio::select! {
+                    () = tokio::time::sleep(backoff) => {}
+                    () = stop_accepting.cancelled() => break,
+                }
+                backoff = (backoff * 2).min(Duration::from_millis(ACCEPT_BACKOFF_MAX_MS));
             }
         }
     }
     debug!(listener = %state.config.name, "stopped accepting");
+}
+
+/// Errors of accept(2) that concern one client, not the listener (Linux
+/// reports some network errors of a pending connection there).
+fn is_client_abort(e: &std::io::Error) -> bool {
+    use std::io::ErrorKind::*;
+    matches!(e.kind(), ConnectionAborted | ConnectionReset | Interrupted)
+        || e.raw_os_error() == Some(nix::errno::Errno::EPROTO as i32)
 }
 
 async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStream> {
@@ -225,6 +274,16 @@ async fn connect(addr: SocketAddr, timeout: Duration) -> std::io::Result<TcpStre
             format!("connect timed out after {} ms", timeout.as_millis()),
         )),
     }
+}
+
+/// Why a client got no backend connection.
+enum Refused {
+    /// No backend could take it (down, full, or all tried).
+    NoBackend(NoBackend),
+    /// `retries + 1` connects failed, or the node stopped meanwhile.
+    ConnectFailed,
+    /// A connect failed for want of a local resource.
+    Local,
 }
 
 struct ActiveGuard(Gauge);
@@ -250,14 +309,14 @@ async fn serve_client(
     let mut last_error: Option<String> = None;
     let connected = loop {
         if tried.len() > cfg.retries as usize {
-            break Err(None);
+            break Err(Refused::ConnectFailed);
         }
         let id = {
             let mut b = state.lock();
             let Balancer { pool, rng } = &mut *b;
             match pool.acquire(rng, &tried) {
                 Ok(id) => id,
-                Err(why) => break Err(Some(why)),
+                Err(why) => break Err(Refused::NoBackend(why)),
             }
         };
         let lease = BackendLease {
@@ -269,20 +328,32 @@ async fn serve_client(
             r = connect(addr, cfg.connect_timeout) => r,
             () = hard_stop.cancelled() => Err(std::io::Error::other("node shutting down")),
         };
-        if result.is_err() {
-            let mut b = state.lock();
-            b.pool.handle_connect_failure(id);
-            state.report_events(&mut b.pool);
-        }
         match result {
             Ok(stream) => break Ok((stream, lease)),
+            Err(e)
+                if state
+                    .local
+                    .record(LocalOp::connect, Some(&addr.to_string()), &e) =>
+            {
+                // Not the backend's failure, and every other backend would
+                // fail alike: refuse the client (the lease is dropped, so
+                // the count is released).
+                last_error = Some(format!("{addr}: {e}"));
+                tried.push(id);
+                break Err(Refused::Local);
+            }
             Err(e) => {
+                {
+                    let mut b = state.lock();
+                    b.pool.handle_connect_failure(id);
+                    state.report_events(&mut b.pool);
+                }
                 state.handles[id.0].connect_failures.inc();
                 debug!(listener = %cfg.name, backend = %addr, error = %e, "connect failed");
                 last_error = Some(format!("{addr}: {e}"));
                 tried.push(id);
                 if hard_stop.is_cancelled() {
-                    break Err(None);
+                    break Err(Refused::ConnectFailed);
                 }
             }
         }
@@ -290,10 +361,17 @@ async fn serve_client(
     let (backend, lease) = match connected {
         Ok(c) => c,
         Err(why) => {
-            state.no_backend.inc();
             let reason = match (&why, tried.is_empty()) {
-                (Some(NoBackend { .. }), true) => "no-backend",
+                (Refused::Local, _) => "local-resource",
+                (Refused::NoBackend(_), true) => "no-backend",
                 _ => "connect-failed",
+            };
+            if !matches!(why, Refused::Local) {
+                state.no_backend.inc();
+            }
+            let no_backend = match why {
+                Refused::NoBackend(w) => Some(w.to_string()),
+                _ => None,
             };
             warn!(
                 target: "shoal::conn",
@@ -301,7 +379,7 @@ async fn serve_client(
                 listener = %cfg.name,
                 tries = tried.len(),
                 end = reason,
-                no_backend = why.map(|w| w.to_string()),
+                no_backend,
                 last_error,
                 duration_ms = start.elapsed().as_millis() as u64,
                 "client refused"

@@ -57,6 +57,37 @@ pub struct CheckLabels {
     pub result: CheckResult,
 }
 
+/// What was being done when a local resource ran out (see
+/// [`crate::local`]).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum LocalOp {
+    /// Accepting a client.
+    accept,
+    /// Connecting to a backend for a client.
+    connect,
+    /// An active health check.
+    check,
+}
+
+impl LocalOp {
+    /// The label value, for logs.
+    pub fn as_str(&self) -> &'static str {
+        match self {
+            LocalOp::accept => "accept",
+            LocalOp::connect => "connect",
+            LocalOp::check => "check",
+        }
+    }
+}
+
+/// Labels of `shoal_local_resource_errors_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct LocalErrorLabels {
+    pub listener: String,
+    pub op: LocalOp,
+}
+
 /// Which way gossip flowed: `in` or `out`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq)]
 pub enum Flow {
@@ -98,6 +129,7 @@ pub struct Metrics {
     pub client_connections: Family<ListenerLabels, Counter>,
     pub listener_active: Family<ListenerLabels, Gauge>,
     pub no_backend: Family<ListenerLabels, Counter>,
+    pub local_resource_errors: Family<LocalErrorLabels, Counter>,
     pub cluster_members: Gauge,
     pub gossip_messages: Family<FlowLabels, Counter>,
     pub gossip_bytes: Family<FlowLabels, Counter>,
@@ -138,6 +170,7 @@ impl Metrics {
             client_connections: Family::default(),
             listener_active: Family::default(),
             no_backend: Family::default(),
+            local_resource_errors: Family::default(),
             cluster_members: Gauge::default(),
             gossip_messages: Family::default(),
             gossip_bytes: Family::default(),
@@ -202,6 +235,11 @@ impl Metrics {
             "shoal_listener_no_backend",
             "Clients closed because no backend could take them",
             m.no_backend.clone(),
+        );
+        registry.register(
+            "shoal_local_resource_errors",
+            "Accepts, connects and health checks that failed for want of a local resource (file descriptors, memory, ephemeral ports); never counted against a backend",
+            m.local_resource_errors.clone(),
         );
         registry.register(
             "shoal_cluster_members",

@@ -6,6 +6,13 @@
 //! exchange ends early on an I/O error in either direction, on the idle
 //! timeout (no byte either way for that long), or on cancellation (the node
 //! gave up draining).
+//!
+//! An end that is not two FINs is passed on as an abort: after an error on
+//! one side (a reset, say) the other side is reset, and after the idle
+//! timeout or the drain timeout both are (`SO_LINGER` 0, then close, sends
+//! an RST). A plain close would send a FIN, and a client could not tell an
+//! answer cut by a dying backend from a whole one. The option is set only
+//! on that path, so a clean close costs no extra system call.
 
 use crate::splice::{self, Burst, Failed};
 use prometheus_client::metrics::counter::Counter;
@@ -193,6 +200,58 @@ pub async fn proxy(
     };
     let up = AtomicU64::new(0);
     let down = AtomicU64::new(0);
+    let end = exchange(
+        &mut client,
+        &mut backend,
+        idle_timeout,
+        counters,
+        stop,
+        &shared,
+        &up,
+        &down,
+    )
+    .await;
+    let (abort_client, abort_backend) = match &end {
+        End::ClientClose | End::BackendClose => (false, false),
+        // The failed side is reset or broken already; tell the other.
+        End::Error(Peer::Client, _) => (false, true),
+        End::Error(Peer::Backend, _) => (true, false),
+        End::IdleTimeout | End::Shutdown => (true, true),
+    };
+    if abort_client {
+        abort(&client);
+    }
+    if abort_backend {
+        abort(&backend);
+    }
+    Transfer {
+        client_to_backend: up.load(Ordering::Relaxed),
+        backend_to_client: down.load(Ordering::Relaxed),
+        end,
+    }
+}
+
+/// Makes the coming close of `s` an abort: `SO_LINGER` 0 discards what is
+/// unsent and sends an RST instead of a FIN. A close with that option does
+/// not block (only a non-zero linger does), so tokio's warning about it
+/// does not apply.
+fn abort(s: &TcpStream) {
+    // Fails only on a socket already gone; the close then sends nothing.
+    let _ = s.set_zero_linger();
+}
+
+/// Both directions of [`proxy`], until they end.
+#[allow(clippy::too_many_arguments)]
+async fn exchange(
+    client: &mut TcpStream,
+    backend: &mut TcpStream,
+    idle_timeout: Duration,
+    counters: &ByteCounters,
+    stop: &CancellationToken,
+    shared: &Shared,
+    up: &AtomicU64,
+    down: &AtomicU64,
+) -> End {
     let (cr, cw) = client.split();
     let (br, bw) = backend.split();
     let c2b = pipe(
@@ -200,25 +259,25 @@ pub async fn proxy(
         Peer::Client,
         bw,
         Peer::Backend,
-        &up,
+        up,
         &counters.client_to_backend,
-        &shared,
+        shared,
     );
     let b2c = pipe(
         br,
         Peer::Backend,
         cw,
         Peer::Client,
-        &down,
+        down,
         &counters.backend_to_client,
-        &shared,
+        shared,
     );
     tokio::pin!(c2b, b2c);
     let (mut c2b_done, mut b2c_done) = (false, false);
     let mut first_fin = None;
     let idle = tokio::time::sleep(idle_timeout);
     tokio::pin!(idle);
-    let end = loop {
+    loop {
         tokio::select! {
             r = &mut c2b, if !c2b_done => match r {
                 Ok(()) => { c2b_done = true; first_fin.get_or_insert(Peer::Client); }
@@ -243,11 +302,6 @@ pub async fn proxy(
                 _ => End::ClientClose,
             };
         }
-    };
-    Transfer {
-        client_to_backend: up.load(Ordering::Relaxed),
-        backend_to_client: down.load(Ordering::Relaxed),
-        end,
     }
 }
 
