@@ -16,7 +16,11 @@
 //! At most one connection per peer address is cached, whichever side dialled it (an
 //! incoming connection is cached under the peer's address too, so replies reuse it). A
 //! connection that closes or is lost is removed from the cache by the task that serves it,
-//! and the next send dials again. At most one dial per address is in flight; requests for
+//! and the next send dials again. A new incoming connection replaces the cached one: a
+//! peer dials only when it holds no live connection to us, so ours is either to a process
+//! that died at that address (a crash and restart) or a twin from a simultaneous dial,
+//! and the new one is live in both cases. A restarted process starts with an empty cache
+//! and dials every peer it sends to, so each peer learns its new connection at once. At most one dial per address is in flight; requests for
 //! an address that is being dialled wait for that dial (bounded by
 //! [`TransportLimits::connect_timeout_ms`]).
 //!

@@ -43,7 +43,10 @@ impl Shared {
     async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
         let from = incoming.remote_address();
         match self.handshake_incoming(incoming).await {
-            Ok(conn) => self.serve(conn).await,
+            Ok(conn) => {
+                self.cache_incoming(from, &conn);
+                self.serve(conn).await;
+            }
             Err(reason) => self.report_refused(from, reason),
         }
     }
@@ -90,11 +93,9 @@ impl Shared {
     }
 
     /// Serves one established connection until it closes: datagrams to the channel, each
-    /// request stream to its own task. Caches the connection under the peer's address if
-    /// nothing live is cached, and removes it from the cache when it ends.
+    /// request stream to its own task. Removes it from the cache when it ends.
     pub(crate) async fn serve(self: Arc<Self>, conn: Connection) {
         let from = conn.remote_address();
-        self.cache_if_absent(from, &conn);
         let reason = loop {
             tokio::select! {
                 datagram = conn.read_datagram() => match datagram {
@@ -113,15 +114,26 @@ impl Shared {
         self.forget(from, conn.stable_id());
     }
 
-    fn cache_if_absent(&self, from: SocketAddr, conn: &Connection) {
+    /// Caches an accepted connection under the peer's address, replacing a cached one: the
+    /// peer dialled because it holds no live connection to us, so the cached one may lead
+    /// to a process that died at this address, whose datagrams would vanish until the
+    /// idle timeout; if it is a twin from a simultaneous dial, both work and the other one
+    /// keeps being served. A dial in flight is left alone: it ends in a connection to the
+    /// same live process.
+    fn cache_incoming(&self, from: SocketAddr, conn: &Connection) {
         let mut peers = self.lock_peers();
-        let occupied = match peers.get(&from) {
-            Some(Slot::Ready(cached)) => cached.close_reason().is_none(),
-            Some(Slot::Connecting { .. }) => true,
-            None => false,
-        };
-        if !occupied && peers.len() < self.limits.peers_max {
-            peers.insert(from, Slot::Ready(conn.clone()));
+        match peers.get(&from) {
+            Some(Slot::Connecting { .. }) => {}
+            Some(Slot::Ready(cached)) => {
+                if cached.close_reason().is_none() {
+                    tracing::debug!(peer = %from, "new incoming connection replaces the cached one");
+                }
+                peers.insert(from, Slot::Ready(conn.clone()));
+            }
+            None if peers.len() < self.limits.peers_max => {
+                peers.insert(from, Slot::Ready(conn.clone()));
+            }
+            None => {}
         }
     }
 
