@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use quinn::{Connection, ReadToEndError, RecvStream, SendStream, VarInt};
@@ -16,6 +17,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::admission::{IgnoreReason, Verdict, decide};
 use crate::endpoint::{Incoming, Shared, Slot, reset_code};
 use crate::stats::{add, bump};
 use crate::tls::ALPN;
@@ -25,24 +27,90 @@ use crate::tls::ALPN;
 const CLOSE_NOT_MEMBER: u32 = 1;
 
 impl Shared {
-    /// Accepts connections until the endpoint closes.
+    /// Accepts connections until the endpoint closes. Each attempt is judged before any
+    /// handshake state exists (see [`crate::admission`]): accepted, sent a Retry, ignored,
+    /// or refused when `incoming_connections_max` connections are open.
     pub(crate) async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.endpoint.accept().await {
+            bump(&self.counters.incoming_attempts);
+            let from = incoming.remote_address();
+            let validated = incoming.remote_address_validated();
+            let now = std::time::Instant::now();
+            let budget = self.lock(&self.sources).check(from.ip(), validated, now);
+            let in_progress = self.handshakes.load(Ordering::Relaxed) as usize;
+            match decide(budget, validated, in_progress, &self.limits) {
+                Verdict::Accept => {}
+                Verdict::Retry if incoming.may_retry() => {
+                    bump(&self.counters.incoming_retried);
+                    // Fails only for an Initial that already carried a token, which
+                    // `may_retry` ruled out.
+                    let _ = incoming.retry();
+                    continue;
+                }
+                Verdict::Retry => {
+                    self.ignore(incoming, IgnoreReason::BadToken);
+                    continue;
+                }
+                Verdict::Ignore(reason) => {
+                    self.ignore(incoming, reason);
+                    continue;
+                }
+            }
             let Ok(permit) = Arc::clone(&self.incoming_permits).try_acquire_owned() else {
                 bump(&self.counters.incoming_refused_full);
-                tracing::debug!(peer = %incoming.remote_address(), "incoming connection refused: incoming_connections_max reached");
+                self.note_dropped(from, "incoming_connections_max reached");
                 incoming.refuse();
                 continue;
             };
+            // Counted here, not in the task, so the next attempt already sees it.
+            self.handshakes.fetch_add(1, Ordering::Relaxed);
             self.runtime
                 .spawn(Arc::clone(&self).accept_one(incoming, permit));
         }
         tracing::debug!(local_addr = %self.local_addr, "accept loop ended");
     }
 
+    /// Drops an attempt without an answer (an answer would make us a reflector for
+    /// spoofed sources), counted and logged at most once per interval.
+    fn ignore(&self, incoming: quinn::Incoming, reason: IgnoreReason) {
+        let from = incoming.remote_address();
+        incoming.ignore();
+        let why = match reason {
+            IgnoreReason::SourceRateLimited => {
+                bump(&self.counters.incoming_ignored_rate_limited);
+                "source_handshakes_max reached"
+            }
+            IgnoreReason::Busy => {
+                bump(&self.counters.incoming_ignored_busy);
+                "handshakes_max reached"
+            }
+            IgnoreReason::BadToken => {
+                bump(&self.counters.incoming_ignored_bad_token);
+                "address validation token did not validate"
+            }
+        };
+        self.note_dropped(from, why);
+    }
+
+    /// One line per `refused_log_interval_ms` for attempts dropped before the handshake;
+    /// `suppressed` counts the others since the previous line.
+    fn note_dropped(&self, from: SocketAddr, why: &str) {
+        let now = std::time::Instant::now();
+        if let Some(suppressed) = self.lock(&self.dropped_log).event(now) {
+            tracing::warn!(
+                peer = %from,
+                reason = why,
+                suppressed,
+                "dropped incoming connection attempts"
+            );
+        }
+    }
+
     async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
         let from = incoming.remote_address();
-        match self.handshake_incoming(incoming).await {
+        let handshake = self.handshake_incoming(incoming).await;
+        self.handshakes.fetch_sub(1, Ordering::Relaxed);
+        match handshake {
             Ok(conn) => {
                 self.cache_incoming(from, &conn);
                 self.serve(conn).await;
