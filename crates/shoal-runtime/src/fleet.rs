@@ -305,7 +305,7 @@ impl Fleet {
                 }
                 Some(incoming) = self.incoming.recv() => {
                     let now = self.clock.now();
-                    handle_incoming(&mut self.node, &self.metrics, now, incoming, &mut pools);
+                    handle_incoming(&mut self.node, now, incoming, &mut pools);
                 }
                 Some((id, peer, result)) = self.sync_rx.recv() => {
                     let now = self.clock.now();
@@ -433,13 +433,14 @@ impl Fleet {
         self.counted = stats;
         let transport = self.transport.stats();
         m.count_drops(&self.counted_transport, &transport);
+        m.peers_refused
+            .inc_by(transport.peers_refused - self.counted_transport.peers_refused);
         self.counted_transport = transport;
     }
 }
 
 fn handle_incoming(
     node: &mut Node,
-    metrics: &Metrics,
     now: Instant,
     incoming: Incoming,
     pools: &mut dyn Pools,
@@ -462,8 +463,9 @@ fn handle_incoming(
             // Dropping `respond` resets the stream: the peer learns it failed.
             Err(e) => warn!(from = %from, error = %e, "sync request refused"),
         },
+        // Counted from the transport's statistics (`count`): these reports
+        // are throttled, one per interval with the count in `reason`.
         Incoming::PeerRefused { from, reason } => {
-            metrics.peers_refused.inc();
             warn!(from = %from, reason = %reason, "refused a peer: not a member of this fleet");
         }
     }

@@ -16,7 +16,11 @@
 //! At most one connection per peer address is cached, whichever side dialled it (an
 //! incoming connection is cached under the peer's address too, so replies reuse it). A
 //! connection that closes or is lost is removed from the cache by the task that serves it,
-//! and the next send dials again. At most one dial per address is in flight; requests for
+//! and the next send dials again. A new incoming connection replaces the cached one: a
+//! peer dials only when it holds no live connection to us, so ours is either to a process
+//! that died at that address (a crash and restart) or a twin from a simultaneous dial,
+//! and the new one is live in both cases. A restarted process starts with an empty cache
+//! and dials every peer it sends to, so each peer learns its new connection at once. At most one dial per address is in flight; requests for
 //! an address that is being dialled wait for that dial (bounded by
 //! [`TransportLimits::connect_timeout_ms`]).
 //!
@@ -48,8 +52,10 @@ use quinn::{Connection, ConnectionError, ReadError, ReadToEndError, SendDatagram
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::timeout;
 
+use crate::admission::SourceLimiter;
 use crate::limits::{LimitError, TransportLimits};
 use crate::stats::{Counters, TransportStats, add, bump};
+use crate::throttle::LogThrottle;
 use crate::tls::{CLUSTER_SERVER_NAME, ClusterTls};
 
 /// Something a member sent us, or a peer we refused.
@@ -187,6 +193,13 @@ pub(crate) struct Shared {
     pub(crate) peers: Mutex<HashMap<SocketAddr, Slot>>,
     pub(crate) counters: Counters,
     pub(crate) incoming_permits: Arc<Semaphore>,
+    /// Incoming handshakes in progress (a gauge for [`TransportStats`]; bounds admission).
+    pub(crate) handshakes: AtomicU64,
+    pub(crate) sources: Mutex<SourceLimiter>,
+    /// One line per interval for refused peers, one for attempts dropped before the
+    /// handshake.
+    refused_log: Mutex<LogThrottle>,
+    pub(crate) dropped_log: Mutex<LogThrottle>,
     next_connect_id: AtomicU64,
     closed: AtomicBool,
 }
@@ -220,6 +233,7 @@ impl Transport {
         // Connections are cached by peer address; a peer that migrates would be cached
         // under an address it no longer uses. Nodes do not roam, so refuse migration.
         server_config.migration(false);
+        limits.apply_to_server(&mut server_config);
         let mut client_config = tls.client_config();
         client_config.transport_config(transport_config);
 
@@ -236,11 +250,15 @@ impl Transport {
             endpoint,
             local_addr,
             incoming_permits: Arc::new(Semaphore::new(limits.incoming_connections_max)),
+            sources: Mutex::new(SourceLimiter::new(&limits)),
+            refused_log: Mutex::new(LogThrottle::new(limits.refused_log_interval())),
+            dropped_log: Mutex::new(LogThrottle::new(limits.refused_log_interval())),
             limits,
             runtime,
             incoming: incoming_tx,
             peers: Mutex::new(HashMap::new()),
             counters: Counters::default(),
+            handshakes: AtomicU64::new(0),
             next_connect_id: AtomicU64::new(0),
             closed: AtomicBool::new(false),
         });
@@ -289,9 +307,14 @@ impl Transport {
         result
     }
 
-    /// A snapshot of the counters.
+    /// A snapshot of the counters and gauges.
     pub fn stats(&self) -> TransportStats {
-        self.owner.shared.counters.snapshot()
+        let shared = &self.owner.shared;
+        TransportStats {
+            handshakes_in_progress: shared.handshakes.load(Ordering::Relaxed),
+            connections_open: shared.endpoint.open_connections() as u64,
+            ..shared.counters.snapshot()
+        }
     }
 
     /// Closes the endpoint and every connection at once; pending requests fail, later sends
@@ -311,9 +334,14 @@ impl Transport {
 
 impl Shared {
     pub(crate) fn lock_peers(&self) -> MutexGuard<'_, HashMap<SocketAddr, Slot>> {
-        // A panic while holding the lock cannot leave the map inconsistent (every update
-        // is a single insert or remove), so a poisoned lock is still usable.
-        self.peers.lock().unwrap_or_else(PoisonError::into_inner)
+        self.lock(&self.peers)
+    }
+
+    /// Locks one of the transport's mutexes. A panic while holding one cannot leave its
+    /// state inconsistent (every update is a single insert, remove or counter step), so a
+    /// poisoned lock is still usable.
+    pub(crate) fn lock<'a, T>(&self, mutex: &'a Mutex<T>) -> MutexGuard<'a, T> {
+        mutex.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
     fn close(&self) {
@@ -421,10 +449,25 @@ impl Shared {
         result
     }
 
-    /// Bumps the counter, logs and reports a refused peer.
+    /// Counts a refused peer; logs and reports it at most once per
+    /// `refused_log_interval_ms`. A stranger can cause a refusal with one spoofed packet,
+    /// so one line (and one report, which the driver logs too) per refusal would let a
+    /// packet flood become a log flood; the line and the report say how many were held
+    /// back since the last one.
     pub(crate) fn report_refused(&self, from: SocketAddr, reason: String) {
         bump(&self.counters.peers_refused);
-        tracing::warn!(peer = %from, %reason, "refused peer");
+        let Some(suppressed) = self
+            .lock(&self.refused_log)
+            .event(std::time::Instant::now())
+        else {
+            bump(&self.counters.reports_throttled);
+            return;
+        };
+        tracing::warn!(peer = %from, %reason, suppressed, "refused peer");
+        let reason = match suppressed {
+            0 => reason,
+            n => format!("{reason} (and {n} more refused since the last report)"),
+        };
         if self
             .incoming
             .try_send(Incoming::PeerRefused { from, reason })
@@ -562,5 +605,7 @@ async fn exchange(
     })
 }
 
+#[cfg(test)]
+mod flood_tests;
 #[cfg(test)]
 mod tests;

@@ -14,18 +14,24 @@
 //!   [`Incoming`].
 //! - `serve` (private): the accept loop and the tasks that read each connection and answer
 //!   each request.
+//! - `admission` (private): which incoming attempts get handshake state (Retry for
+//!   unproven sources when busy, a per-source budget, a global handshake bound).
+//! - [`throttle`]: [`LogThrottle`], one log line per interval for events strangers cause.
 //! - [`limits`]: [`TransportLimits`], every bound and timeout, with defaults.
 //! - [`stats`]: [`TransportStats`], counters of what was sent, received, dropped, refused.
 
+mod admission;
 pub mod certs;
 pub mod endpoint;
 pub mod limits;
 mod serve;
 pub mod stats;
+pub mod throttle;
 pub mod tls;
 
 pub use certs::{CaFiles, CertError, MemoryCa, NodeFiles, NodePem, init_ca, issue_node};
 pub use endpoint::{Incoming, Transport, TransportError};
 pub use limits::{LimitError, TransportLimits};
 pub use stats::TransportStats;
+pub use throttle::LogThrottle;
 pub use tls::{ALPN, CLUSTER_SERVER_NAME, ClusterTls, TlsError, TlsFiles};

@@ -6,6 +6,13 @@
 //! to ride out a few lost packets) while a vanished peer's connection is dropped from the
 //! cache within about 10 s and the next send dials afresh. SWIM decides liveness on its own
 //! probe timers; these timeouts only decide when a connection is worth keeping.
+//!
+//! Strangers: an incoming attempt gets handshake state only within
+//! [`TransportLimits::handshakes_max`] and its source's
+//! [`TransportLimits::source_handshakes_max`], and proves its address with a Retry first
+//! when [`TransportLimits::handshakes_unvalidated_max`] handshakes are in progress (see
+//! `admission`). What quinn buffers before that judgement is bounded by the constants
+//! below. Refusals are logged once per [`TransportLimits::refused_log_interval_ms`].
 
 use std::time::Duration;
 
@@ -39,7 +46,42 @@ pub struct TransportLimits {
     pub requests_per_connection_max: u32,
     /// How long [`crate::Transport::close_and_wait`] waits for peers to acknowledge the close.
     pub close_wait_ms: u64,
+    /// Most incoming handshakes in progress at once; further attempts are ignored (no
+    /// answer) until one ends. Each holds TLS and connection state for up to
+    /// `connect_timeout_ms`, so this bounds what a handshake flood costs.
+    pub handshakes_max: usize,
+    /// With this many incoming handshakes in progress, an attempt from a source that has
+    /// not proven its address gets a QUIC Retry first (one small packet, no state); a
+    /// spoofed source never comes back. Below it, a quiet fleet saves the round trip.
+    pub handshakes_unvalidated_max: usize,
+    /// Handshakes one source IP may start per `source_window_ms`, counted apart for
+    /// unvalidated and validated attempts. Beyond it, unvalidated attempts get a Retry
+    /// and validated ones are ignored.
+    pub source_handshakes_max: u32,
+    /// The window of `source_handshakes_max`.
+    pub source_window_ms: u64,
+    /// Most source IPs the per-source limit tracks in one window; attempts from further
+    /// sources must prove their address (Retry) and are then bounded by `handshakes_max`.
+    pub sources_tracked_max: usize,
+    /// At most one log line (and one [`crate::Incoming::PeerRefused`] report) per this
+    /// interval for refused peers, and one for ignored connection attempts; each line
+    /// counts what was held back since the previous one. The first is logged at once;
+    /// 0 logs and reports every one.
+    pub refused_log_interval_ms: u64,
 }
+
+/// Bytes quinn may buffer for one incoming connection attempt before the accept loop
+/// judges it (quinn's default is 10 MiB); the accept loop judges each at once, and an
+/// Initial flight is a few KiB.
+pub const INCOMING_BUFFER_BYTES: u64 = 64 * 1024;
+
+/// Bytes quinn may buffer for all not-yet-judged attempts together (quinn's default is
+/// 100 MiB).
+pub const INCOMING_BUFFER_TOTAL_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Attempts quinn queues for the accept loop before dropping further Initials (quinn's
+/// default is 65,536).
+pub const INCOMING_PENDING_MAX: usize = 256;
 
 impl Default for TransportLimits {
     fn default() -> Self {
@@ -54,6 +96,12 @@ impl Default for TransportLimits {
             incoming_connections_max: 1_024,
             requests_per_connection_max: 16,
             close_wait_ms: 1_000,
+            handshakes_max: 64,
+            handshakes_unvalidated_max: 16,
+            source_handshakes_max: 32,
+            source_window_ms: 1_000,
+            sources_tracked_max: 4_096,
+            refused_log_interval_ms: 10_000,
         }
     }
 }
@@ -70,7 +118,7 @@ pub struct LimitError {
 impl TransportLimits {
     /// Checks that every bound is usable.
     pub fn validate(&self) -> Result<(), LimitError> {
-        let positive: [(&'static str, u64); 9] = [
+        let positive: [(&'static str, u64); 14] = [
             ("request_bytes_max", self.request_bytes_max as u64),
             ("request_timeout_ms", self.request_timeout_ms),
             ("connect_timeout_ms", self.connect_timeout_ms),
@@ -86,6 +134,17 @@ impl TransportLimits {
                 "requests_per_connection_max",
                 u64::from(self.requests_per_connection_max),
             ),
+            ("handshakes_max", self.handshakes_max as u64),
+            (
+                "handshakes_unvalidated_max",
+                self.handshakes_unvalidated_max as u64,
+            ),
+            (
+                "source_handshakes_max",
+                u64::from(self.source_handshakes_max),
+            ),
+            ("source_window_ms", self.source_window_ms),
+            ("sources_tracked_max", self.sources_tracked_max as u64),
         ];
         for (name, value) in positive {
             if value == 0 {
@@ -101,6 +160,13 @@ impl TransportLimits {
                 name: "keep_alive_interval_ms",
                 value: self.keep_alive_interval_ms,
                 reason: "must be below idle_timeout_ms, or live connections idle out",
+            });
+        }
+        if self.handshakes_unvalidated_max > self.handshakes_max {
+            return Err(LimitError {
+                name: "handshakes_unvalidated_max",
+                value: self.handshakes_unvalidated_max as u64,
+                reason: "must not exceed handshakes_max",
             });
         }
         // QUIC encodes the idle timeout as a varint of milliseconds (< 2^62); a day is
@@ -126,6 +192,18 @@ impl TransportLimits {
 
     pub(crate) fn close_wait(&self) -> Duration {
         Duration::from_millis(self.close_wait_ms)
+    }
+
+    pub(crate) fn refused_log_interval(&self) -> Duration {
+        Duration::from_millis(self.refused_log_interval_ms)
+    }
+
+    /// Bounds on what quinn keeps for attempts the accept loop has not judged yet.
+    pub(crate) fn apply_to_server(&self, server: &mut quinn::ServerConfig) {
+        server
+            .max_incoming(INCOMING_PENDING_MAX)
+            .incoming_buffer_size(INCOMING_BUFFER_BYTES)
+            .incoming_buffer_size_total(INCOMING_BUFFER_TOTAL_BYTES);
     }
 
     /// QUIC transport parameters for both directions. Call after [`Self::validate`].

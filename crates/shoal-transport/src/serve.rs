@@ -9,6 +9,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::Ordering;
 
 use bytes::Bytes;
 use quinn::{Connection, ReadToEndError, RecvStream, SendStream, VarInt};
@@ -16,6 +17,7 @@ use rustls::pki_types::CertificateDer;
 use tokio::sync::{OwnedSemaphorePermit, oneshot};
 use tokio::time::{Instant, timeout, timeout_at};
 
+use crate::admission::{IgnoreReason, Verdict, decide};
 use crate::endpoint::{Incoming, Shared, Slot, reset_code};
 use crate::stats::{add, bump};
 use crate::tls::ALPN;
@@ -25,25 +27,94 @@ use crate::tls::ALPN;
 const CLOSE_NOT_MEMBER: u32 = 1;
 
 impl Shared {
-    /// Accepts connections until the endpoint closes.
+    /// Accepts connections until the endpoint closes. Each attempt is judged before any
+    /// handshake state exists (see [`crate::admission`]): accepted, sent a Retry, ignored,
+    /// or refused when `incoming_connections_max` connections are open.
     pub(crate) async fn accept_loop(self: Arc<Self>) {
         while let Some(incoming) = self.endpoint.accept().await {
+            bump(&self.counters.incoming_attempts);
+            let from = incoming.remote_address();
+            let validated = incoming.remote_address_validated();
+            let now = std::time::Instant::now();
+            let budget = self.lock(&self.sources).check(from.ip(), validated, now);
+            let in_progress = self.handshakes.load(Ordering::Relaxed) as usize;
+            match decide(budget, validated, in_progress, &self.limits) {
+                Verdict::Accept => {}
+                Verdict::Retry if incoming.may_retry() => {
+                    bump(&self.counters.incoming_retried);
+                    // Fails only for an Initial that already carried a token, which
+                    // `may_retry` ruled out.
+                    let _ = incoming.retry();
+                    continue;
+                }
+                Verdict::Retry => {
+                    self.ignore(incoming, IgnoreReason::BadToken);
+                    continue;
+                }
+                Verdict::Ignore(reason) => {
+                    self.ignore(incoming, reason);
+                    continue;
+                }
+            }
             let Ok(permit) = Arc::clone(&self.incoming_permits).try_acquire_owned() else {
                 bump(&self.counters.incoming_refused_full);
-                tracing::debug!(peer = %incoming.remote_address(), "incoming connection refused: incoming_connections_max reached");
+                self.note_dropped(from, "incoming_connections_max reached");
                 incoming.refuse();
                 continue;
             };
+            // Counted here, not in the task, so the next attempt already sees it.
+            self.handshakes.fetch_add(1, Ordering::Relaxed);
             self.runtime
                 .spawn(Arc::clone(&self).accept_one(incoming, permit));
         }
         tracing::debug!(local_addr = %self.local_addr, "accept loop ended");
     }
 
+    /// Drops an attempt without an answer (an answer would make us a reflector for
+    /// spoofed sources), counted and logged at most once per interval.
+    fn ignore(&self, incoming: quinn::Incoming, reason: IgnoreReason) {
+        let from = incoming.remote_address();
+        incoming.ignore();
+        let why = match reason {
+            IgnoreReason::SourceRateLimited => {
+                bump(&self.counters.incoming_ignored_rate_limited);
+                "source_handshakes_max reached"
+            }
+            IgnoreReason::Busy => {
+                bump(&self.counters.incoming_ignored_busy);
+                "handshakes_max reached"
+            }
+            IgnoreReason::BadToken => {
+                bump(&self.counters.incoming_ignored_bad_token);
+                "address validation token did not validate"
+            }
+        };
+        self.note_dropped(from, why);
+    }
+
+    /// One line per `refused_log_interval_ms` for attempts dropped before the handshake;
+    /// `suppressed` counts the others since the previous line.
+    fn note_dropped(&self, from: SocketAddr, why: &str) {
+        let now = std::time::Instant::now();
+        if let Some(suppressed) = self.lock(&self.dropped_log).event(now) {
+            tracing::warn!(
+                peer = %from,
+                reason = why,
+                suppressed,
+                "dropped incoming connection attempts"
+            );
+        }
+    }
+
     async fn accept_one(self: Arc<Self>, incoming: quinn::Incoming, _permit: OwnedSemaphorePermit) {
         let from = incoming.remote_address();
-        match self.handshake_incoming(incoming).await {
-            Ok(conn) => self.serve(conn).await,
+        let handshake = self.handshake_incoming(incoming).await;
+        self.handshakes.fetch_sub(1, Ordering::Relaxed);
+        match handshake {
+            Ok(conn) => {
+                self.cache_incoming(from, &conn);
+                self.serve(conn).await;
+            }
             Err(reason) => self.report_refused(from, reason),
         }
     }
@@ -90,11 +161,9 @@ impl Shared {
     }
 
     /// Serves one established connection until it closes: datagrams to the channel, each
-    /// request stream to its own task. Caches the connection under the peer's address if
-    /// nothing live is cached, and removes it from the cache when it ends.
+    /// request stream to its own task. Removes it from the cache when it ends.
     pub(crate) async fn serve(self: Arc<Self>, conn: Connection) {
         let from = conn.remote_address();
-        self.cache_if_absent(from, &conn);
         let reason = loop {
             tokio::select! {
                 datagram = conn.read_datagram() => match datagram {
@@ -113,15 +182,26 @@ impl Shared {
         self.forget(from, conn.stable_id());
     }
 
-    fn cache_if_absent(&self, from: SocketAddr, conn: &Connection) {
+    /// Caches an accepted connection under the peer's address, replacing a cached one: the
+    /// peer dialled because it holds no live connection to us, so the cached one may lead
+    /// to a process that died at this address, whose datagrams would vanish until the
+    /// idle timeout; if it is a twin from a simultaneous dial, both work and the other one
+    /// keeps being served. A dial in flight is left alone: it ends in a connection to the
+    /// same live process.
+    fn cache_incoming(&self, from: SocketAddr, conn: &Connection) {
         let mut peers = self.lock_peers();
-        let occupied = match peers.get(&from) {
-            Some(Slot::Ready(cached)) => cached.close_reason().is_none(),
-            Some(Slot::Connecting { .. }) => true,
-            None => false,
-        };
-        if !occupied && peers.len() < self.limits.peers_max {
-            peers.insert(from, Slot::Ready(conn.clone()));
+        match peers.get(&from) {
+            Some(Slot::Connecting { .. }) => {}
+            Some(Slot::Ready(cached)) => {
+                if cached.close_reason().is_none() {
+                    tracing::debug!(peer = %from, "new incoming connection replaces the cached one");
+                }
+                peers.insert(from, Slot::Ready(conn.clone()));
+            }
+            None if peers.len() < self.limits.peers_max => {
+                peers.insert(from, Slot::Ready(conn.clone()));
+            }
+            None => {}
         }
     }
 

@@ -2,7 +2,7 @@
 //!
 //! The network tasks bump [`Counters`] (relaxed atomics: each counter is independent and
 //! only ever read as a snapshot); [`crate::Transport::stats`] copies them into a
-//! [`TransportStats`].
+//! [`TransportStats`] and adds the gauges (what is open now).
 
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -48,6 +48,25 @@ pub struct TransportStats {
     pub incoming_refused_full: u64,
     /// `PeerRefused` reports dropped because the incoming channel was full.
     pub reports_dropped_queue_full: u64,
+    /// `PeerRefused` reports not sent because one was sent less than
+    /// `refused_log_interval_ms` ago (the next one counts them in its reason).
+    pub reports_throttled: u64,
+    /// Incoming connection attempts (QUIC Initials that quinn handed to the accept loop).
+    pub incoming_attempts: u64,
+    /// Attempts answered with a Retry (the source must prove its address).
+    pub incoming_retried: u64,
+    /// Attempts ignored because their (validated) source spent its budget.
+    pub incoming_ignored_rate_limited: u64,
+    /// Attempts ignored because `handshakes_max` handshakes were in progress.
+    pub incoming_ignored_busy: u64,
+    /// Attempts ignored because they needed a Retry but carried a token that did not
+    /// validate.
+    pub incoming_ignored_bad_token: u64,
+    /// Gauge, not a count: incoming handshakes in progress at the snapshot.
+    pub handshakes_in_progress: u64,
+    /// Gauge, not a count: connections quinn holds state for at the snapshot (handshaking,
+    /// established or closing; either direction).
+    pub connections_open: u64,
 }
 
 macro_rules! counters {
@@ -59,9 +78,11 @@ macro_rules! counters {
         }
 
         impl Counters {
+            /// The counters; the gauges are left at 0 for the caller to fill in.
             pub(crate) fn snapshot(&self) -> TransportStats {
                 TransportStats {
                     $($name: self.$name.load(Ordering::Relaxed),)*
+                    ..TransportStats::default()
                 }
             }
         }
@@ -87,6 +108,12 @@ counters!(
     peers_refused,
     incoming_refused_full,
     reports_dropped_queue_full,
+    reports_throttled,
+    incoming_attempts,
+    incoming_retried,
+    incoming_ignored_rate_limited,
+    incoming_ignored_busy,
+    incoming_ignored_bad_token,
 );
 
 /// Adds `n` to a counter.

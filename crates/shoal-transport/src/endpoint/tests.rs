@@ -11,21 +11,23 @@ use tokio::time::timeout;
 
 use crate::{ClusterTls, Incoming, MemoryCa, Transport, TransportError, TransportLimits};
 
-const TEST_BOUND: Duration = Duration::from_secs(30);
-const EVENT_WAIT: Duration = Duration::from_secs(5);
+pub(super) const TEST_BOUND: Duration = Duration::from_secs(30);
+pub(super) const EVENT_WAIT: Duration = Duration::from_secs(5);
 const SEND_ATTEMPTS_MAX: usize = 200;
 const SEND_ATTEMPT_WAIT: Duration = Duration::from_millis(50);
 const REQUEST_BYTES_MAX: usize = 64 * 1024;
 
-fn loopback() -> SocketAddr {
+pub(super) fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
-fn limits() -> TransportLimits {
+pub(super) fn limits() -> TransportLimits {
     TransportLimits {
         request_bytes_max: REQUEST_BYTES_MAX,
         request_timeout_ms: 3_000,
         connect_timeout_ms: 2_000,
+        // Every refusal reported: these tests count them one by one.
+        refused_log_interval_ms: 0,
         ..TransportLimits::default()
     }
 }
@@ -34,7 +36,7 @@ fn bind(tls: &ClusterTls) -> (Transport, mpsc::Receiver<Incoming>) {
     Transport::bind(loopback(), tls, limits()).expect("bind on loopback")
 }
 
-async fn bounded<F: Future>(body: F) -> F::Output {
+pub(super) async fn bounded<F: Future>(body: F) -> F::Output {
     timeout(TEST_BOUND, body)
         .await
         .expect("test did not finish within its bound")
@@ -42,7 +44,7 @@ async fn bounded<F: Future>(body: F) -> F::Output {
 
 /// Sends `payload` from `from` to `to` until `rx` yields a datagram: the first sends are
 /// dropped while the connection is dialled.
-async fn send_until_received(
+pub(super) async fn send_until_received(
     from: &Transport,
     to: SocketAddr,
     rx: &mut mpsc::Receiver<Incoming>,
