@@ -12,10 +12,18 @@
 //!   log event, reads `/status` and `/metrics`, sends SIGTERM, and kills
 //!   the process it started (by PID) when dropped.
 //! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
+//! - [`dnsmasq`]: a real DNS server (dnsmasq) on loopback, serving a
+//!   hosts file the test rewrites.
+//! - [`netns`]: re-runs a test inside network, mount and PID namespaces
+//!   with `/etc` files of its own.
+//! - [`needs`]: fails a test that lacks root or a tool, naming it.
 //! - [`eventually`]: polling with a bound, instead of sleeping.
 
 pub mod backend;
+pub mod dnsmasq;
 pub mod fleet;
+pub mod needs;
+pub mod netns;
 pub mod node;
 
 use std::future::Future;
