@@ -30,6 +30,10 @@ const NAME: &str = "lb.shoal.test";
 /// spawned) until every node holds every member.
 const ASSEMBLED_WITHIN_MS: u64 = 2_000;
 
+/// `cluster.resolve_interval_ms` where a test needs the running fleet to
+/// re-resolve its seeds soon (the default is 30 s).
+const RESOLVE_INTERVAL_MS: u64 = 500;
+
 /// The "hosts": node `i` runs on `HOSTS[i]`.
 const HOSTS: [Ipv4Addr; 4] = [
     Ipv4Addr::new(127, 0, 0, 11),
@@ -214,8 +218,7 @@ async fn three_nodes_assemble_from_one_round_robin_name_served_by_dnsmasq() {
 
 /// The host is added to the name, then its node is started with the same
 /// seed as the others. (It would reach them without its own address in
-/// the name too: this shows dnsmasq's reload and a join to a running
-/// fleet through the name, not that the fleet follows the name.)
+/// the name too; the next test is the one that needs the name to grow.)
 #[tokio::test]
 async fn a_fourth_node_seeded_with_the_grown_name_joins_the_running_fleet() {
     let port = common_port(&HOSTS);
@@ -223,6 +226,39 @@ async fn a_fourth_node_seeded_with_the_grown_name_joins_the_running_fleet() {
     dns.set_records(&records(&HOSTS)).await;
     let started = fleet.start_next().await;
     fleet.assembled(started).await;
+}
+
+/// A fourth node that knows no one (its only seed is itself: a fleet of
+/// one) is found by the running fleet once the name gains its address:
+/// the nodes re-resolve their seeds every `resolve_interval_ms` even when
+/// not alone, and announce to an address that is new "at once"
+/// (`Cluster::update_seeds`).
+///
+/// Ignored: it fails. That one announce is a datagram to a peer with no
+/// QUIC connection yet, which `Transport::send_datagram` drops while it
+/// starts the dial (`datagrams_dropped_total{reason="no_connection"}`
+/// rises on nodes 1–3, node 4 receives nothing); the fleet reaches node 4
+/// only with the missing-seed announce, 30 s later (seen: 29.2 s).
+#[tokio::test]
+#[ignore = "shoal drops the announce to a seed address that is new (no connection yet): the fleet follows the name only after 30 s"]
+async fn the_running_fleet_follows_the_name_to_the_node_it_gained() {
+    let port = common_port(&HOSTS);
+    let extra = format!("resolve_interval_ms = {RESOLVE_INTERVAL_MS}");
+    let (mut dns, mut fleet) = three_nodes_through_dnsmasq(4, port, &extra).await;
+    fleet
+        .start_next_seeded(&SocketAddr::from((HOSTS[3], port)).to_string())
+        .await;
+    assert_eq!(fleet.nodes[3].live_nodes().await, 1, "node 4 starts alone");
+    dns.set_records(&records(&HOSTS)).await;
+    let grown = Instant::now();
+    // One re-resolution period, and the 2 s of the issue for the rest.
+    fleet
+        .assembled_within(
+            grown,
+            "the name gained node 4's address",
+            Duration::from_millis(RESOLVE_INTERVAL_MS + ASSEMBLED_WITHIN_MS),
+        )
+        .await;
 }
 
 /// Run inside its own namespaces (see `shoal_e2e::netns`): there
