@@ -439,12 +439,7 @@ impl Fleet {
     }
 }
 
-fn handle_incoming(
-    node: &mut Node,
-    now: Instant,
-    incoming: Incoming,
-    pools: &mut dyn Pools,
-) {
+fn handle_incoming(node: &mut Node, now: Instant, incoming: Incoming, pools: &mut dyn Pools) {
     match incoming {
         Incoming::Datagram { from, data } => {
             if let Err(e) = node.handle_datagram(now, &data, pools) {
