@@ -174,6 +174,10 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
     // A node restarted after the drain honours it before its first client.
     nodes.remove(1).sigterm();
     let restarted = start("node-2", &node_certs[1], &addrs, &seed).await;
+    eventually("the restarted node's warm start to end", WAIT, || async {
+        (restarted.status().await["cluster"]["phase"] == "serving").then_some(())
+    })
+    .await;
     assert!(
         draining_on(&restarted, addrs[0]).await,
         "learned at the warm start"

@@ -22,7 +22,7 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use serde::Serialize;
 use shoal_core::cluster::report::BackendKey;
-use shoal_core::node::FleetStatus;
+use shoal_core::node::{FleetStatus, Phase};
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -276,6 +276,9 @@ pub struct Status {
 pub struct ClusterStatus {
     /// This node's identity, `name@addr#epoch.bump`.
     pub identity: String,
+    /// `warming` (joined; listeners not accepting until the warm start
+    /// ends), `serving`, `leaving` or `closed`.
+    pub phase: &'static str,
     pub live_nodes: u32,
     pub members: Vec<MemberStatus>,
 }
@@ -377,6 +380,12 @@ impl AdminState {
             .collect();
         let cluster = fleet.map(|f| ClusterStatus {
             identity: format!("{:?}", f.identity),
+            phase: match f.phase {
+                Phase::Warming => "warming",
+                Phase::Serving => "serving",
+                Phase::Leaving => "leaving",
+                Phase::Closed => "closed",
+            },
             live_nodes: f.live_nodes,
             members: f
                 .members

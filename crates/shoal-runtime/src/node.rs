@@ -184,10 +184,31 @@ impl Node {
             )));
         }
         let mut fleet_task = None;
-        let mut fleet_handle = None;
+        let fleet_handle = self.fleet.as_ref().map(Fleet::handle);
+        // The admin endpoint serves from the start: during the warm start
+        // too, so /status shows a node that is joining.
+        let admin_task = self.admin.map(|tcp| {
+            if let Ok(addr) = tcp.local_addr() {
+                info!(admin = %addr, "admin endpoint serving /metrics and /status");
+            }
+            let router = admin::router(AdminState {
+                node_name: self.config.node.name.clone(),
+                listeners: states.clone(),
+                metrics: self.metrics.clone(),
+                fleet: fleet_handle.clone(),
+            });
+            // Serves through the drain; stops at the hard stop, so an admin
+            // client cannot keep the node alive past it.
+            tokio::spawn(admin::serve(
+                tcp,
+                router,
+                admin::AdminLimits::from_config(&self.config.node),
+                self.metrics.clone(),
+                hard_stop.clone(),
+            ))
+        });
         if let Some(fleet) = self.fleet.take() {
             info!(cluster = %fleet.local_addr(), "joining the fleet");
-            fleet_handle = Some(fleet.handle());
             fleet_task = Some(tokio::spawn(
                 fleet.run(stop_accepting.clone(), hard_stop.clone()),
             ));
@@ -201,6 +222,9 @@ impl Node {
                         stop_accepting.cancel();
                         hard_stop.cancel();
                         if let Some(task) = fleet_task {
+                            let _ = task.await;
+                        }
+                        if let Some(task) = admin_task {
                             let _ = task.await;
                         }
                         return;
@@ -218,26 +242,6 @@ impl Node {
             &stop_accepting,
             &hard_stop,
         );
-        let admin_task = self.admin.map(|tcp| {
-            if let Ok(addr) = tcp.local_addr() {
-                info!(admin = %addr, "admin endpoint serving /metrics and /status");
-            }
-            let router = admin::router(AdminState {
-                node_name: self.config.node.name.clone(),
-                listeners: states,
-                metrics: self.metrics.clone(),
-                fleet: fleet_handle,
-            });
-            // Serves through the drain; stops at the hard stop, so an admin
-            // client cannot keep the node alive past it.
-            tokio::spawn(admin::serve(
-                tcp,
-                router,
-                admin::AdminLimits::from_config(&self.config.node),
-                self.metrics.clone(),
-                hard_stop.clone(),
-            ))
-        });
 
         shutdown.await;
         let drain = self.config.node.drain_timeout;

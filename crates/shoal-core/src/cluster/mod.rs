@@ -89,6 +89,15 @@ pub const REMEMBERED_ANNOUNCES_MAX: usize = 32;
 /// out for good (`fleet-swarm` seed 867).
 pub const MISSING_SEED_ANNOUNCE_INTERVAL: Duration = Duration::from_secs(30);
 
+/// Report ticks at which an announce to a seed (or to a new seed address)
+/// is repeated while the seed is not held alive. The first one usually
+/// finds no QUIC connection and is dropped while the transport dials
+/// (decision 21); without the repeats a running fleet reached a node that
+/// had just been added to the seed name only at the next
+/// [`MISSING_SEED_ANNOUNCE_INTERVAL`] (30 s), and a fleet started all at
+/// once waited for QUIC's handshake retransmission.
+pub const SEED_ANNOUNCE_REPEATS: u32 = 3;
+
 /// Report intervals after a change in which a changed shard is sent again,
 /// and after a member comes up in which it gets every shard again: a
 /// datagram may be lost, or arrive before the receiver holds this node
@@ -313,6 +322,9 @@ pub struct Cluster {
     drain_clock: u64,
     /// Bumped when `drains` changes, so the view is pushed again.
     drain_generation: u64,
+    /// Seeds announced to lately and not yet held alive, with the report
+    /// ticks left at which the announce is repeated.
+    announce_repeats: BTreeMap<SocketAddr, u32>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -362,6 +374,7 @@ impl Cluster {
             drains: BTreeMap::new(),
             drain_clock: 0,
             drain_generation: 0,
+            announce_repeats: BTreeMap::new(),
         }
     }
 
@@ -449,6 +462,7 @@ impl Cluster {
         }
         for seed in targets {
             self.announce(seed);
+            self.announce_repeats.insert(seed, SEED_ANNOUNCE_REPEATS);
         }
         self.drain(now);
     }
@@ -467,6 +481,7 @@ impl Cluster {
         self.seeds = seeds.iter().copied().filter(|&s| s != me).collect();
         for seed in fresh {
             self.announce(seed);
+            self.announce_repeats.insert(seed, SEED_ANNOUNCE_REPEATS);
         }
         self.drain(now);
     }
@@ -554,6 +569,7 @@ impl Cluster {
             self.drain(now);
         }
         if now >= self.next_report {
+            self.repeat_announces(now);
             self.push_event(ClusterEvent::ReportDue);
             // Skip missed periods instead of bursting after a stall.
             self.next_report = (self.next_report + self.config.report_interval).max(now);
@@ -703,6 +719,25 @@ impl Cluster {
         self.drains.insert(key, mark);
         self.drain_generation += 1;
         true
+    }
+
+    /// Repeats the announces to seeds not yet held alive (see
+    /// [`SEED_ANNOUNCE_REPEATS`]).
+    fn repeat_announces(&mut self, now: Instant) {
+        let live = &self.live;
+        self.announce_repeats
+            .retain(|addr, left| *left > 0 && !live.contains(addr));
+        let due: Vec<SocketAddr> = self.announce_repeats.keys().copied().collect();
+        if due.is_empty() {
+            return;
+        }
+        for addr in due {
+            self.announce(addr);
+            if let Some(left) = self.announce_repeats.get_mut(&addr) {
+                *left -= 1;
+            }
+        }
+        self.drain(now);
     }
 
     /// Announces this node to `origin`, which sends reports but which foca

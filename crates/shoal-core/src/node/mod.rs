@@ -65,7 +65,7 @@ use crate::pool::Pool;
 use crate::time::Instant;
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -250,6 +250,8 @@ enum State {
         resolved: bool,
         pending: VecDeque<SocketAddr>,
         tried: usize,
+        /// Addresses pulled from (or being pulled from) already.
+        asked: BTreeSet<SocketAddr>,
     },
     Serving {
         next_sync: Instant,
@@ -322,6 +324,7 @@ impl Node {
                 resolved: false,
                 pending: VecDeque::new(),
                 tried: 0,
+                asked: BTreeSet::new(),
             },
             resolving: false,
             syncs: BTreeMap::new(),
@@ -683,13 +686,16 @@ impl Node {
         self.actions.push_back(Action::Accept);
     }
 
-    /// Pulls from the next seed of the warm start, or ends it.
+    /// Pulls from the next seed of the warm start (several may be asked
+    /// at once, up to [`SYNCS_IN_FLIGHT_MAX`]), or ends it once every seed
+    /// was asked and none answered.
     fn warm_next(&mut self, now: Instant) {
         loop {
             let State::Warming {
                 deadline,
                 pending,
                 tried,
+                asked,
                 ..
             } = &mut self.state
             else {
@@ -699,16 +705,44 @@ impl Node {
                 self.serve(now, WarmStart::TimedOut);
                 return;
             }
+            if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX {
+                return;
+            }
             let Some(seed) = pending.pop_front() else {
                 let tried = *tried;
-                self.serve(now, WarmStart::NoAnswer { tried });
+                if !self.syncs.values().any(|s| s.kind == SyncKind::Warm) {
+                    self.serve(now, WarmStart::NoAnswer { tried });
+                }
                 return;
             };
+            if !asked.insert(seed) {
+                continue;
+            }
             *tried += 1;
             if self.start_sync(now, seed, SyncKind::Warm) {
                 return;
             }
         }
+    }
+
+    /// A member came up while this node warms: it holds the fleet's state
+    /// and a connection to it exists now, so pull from it at once instead
+    /// of waiting for a seed that is slow or not up yet.
+    fn warm_from_member(&mut self, now: Instant, addr: SocketAddr) {
+        let State::Warming {
+            resolved: true,
+            tried,
+            asked,
+            ..
+        } = &mut self.state
+        else {
+            return;
+        };
+        if self.syncs.len() >= SYNCS_IN_FLIGHT_MAX || !asked.insert(addr) {
+            return;
+        }
+        *tried += 1;
+        self.start_sync(now, addr, SyncKind::Warm);
     }
 
     fn periodic_sync(&mut self, now: Instant) {
@@ -808,7 +842,10 @@ impl Node {
                         due = true;
                         continue;
                     }
-                    ClusterEvent::MemberUp(id) => NodeEvent::MemberUp(id),
+                    ClusterEvent::MemberUp(id) => {
+                        self.warm_from_member(now, id.addr);
+                        NodeEvent::MemberUp(id)
+                    }
                     ClusterEvent::MemberDown(id) => NodeEvent::MemberDown(id),
                     ClusterEvent::Renamed { from, to } => NodeEvent::Renamed { from, to },
                     ClusterEvent::Rejoined(id) => NodeEvent::Rejoined(id),
