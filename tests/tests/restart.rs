@@ -140,6 +140,12 @@ async fn a_node_killed_and_restarted_at_once_stays_in_the_fleet() {
     let restarted =
         Shoal::start(&node_config("node-3", backend.addr, addr, seeds, &certs[2])).await;
     let restarted_at = Instant::now();
+    // The restarted node itself starts with a view of one; what the test
+    // watches is the fleet after it has warmed up (its listeners open).
+    eventually("the restarted node's warm start to end", WAIT, || async {
+        (restarted.status().await["cluster"]["phase"] == "serving").then_some(())
+    })
+    .await;
     let identity = restarted.status().await["cluster"]["identity"]
         .as_str()
         .unwrap()

@@ -357,6 +357,13 @@ impl SwimCodec {
     }
 }
 
+/// The identity a SWIM packet's sender claims (its header's `src`),
+/// decoded without the rest of the packet.
+pub fn swim_sender(data: &[u8]) -> Result<NodeId, WireError> {
+    use foca::Codec;
+    Ok(SwimCodec.decode_header(data)?.src)
+}
+
 impl foca::Codec<NodeId> for SwimCodec {
     type Error = WireError;
 

@@ -50,6 +50,26 @@ pub enum FleetError {
     },
     #[error("cluster.resolver: {0}")]
     Resolver(#[source] shoal_seeds::SeedError),
+    /// `node.name` is not the name the node certificate states.
+    #[error(
+        "node.name = {configured:?} is not the name in cluster.cert ({certified:?}): a node's name in the fleet is the one its certificate states"
+    )]
+    NameMismatch {
+        configured: String,
+        certified: String,
+    },
+}
+
+/// Checks that `node_name` is the name `tls`'s certificate states: peers
+/// accept from a node only the identity its certificate names.
+pub fn check_name(node_name: &str, tls: &ClusterTls) -> Result<(), FleetError> {
+    if tls.node_name() != node_name {
+        return Err(FleetError::NameMismatch {
+            configured: node_name.to_owned(),
+            certified: tls.node_name().to_owned(),
+        });
+    }
+    Ok(())
 }
 
 /// Admin requests waiting for the fleet task, at most.
@@ -197,6 +217,7 @@ impl Fleet {
                 &loaded
             }
         };
+        check_name(&parts.node_name, tls)?;
         let NodeParts {
             node_name,
             listeners,
@@ -441,16 +462,17 @@ impl Fleet {
 
 fn handle_incoming(node: &mut Node, now: Instant, incoming: Incoming, pools: &mut dyn Pools) {
     match incoming {
-        Incoming::Datagram { from, data } => {
-            if let Err(e) = node.handle_datagram(now, &data, pools) {
+        Incoming::Datagram { from, peer, data } => {
+            if let Err(e) = node.handle_datagram_from(now, &peer, &data, pools) {
                 debug!(from = %from, error = %e, "datagram from a peer refused");
             }
         }
         Incoming::Request {
             from,
+            peer,
             data,
             respond,
-        } => match node.handle_sync_request(now, &data, pools) {
+        } => match node.handle_sync_request_from(now, &peer, &data, pools) {
             Ok(answer) => {
                 debug!(from = %from, "sync request answered");
                 let _ = respond.send(answer);
@@ -511,6 +533,14 @@ fn log_event(event: NodeEvent) {
             },
         },
         NodeEvent::Leaving => info!("leaving the fleet"),
+        NodeEvent::DuplicateName { kept, refused } => error!(
+            kept = ?kept, refused = ?refused,
+            "two live processes have one node name: the newer is kept, the other refused until it is gone"
+        ),
+        NodeEvent::NameTaken { by } => error!(
+            by = ?by,
+            "a newer process with this node's name joined the fleet: the fleet refuses this one; stop one of them"
+        ),
         NodeEvent::Fault(fault) => match &*fault {
             // An announce to an address nobody answers at is routine.
             ClusterFault::Announce { .. } => debug!(error = %fault, "fleet"),

@@ -61,13 +61,20 @@ use crate::tls::{CLUSTER_SERVER_NAME, ClusterTls};
 /// Something a member sent us, or a peer we refused.
 #[derive(Debug)]
 pub enum Incoming {
-    /// A datagram from a member.
-    Datagram { from: SocketAddr, data: Bytes },
+    /// A datagram from a member; `peer` is the node name its certificate
+    /// states (subject common name), the only name it may claim.
+    Datagram {
+        from: SocketAddr,
+        peer: Arc<str>,
+        data: Bytes,
+    },
     /// A request from a member. Send the response on `respond`; dropping `respond` resets
     /// the stream, and the requester's [`Transport::request`] fails with
     /// [`TransportError::Refused`]. Answer within `request_timeout_ms` of its arrival.
     Request {
         from: SocketAddr,
+        /// The node name its certificate states.
+        peer: Arc<str>,
         data: Vec<u8>,
         respond: oneshot::Sender<Vec<u8>>,
     },

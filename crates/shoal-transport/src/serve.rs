@@ -164,15 +164,31 @@ impl Shared {
     /// request stream to its own task. Removes it from the cache when it ends.
     pub(crate) async fn serve(self: Arc<Self>, conn: Connection) {
         let from = conn.remote_address();
+        // The name the peer's certificate states: what it may call itself
+        // in the fleet (the core checks every claim against it).
+        let Some(peer) = conn
+            .peer_identity()
+            .and_then(|identity| identity.downcast::<Vec<CertificateDer<'static>>>().ok())
+            .and_then(|chain| chain.first().and_then(crate::tls::certificate_name))
+        else {
+            conn.close(
+                VarInt::from_u32(CLOSE_NOT_MEMBER),
+                b"certificate names no node",
+            );
+            self.forget(from, conn.stable_id());
+            return;
+        };
+        let peer: Arc<str> = peer.into();
         let reason = loop {
             tokio::select! {
                 datagram = conn.read_datagram() => match datagram {
-                    Ok(data) => self.deliver_datagram(from, data),
+                    Ok(data) => self.deliver_datagram(from, &peer, data),
                     Err(e) => break e,
                 },
                 stream = conn.accept_bi() => match stream {
                     Ok((send, recv)) => {
-                        self.runtime.spawn(Arc::clone(&self).answer(from, send, recv));
+                        self.runtime
+                            .spawn(Arc::clone(&self).answer(from, peer.clone(), send, recv));
                     }
                     Err(e) => break e,
                 },
@@ -205,12 +221,13 @@ impl Shared {
         }
     }
 
-    fn deliver_datagram(&self, from: SocketAddr, data: Bytes) {
+    fn deliver_datagram(&self, from: SocketAddr, peer: &Arc<str>, data: Bytes) {
         bump(&self.counters.datagrams_received);
         add(&self.counters.datagram_bytes_received, data.len() as u64);
+        let peer = peer.clone();
         if self
             .incoming
-            .try_send(Incoming::Datagram { from, data })
+            .try_send(Incoming::Datagram { from, peer, data })
             .is_err()
         {
             bump(&self.counters.datagrams_dropped_queue_full);
@@ -219,7 +236,13 @@ impl Shared {
 
     /// Reads one request, hands it to the channel, writes back the answer; resets the
     /// stream with a [`reset_code`] when any step fails or runs out of time.
-    async fn answer(self: Arc<Self>, from: SocketAddr, mut send: SendStream, mut recv: RecvStream) {
+    async fn answer(
+        self: Arc<Self>,
+        from: SocketAddr,
+        peer: Arc<str>,
+        mut send: SendStream,
+        mut recv: RecvStream,
+    ) {
         let deadline = Instant::now() + self.limits.request_timeout();
         let refuse = |send: &mut SendStream, code: u32| {
             bump(&self.counters.requests_refused);
@@ -243,6 +266,7 @@ impl Shared {
         let (respond, answer) = oneshot::channel();
         let request = Incoming::Request {
             from,
+            peer,
             data,
             respond,
         };

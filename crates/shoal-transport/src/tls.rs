@@ -109,6 +109,10 @@ pub enum TlsError {
     /// No `CERTIFICATE` block was found.
     #[error("{input}: no CERTIFICATE block")]
     NoCertificate { input: PemInput },
+    /// The node certificate names no node: its subject has no common name
+    /// (`shoal certs node NAME` writes the name there).
+    #[error("{input}: the certificate's subject has no common name (the node's name)")]
+    NoName { input: PemInput },
     /// No `PRIVATE KEY` block (PKCS#8, `EC PRIVATE KEY` or `RSA PRIVATE KEY`) was found.
     #[error("{input}: no PRIVATE KEY block")]
     NoKey { input: PemInput },
@@ -149,6 +153,7 @@ pub enum TlsError {
 pub struct ClusterTls {
     server: quinn::ServerConfig,
     client: quinn::ClientConfig,
+    name: Arc<str>,
 }
 
 impl fmt::Debug for ClusterTls {
@@ -211,6 +216,9 @@ impl ClusterTls {
         let roots = Arc::new(roots);
 
         let chain = parse_certificates(cert_input, cert_pem)?;
+        let name = certificate_name(&chain[0]).ok_or_else(|| TlsError::NoName {
+            input: cert_input.clone(),
+        })?;
         let key = parse_key(key_input, key_pem)?;
         check_key_matches(&provider, &chain, &key, cert_input, key_input)?;
 
@@ -251,8 +259,23 @@ impl ClusterTls {
         Ok(ClusterTls {
             server: quinn::ServerConfig::with_crypto(Arc::new(server)),
             client: quinn::ClientConfig::new(Arc::new(client)),
+            name: name.into(),
         })
     }
+
+    /// The node's name, as its certificate states it (subject common
+    /// name): the one name this node may have in the fleet.
+    pub fn node_name(&self) -> &str {
+        &self.name
+    }
+}
+
+/// The subject common name of a certificate: a node's name (see
+/// [`crate::certs`]). `None` if it does not parse or has none.
+pub fn certificate_name(der: &CertificateDer<'_>) -> Option<String> {
+    let (_, cert) = x509_parser::parse_x509_certificate(der.as_ref()).ok()?;
+    let cn = cert.subject().iter_common_name().next()?;
+    cn.as_str().ok().map(str::to_owned)
 }
 
 fn config_error(e: impl fmt::Display) -> TlsError {

@@ -33,6 +33,10 @@ pub(crate) fn load(path: &Path) -> Result<Loaded, String> {
             .map_err(|e| format!("{}: {}: {e}", path.display(), tls_field(&e)))
         })
         .transpose()?;
+    if let Some(tls) = &tls {
+        shoal_runtime::fleet::check_name(&config.node.name, tls)
+            .map_err(|e| format!("{}: {e}", path.display()))?;
+    }
     Ok(Loaded { config, tls })
 }
 
@@ -49,6 +53,7 @@ fn tls_field(e: &TlsError) -> &'static str {
         TlsError::Read { input, .. }
         | TlsError::NotPem { input, .. }
         | TlsError::NoCertificate { input }
+        | TlsError::NoName { input }
         | TlsError::NoKey { input }
         | TlsError::BadCa { input, .. }
         | TlsError::BadKey { input, .. } => by_kind(input.kind),

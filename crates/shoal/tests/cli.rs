@@ -278,3 +278,28 @@ fn an_invalid_log_level_is_bad_input_reported_once() {
         "printed once: {stderr:?}"
     );
 }
+
+/// A node's name in the fleet is its certificate's: a node holding
+/// node-3's certificate cannot start as node-9 (issue 15, defect 8).
+#[test]
+fn a_node_name_that_is_not_the_certificates_is_refused_by_check_config_and_run() {
+    let dir = tempfile::tempdir().unwrap();
+    certs(&dir.path().join("certs"), &["node-3"]);
+    let text = cluster_config("certs/ca.pem", "certs/node-3.pem", "certs/node-3.key")
+        .replace("name = \"node-1\"", "name = \"node-9\"");
+    let path = write_config(&dir, &text);
+    for args in [
+        vec!["check-config", path.as_str()],
+        vec!["run", "-c", path.as_str()],
+    ] {
+        let out = shoal(&args);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(
+            err.contains("node.name = \"node-9\" is not the name in cluster.cert (\"node-3\")"),
+            "{args:?}: {err}"
+        );
+    }
+    let good = write_config(&dir, &text.replace("node-9", "node-3"));
+    assert!(shoal(&["check-config", &good]).status.success());
+}

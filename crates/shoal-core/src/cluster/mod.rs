@@ -183,6 +183,19 @@ pub enum ClusterEvent {
     /// Something foca was asked to do failed; see [`ClusterFault`] for
     /// what that left changed.
     Error(Arc<ClusterFault>),
+    /// Two live processes have one name (a copied certificate, or a node
+    /// started twice on two addresses): the newer identity is kept, the
+    /// other's datagrams are refused and its counts dropped until it is
+    /// gone.
+    DuplicateName {
+        kept: NodeId,
+        refused: NodeId,
+    },
+    /// A newer process with this node's name joined the fleet: the fleet
+    /// now refuses this one. Stop one of the two.
+    NameTaken {
+        by: NodeId,
+    },
 }
 
 /// A failure inside the membership protocol, with what it left behind.
@@ -255,6 +268,20 @@ pub enum ClusterError {
     Swim(#[source] foca::Error),
     #[error(transparent)]
     Wire(#[from] WireError),
+    /// The sender's certificate names one node and its message claims
+    /// another identity; nothing was applied.
+    #[error("a peer whose certificate names `{certified}` claims to be {claimed:?}")]
+    Impersonation {
+        certified: String,
+        claimed: Box<NodeId>,
+    },
+    /// The sender is an older process with the name of a newer live member;
+    /// nothing was applied.
+    #[error("{sender:?} has the name of a newer live member, {owner:?}: refused")]
+    Superseded {
+        sender: Box<NodeId>,
+        owner: Box<NodeId>,
+    },
 }
 
 /// Counters for metrics. `datagrams_*` and `bytes_*` count both kinds of
@@ -276,6 +303,10 @@ pub struct ClusterStats {
     pub shards_applied: u64,
     /// Announces to origins of report datagrams foca did not know.
     pub unknown_origin_announces: u64,
+    /// Datagrams and syncs refused because the sender's claim did not
+    /// match its certificate, or it was superseded by a newer process of
+    /// its name.
+    pub impostors_refused: u64,
     /// Events dropped because [`EVENTS_QUEUED_MAX`] were waiting.
     pub events_dropped: u64,
     /// Datagrams dropped because [`TRANSMITS_QUEUED_MAX`] were waiting.
@@ -325,6 +356,12 @@ pub struct Cluster {
     /// Seeds announced to lately and not yet held alive, with the report
     /// ticks left at which the announce is repeated.
     announce_repeats: BTreeMap<SocketAddr, u32>,
+    /// The names of the live members, by address, and the newest live
+    /// identity of each name.
+    live_names: BTreeMap<SocketAddr, String>,
+    owners: BTreeMap<String, NodeId>,
+    /// Whether [`ClusterEvent::NameTaken`] was told (once per taker).
+    name_taken_by: Option<NodeId>,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -375,6 +412,9 @@ impl Cluster {
             drain_clock: 0,
             drain_generation: 0,
             announce_repeats: BTreeMap::new(),
+            live_names: BTreeMap::new(),
+            owners: BTreeMap::new(),
+            name_taken_by: None,
         }
     }
 
@@ -509,26 +549,11 @@ impl Cluster {
     /// only the full-state sync (every `sync_interval`) would repair the
     /// miss, and the origin would get no report from this node meanwhile.
     pub fn handle_datagram(&mut self, now: Instant, data: &[u8]) -> Result<(), ClusterError> {
+        if wire::is_reports(data) {
+            return self.handle_reports(now, None, data);
+        }
         self.stats.datagrams_in += 1;
         self.stats.bytes_in += data.len() as u64;
-        if wire::is_reports(data) {
-            let shards = wire::decode_reports(data).map_err(|e| {
-                self.stats.bad_datagrams += 1;
-                ClusterError::Wire(e)
-            })?;
-            let mut unknown = None;
-            for s in shards {
-                let origin = s.origin;
-                if !self.live.contains(&origin) && !self.down.contains(&origin) {
-                    unknown = Some(origin);
-                }
-                self.accept(now, s);
-            }
-            if let Some(origin) = unknown {
-                self.announce_to_unknown(now, origin);
-            }
-            return Ok(());
-        }
         let result = self.foca.handle_data(data, &mut self.runtime);
         // Even a refused packet may have been partly applied (foca reads
         // members before the rest): always collect what it produced.
@@ -537,6 +562,129 @@ impl Cluster {
             self.stats.bad_datagrams += 1;
             ClusterError::Swim(e)
         })
+    }
+
+    /// A report datagram: decoded whole, then (from a peer certified as
+    /// `certified`) refused whole if any shard's origin is a live member
+    /// of another name or an older process of a name a newer one holds,
+    /// then applied shard by shard.
+    fn handle_reports(
+        &mut self,
+        now: Instant,
+        certified: Option<&str>,
+        data: &[u8],
+    ) -> Result<(), ClusterError> {
+        self.stats.datagrams_in += 1;
+        self.stats.bytes_in += data.len() as u64;
+        let shards = wire::decode_reports(data).map_err(|e| {
+            self.stats.bad_datagrams += 1;
+            ClusterError::Wire(e)
+        })?;
+        if let Some(certified) = certified {
+            for s in &shards {
+                let refused = match self.live_names.get(&s.origin) {
+                    Some(name) if name != certified => true,
+                    Some(name) => self
+                        .owners
+                        .get(name)
+                        .is_some_and(|owner| owner.addr != s.origin),
+                    None => false,
+                };
+                if refused {
+                    self.stats.impostors_refused += 1;
+                    return Err(ClusterError::Impersonation {
+                        certified: certified.to_owned(),
+                        claimed: Box::new(NodeId::new(
+                            s.origin,
+                            self.live_names.get(&s.origin).cloned().unwrap_or_default(),
+                            s.epoch,
+                        )),
+                    });
+                }
+            }
+        }
+        let mut unknown = None;
+        for s in shards {
+            let origin = s.origin;
+            if !self.live.contains(&origin) && !self.down.contains(&origin) {
+                unknown = Some(origin);
+            }
+            self.accept(now, s);
+        }
+        if let Some(origin) = unknown {
+            self.announce_to_unknown(now, origin);
+        }
+        Ok(())
+    }
+
+    /// [`Cluster::handle_datagram`] from a peer whose certificate names
+    /// `certified`: a SWIM packet must come from an identity of that name,
+    /// a report datagram may carry only shards of an origin whose live
+    /// member has that name (or is unknown), and an older process with the
+    /// name of a newer live member is refused. A refused datagram changes
+    /// nothing.
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Instant,
+        certified: &str,
+        data: &[u8],
+    ) -> Result<(), ClusterError> {
+        if wire::is_reports(data) {
+            // The origins are checked after the decode, before any shard
+            // is applied (see `handle_reports`).
+            return self.handle_reports(now, Some(certified), data);
+        }
+        if let Ok(sender) = wire::swim_sender(data) {
+            self.check_claim(certified, &sender)?;
+        }
+        self.handle_datagram(now, data)
+    }
+
+    /// [`Cluster::handle_sync`] from a peer whose certificate names
+    /// `certified`: the sync's sender must have that name.
+    pub fn handle_sync_from(
+        &mut self,
+        now: Instant,
+        certified: &str,
+        data: &[u8],
+    ) -> Result<NodeId, ClusterError> {
+        let state = wire::decode_sync(data)?;
+        self.check_claim(certified, &state.from)?;
+        self.apply_sync(now, state)
+    }
+
+    /// Whether `sender` may speak for itself: its name is its certificate's,
+    /// and no newer live process holds that name.
+    fn check_claim(&mut self, certified: &str, sender: &NodeId) -> Result<(), ClusterError> {
+        if sender.name != certified {
+            self.stats.impostors_refused += 1;
+            return Err(ClusterError::Impersonation {
+                certified: certified.to_owned(),
+                claimed: Box::new(sender.clone()),
+            });
+        }
+        let me = self.identity();
+        let owner = if sender.name == me.name {
+            Some(me.clone())
+        } else {
+            self.owners.get(&sender.name).cloned()
+        };
+        if let Some(owner) = owner
+            && owner.addr != sender.addr
+        {
+            if (owner.epoch, owner.bump) > (sender.epoch, sender.bump) {
+                self.stats.impostors_refused += 1;
+                return Err(ClusterError::Superseded {
+                    sender: Box::new(sender.clone()),
+                    owner: Box::new(owner),
+                });
+            }
+            if owner == *self.identity() && self.name_taken_by.as_ref() != Some(sender) {
+                self.name_taken_by = Some(sender.clone());
+                self.push_event(ClusterEvent::NameTaken { by: sender.clone() });
+            }
+        }
+        Ok(())
     }
 
     /// Fires every timer due at `now`, asks for a report when one is due,
@@ -797,6 +945,10 @@ impl Cluster {
     /// Returns who sent it.
     pub fn handle_sync(&mut self, now: Instant, data: &[u8]) -> Result<NodeId, ClusterError> {
         let state = wire::decode_sync(data)?;
+        self.apply_sync(now, state)
+    }
+
+    fn apply_sync(&mut self, now: Instant, state: SyncState) -> Result<NodeId, ClusterError> {
         let me = self.identity().addr;
         let members = state.members.into_iter().filter(|m| m.id().addr != me);
         if let Err(e) = self.foca.apply_many(members, true, &mut self.runtime) {
@@ -846,6 +998,46 @@ impl Cluster {
         }
     }
 
+    /// A live member `id`: records its name; a second live process of one
+    /// name keeps the newer identity as the name's owner and drops the
+    /// other's counts (its datagrams are refused from now on).
+    fn name_up(&mut self, id: &NodeId) {
+        self.live_names.insert(id.addr, id.name.clone());
+        let held = self.owners.get(&id.name).cloned();
+        match held {
+            Some(owner) if owner.addr != id.addr && self.live.contains(&owner.addr) => {
+                let (kept, refused) = if (id.epoch, id.bump) > (owner.epoch, owner.bump) {
+                    (id.clone(), owner)
+                } else {
+                    (owner, id.clone())
+                };
+                self.view.remove_origin(refused.addr);
+                self.owners.insert(kept.name.clone(), kept.clone());
+                self.push_event(ClusterEvent::DuplicateName { kept, refused });
+            }
+            _ => {
+                self.owners.insert(id.name.clone(), id.clone());
+            }
+        }
+    }
+
+    fn name_down(&mut self, id: &NodeId) {
+        self.live_names.remove(&id.addr);
+        if self.owners.get(&id.name).is_some_and(|o| o.addr == id.addr) {
+            self.owners.remove(&id.name);
+            // Another live process of the name (the one refused) takes it.
+            if let Some((&addr, _)) = self.live_names.iter().find(|(_, n)| **n == id.name)
+                && let Some(next) = self
+                    .foca
+                    .iter_members()
+                    .map(|m| m.id())
+                    .find(|m| m.addr == addr)
+            {
+                self.owners.insert(id.name.clone(), next.clone());
+            }
+        }
+    }
+
     fn fault(&mut self, fault: ClusterFault) {
         self.push_event(ClusterEvent::Error(Arc::new(fault)));
     }
@@ -886,12 +1078,14 @@ impl Cluster {
                     self.down.remove(&id.addr);
                     self.live.insert(id.addr);
                     welcome.insert(id.addr);
+                    self.name_up(&id);
                     ClusterEvent::MemberUp(id)
                 }
                 OwnedNotification::MemberDown(id) => {
                     self.view.remove_origin(id.addr);
                     self.down.insert(id.addr);
                     self.live.remove(&id.addr);
+                    self.name_down(&id);
                     self.welcome.remove(&id.addr);
                     welcome.remove(&id.addr);
                     ClusterEvent::MemberDown(id)
@@ -899,6 +1093,8 @@ impl Cluster {
                 // A restarted member lost our shards with its old life.
                 OwnedNotification::Rename(from, to) => {
                     welcome.insert(to.addr);
+                    self.name_down(&from);
+                    self.name_up(&to);
                     ClusterEvent::Renamed { from, to }
                 }
                 // The others dropped our shards when they held us down.

@@ -112,7 +112,10 @@ impl Net {
                             .collect();
                         self.report_log.push((from, j, origins));
                     }
-                    let _ = self.nodes[j].handle_datagram(now, &data);
+                    // As the transport delivers it: with the name the
+                    // sender's certificate states (its configured name).
+                    let certified = self.nodes[from].identity().name.clone();
+                    let _ = self.nodes[j].handle_datagram_from(now, &certified, &data);
                     self.pump(j);
                 }
             }
@@ -669,4 +672,70 @@ fn a_report_from_an_origin_foca_does_not_know_makes_this_node_announce_to_it() {
     assert!(net.nodes[0].members().any(|m| m.addr == addr(2)));
     assert!(net.nodes[2].members().any(|m| m.addr == addr(0)));
     assert_eq!(net.nodes[2].remote(BackendKey(1)).active, 4);
+}
+
+/// A peer's certificate names it; a SWIM packet or sync claiming another
+/// name is refused whole, and one with the right name is applied.
+#[test]
+fn a_claim_that_is_not_the_certificates_name_is_refused() {
+    let now = Instant::ZERO;
+    let mut a = Cluster::new(NodeId::new(addr(0), "n0", 1), config(), 1, now);
+    let mut b = Cluster::new(NodeId::new(addr(1), "n1", 1), config(), 2, now);
+    a.join(now, &[addr(1)]);
+    let announce = a.poll_transmit().expect("an announce to the seed");
+    assert_eq!(announce.to, addr(1));
+    let e = b
+        .handle_datagram_from(now, "n9", &announce.data)
+        .unwrap_err();
+    assert!(matches!(e, ClusterError::Impersonation { .. }), "{e}");
+    assert!(b.is_alone(), "nothing applied");
+    assert_eq!(b.stats().impostors_refused, 1);
+    let sync = a.sync_message().unwrap();
+    assert!(matches!(
+        b.handle_sync_from(now, "n9", &sync),
+        Err(ClusterError::Impersonation { .. })
+    ));
+    assert!(b.is_alone());
+    b.handle_datagram_from(now, "n0", &announce.data).unwrap();
+    assert!(b.members().any(|m| m.name == "n0"));
+}
+
+/// Two live processes named `n1` (a copied certificate, two addresses):
+/// the newer identity is kept, the older's datagrams are refused and its
+/// counts dropped; the older learns its name was taken.
+#[test]
+fn a_second_live_process_of_one_name_replaces_the_first() {
+    let mut net = Net::new(3);
+    net.join_all_via(0);
+    net.local[1] = vec![entry(7, true, 5)];
+    net.run_for(2000);
+    assert_eq!(net.nodes[0].remote(BackendKey(7)).active, 5);
+    // Node 2 becomes a second `n1`, newer (epoch 2), at its own address.
+    let now = net.now;
+    net.nodes[2] = Cluster::new(NodeId::new(addr(2), "n1", 2), config(), 9, now);
+    net.local[2] = vec![entry(7, true, 1)];
+    net.nodes[2].join(now, &[addr(0)]);
+    net.run_for(3000);
+    let events: Vec<_> = net.events[0].clone();
+    assert!(
+        events.iter().any(
+            |e| matches!(e, ClusterEvent::DuplicateName { kept, refused }
+            if kept.addr == addr(2) && refused.addr == addr(1))
+        ),
+        "{events:?}"
+    );
+    assert!(
+        net.events[1]
+            .iter()
+            .any(|e| matches!(e, ClusterEvent::NameTaken { by } if by.addr == addr(2))),
+        "the older process is told"
+    );
+    // Only the newer process's counts count.
+    assert_eq!(net.nodes[0].remote(BackendKey(7)).active, 1);
+    let refused_before = net.nodes[0].stats().impostors_refused;
+    net.run_for(1000);
+    assert!(
+        net.nodes[0].stats().impostors_refused > refused_before,
+        "the older is refused"
+    );
 }

@@ -202,6 +202,17 @@ pub enum NodeEvent {
     Leaving,
     /// Something inside the membership protocol failed.
     Fault(Arc<ClusterFault>),
+    /// Two live processes have one name: the newer is kept, the other
+    /// refused (see [`crate::cluster::ClusterEvent::DuplicateName`]).
+    DuplicateName {
+        kept: NodeId,
+        refused: NodeId,
+    },
+    /// A newer process with this node's name joined: the fleet refuses
+    /// this one from now on.
+    NameTaken {
+        by: NodeId,
+    },
 }
 
 /// Counters of the node's own decisions (the cluster's are
@@ -410,6 +421,39 @@ impl Node {
         pools: &mut dyn Pools,
     ) -> Result<(), ClusterError> {
         let result = self.cluster.handle_datagram(now, data);
+        self.after(now, pools);
+        result
+    }
+
+    /// [`Node::handle_datagram`] from a peer whose certificate names
+    /// `peer`: what the runtime calls. A datagram claiming another identity,
+    /// or from an older process of a name a newer one holds, is refused
+    /// and changes nothing.
+    pub fn handle_datagram_from(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        data: &[u8],
+        pools: &mut dyn Pools,
+    ) -> Result<(), ClusterError> {
+        let result = self.cluster.handle_datagram_from(now, peer, data);
+        self.after(now, pools);
+        result
+    }
+
+    /// [`Node::handle_sync_request`] from a peer whose certificate names
+    /// `peer`: the request's sender must have that name.
+    pub fn handle_sync_request_from(
+        &mut self,
+        now: Instant,
+        peer: &str,
+        data: &[u8],
+        pools: &mut dyn Pools,
+    ) -> Result<Vec<u8>, ClusterError> {
+        let result = self
+            .cluster
+            .handle_sync_from(now, peer, data)
+            .and_then(|_| self.cluster.sync_message().map_err(ClusterError::Wire));
         self.after(now, pools);
         result
     }
@@ -856,6 +900,10 @@ impl Node {
                         NodeEvent::Defunct
                     }
                     ClusterEvent::Error(fault) => NodeEvent::Fault(fault),
+                    ClusterEvent::DuplicateName { kept, refused } => {
+                        NodeEvent::DuplicateName { kept, refused }
+                    }
+                    ClusterEvent::NameTaken { by } => NodeEvent::NameTaken { by },
                 };
                 self.push_event(event);
             }

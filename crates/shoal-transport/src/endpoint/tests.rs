@@ -53,7 +53,7 @@ pub(super) async fn send_until_received(
     for _ in 0..SEND_ATTEMPTS_MAX {
         from.send_datagram(to, Bytes::from_static(payload));
         match timeout(SEND_ATTEMPT_WAIT, rx.recv()).await {
-            Ok(Some(Incoming::Datagram { from, data })) => return (from, data),
+            Ok(Some(Incoming::Datagram { from, data, .. })) => return (from, data),
             Ok(Some(other)) => panic!("expected a datagram, got {other:?}"),
             Ok(None) => panic!("incoming channel closed"),
             Err(_) => continue,

@@ -356,6 +356,16 @@ impl Sim<'_> {
             }
             NodeEvent::Leaving => {}
             NodeEvent::Fault(fault) => self.count_error(i, &fault.to_string()),
+            // Simulated nodes have unique names: either is a bug.
+            NodeEvent::DuplicateName { kept, refused } => {
+                self.count_error(
+                    i,
+                    &format!("duplicate name: kept {kept:?}, refused {refused:?}"),
+                );
+            }
+            NodeEvent::NameTaken { by } => {
+                self.count_error(i, &format!("this node's name was taken by {by:?}"));
+            }
         }
     }
 
