@@ -40,6 +40,15 @@ async fn clients(node: &Shoal, n: u32) -> Vec<TcpStream> {
     out
 }
 
+/// `shoal ctl VERB web BACKEND --admin ADMIN [extra…]`, to completion.
+fn ctl(verb: &str, backend: &str, admin: &str, extra: &[&str]) -> std::process::Output {
+    Command::new(shoal_bin())
+        .args(["ctl", verb, "web", backend, "--admin", admin])
+        .args(extra)
+        .output()
+        .unwrap()
+}
+
 async fn draining_on(node: &Shoal, backend: SocketAddr) -> bool {
     let s = node.status().await;
     s["listeners"][0]["backends"]
@@ -78,17 +87,7 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
 
     // Drained through node 3, with the command-line tool.
     let admin = nodes[2].admin.unwrap().to_string();
-    let out = Command::new(shoal_bin())
-        .args([
-            "ctl",
-            "drain",
-            "web",
-            &addrs[0].to_string(),
-            "--admin",
-            &admin,
-        ])
-        .output()
-        .unwrap();
+    let out = ctl("drain", &addrs[0].to_string(), &admin, &[]);
     assert!(out.status.success(), "{out:?}");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("fleet-wide"),
@@ -187,17 +186,7 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
     assert_eq!(backends[0].accepted.load(Ordering::SeqCst), before);
 
     // Undrain: the backend takes new connections again.
-    let out = Command::new(shoal_bin())
-        .args([
-            "ctl",
-            "undrain",
-            "web",
-            &addrs[0].to_string(),
-            "--admin",
-            &admin,
-        ])
-        .output()
-        .unwrap();
+    let out = ctl("undrain", &addrs[0].to_string(), &admin, &[]);
     assert!(out.status.success(), "{out:?}");
     eventually("the undrain to reach the restarted node", WAIT, || async {
         (!draining_on(&restarted, addrs[0]).await).then_some(())
@@ -212,22 +201,13 @@ async fn a_drain_of_an_unknown_backend_is_refused_by_name() {
     let certs = Certs::new();
     let node = start("node-1", &certs.node("node-1"), &[backend.addr], &[]).await;
     let admin = node.admin.unwrap().to_string();
-    let out = Command::new(shoal_bin())
-        .args(["ctl", "drain", "web", "127.0.0.1:1", "--admin", &admin])
-        .output()
-        .unwrap();
+    let out = ctl("drain", "127.0.0.1:1", &admin, &[]);
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("has no backend `127.0.0.1:1`"), "{err}");
     let out = Command::new(shoal_bin())
-        .args([
-            "ctl",
-            "drain",
-            "api",
-            &backend.addr.to_string(),
-            "--admin",
-            &admin,
-        ])
+        .args(["ctl", "drain", "api", &backend.addr.to_string()])
+        .args(["--admin", &admin])
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2), "{out:?}");
