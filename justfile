@@ -26,11 +26,11 @@ ci:
 check-config FILE:
     cargo run --release -- check-config {{FILE}}
 
-# Run one simulated scenario: `just sim die-and-recover 7`.
+# Run one simulated scenario (one node or a fleet): `just sim die-and-recover 7`.
 sim SCENARIO SEED="1":
     cargo run --release -p shoal-sim -- run {{SCENARIO}} --seed {{SEED}}
 
-# Many seeds over every scenario: `just swarm 0..1000`.
+# Many seeds over the one-node scenarios, chaos and fleet-swarm: `just swarm 0..1000`.
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
 
@@ -57,7 +57,7 @@ bench:
 bench-core:
     cargo bench -p shoal-core
 
-# A fleet scenario from simulations/scenarios: `just sim-fleet partition-heal 7`.
+# The same as `sim` (kept for old habits): `just sim-fleet partition-heal 7`.
 sim-fleet SCENARIO SEED="1":
     cargo run --release -p shoal-sim -- run {{SCENARIO}} --seed {{SEED}}
 

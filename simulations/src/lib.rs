@@ -1,17 +1,15 @@
 //! # shoal-sim
 //!
 //! Deterministic simulation of shoal on a virtual clock, replayable from a
-//! seed, in two simulators that share the clock, the event queue, the
-//! seeded streams and the trace hash:
-//! - the single-node simulator ([`sim`]): ONE node's data plane and active
-//!   health checks, simulated clients and backends around the real,
-//!   unchanged [`shoal_core::Pool`], with backends that die, blackhole and
-//!   recover on a schedule;
-//! - the fleet simulator ([`fleet`]): N nodes, each the real
-//!   [`shoal_core::node::Node`] and [`shoal_core::Pool`] driven as the
-//!   runtime's shell drives them, over a simulated network with partitions, loss
-//!   and duplication, with node crashes, restarts, pauses and rolling
-//!   restarts, scenarios read from TOML files in `simulations/scenarios/`.
+//! seed: N nodes, each the real [`shoal_core::node::Node`] and
+//! [`shoal_core::Pool`] driven as the runtime's shell drives them, over a
+//! simulated network with partitions, loss and duplication, with node
+//! crashes, restarts, pauses and rolling restarts, backends that die,
+//! blackhole, turn slow and recover, operators' drains, and scenarios read
+//! from TOML files in `simulations/scenarios/`. A single node is the fleet
+//! scenario with `nodes = 1` (`steady`, `die-and-recover`, `flapping`,
+//! `all-die-one-recovers` and the seed-drawn `chaos`): one simulator, one
+//! set of bounds and planted bugs.
 //!
 //! One seed decides everything random; the same scenario, seed and commit
 //! give the same trace hash. Every invariant is checked while the run goes
@@ -19,25 +17,20 @@
 //! names the seed.
 //!
 //! ```
-//! let report = shoal_sim::run(&shoal_sim::Scenario::die_and_recover(), 7).unwrap();
-//! assert_eq!(report.clients, report.served + report.reset
-//!     + report.refused_no_backend + report.refused_retries);
+//! use shoal_sim::fleet::{self, FleetScenario};
+//! let s = FleetScenario::named("die-and-recover", 7).unwrap().unwrap();
+//! let report = fleet::run(&s, 7).unwrap();
+//! assert!(report.clients.adds_up());
+//! assert_eq!(report.backend_detections.count, 1);
 //! ```
 //!
 //! ## Layout
-//! - [`fleet`]: the fleet simulator: scenario files, network, bounds,
-//!   event loop and report (its own module doc maps it).
-//! - [`scenario`]: what a single-node run simulates ([`Scenario`]) and the named
-//!   scenarios, including the planted bugs tests use to prove the checks
-//!   can fail.
-//! - [`sim`]: the single-node event loop that drives the pool ([`run`]), and the model
-//!   of clients, backends and network it is checked against.
-//! - [`invariants`]: the invariants, the single-node time [`Bounds`]
-//!   derived from the health settings, and [`Violation`].
-//! - [`report`]: what a passing run returns ([`Report`]).
+//! - [`fleet`]: the simulator: scenario files, network, bounds, event loop
+//!   and report (its own module doc maps it and lists the invariants).
+//! - [`violation`]: the invariants' names ([`Invariant`]) and what a
+//!   broken one returns ([`Violation`]).
 //! - [`queue`]: the virtual clock and the `(time, seq)` event queue.
-//! - [`random`]: per-role RNG streams derived from the seed, and portable
-//!   distributions.
+//! - [`random`]: the seeded generator and portable distributions.
 //! - [`trace`]: the FNV-1a trace hash.
 //!
 //! The `shoal-sim` binary (`src/main.rs`) runs one scenario with one seed
@@ -47,15 +40,9 @@
 //! replays the seeds that once failed (`simulations/regressions.toml`).
 
 pub mod fleet;
-pub mod invariants;
 pub mod queue;
 pub mod random;
-pub mod report;
-pub mod scenario;
-pub mod sim;
 pub mod trace;
+pub mod violation;
 
-pub use invariants::{Bounds, Invariant, Violation};
-pub use report::Report;
-pub use scenario::{BackendState, Fault, PlantedBug, Scenario};
-pub use sim::run;
+pub use violation::{Invariant, Violation};

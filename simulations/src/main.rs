@@ -9,9 +9,9 @@
 //! shoal-sim list
 //! ```
 //!
-//! A scenario is a single-node one (`shoal-sim list` shows both kinds), a
-//! fleet scenario file compiled in from `simulations/scenarios/`, the
-//! seed-drawn `fleet-swarm`, or a path to a fleet scenario file. This file
+//! A scenario is a file compiled in from `simulations/scenarios/` (one
+//! node or many: `shoal-sim list` shows them), the seed-drawn
+//! `fleet-swarm` or one-node `chaos`, or a path to a scenario file. This file
 //! is the only place that reads a file (such a path) or the wall clock (to
 //! report simulated seconds per wall second); the library does neither.
 //!
@@ -19,29 +19,37 @@
 //! 2 for a usage error.
 
 use anyhow::{Context, Result, anyhow, bail};
-use shoal_core::Policy;
-use shoal_sim::fleet::scenario::SWARM_NAME;
+use shoal_sim::fleet::scenario::{CHAOS_NAME, SWARM_NAME};
 use shoal_sim::fleet::{self, Chooser, FleetBug, FleetReport, FleetScenario};
-use shoal_sim::report::Delay;
-use shoal_sim::{PlantedBug, Report, Scenario};
 use std::ops::Range;
 use std::process::ExitCode;
-use std::time::Duration;
 
 const USAGE: &str = "usage:
   shoal-sim study [--seeds A..B] [--out FILE]
       the balance-quality study: skewed-dns and sparse-long-lived for every policy and reference
       chooser, written as a Markdown table (default simulations/RESULTS.md)
   shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug NAME] [--quick] [--keep-going]
-      --keep-going (fleet): note broken invariants and run to the end for every figure
+      --keep-going: note broken invariants and run to the end for every figure
       P: least-conn, local-least-conn, round-robin, random, first-available,
-         and for fleet scenarios global-argmin, oracle
+         global-argmin, oracle
   shoal-sim swarm [--seeds A..B] [--scenario NAME] [--quick]
+      default: the one-node scenarios, chaos and fleet-swarm
   shoal-sim regressions
   shoal-sim list";
 
 /// Seeds a swarm runs when none are given.
 const SWARM_SEEDS_DEFAULT: Range<u64> = 0..100;
+
+/// What a swarm runs when no scenario is named: the one-node scenarios
+/// (the single-node simulator's), the one-node `chaos` and `fleet-swarm`.
+const SWARM_SCENARIOS_DEFAULT: [&str; 6] = [
+    "steady",
+    "die-and-recover",
+    "flapping",
+    "all-die-one-recovers",
+    CHAOS_NAME,
+    SWARM_NAME,
+];
 
 fn main() -> ExitCode {
     let args = std::env::args().skip(1).collect::<Vec<_>>();
@@ -64,16 +72,15 @@ fn dispatch(args: &[String]) -> Result<bool> {
         "regressions" => regressions(rest),
         "study" => study(rest),
         "list" => {
-            println!("single-node scenarios:");
-            for name in Scenario::names() {
-                println!("  {name}");
-            }
-            println!("fleet scenarios (simulations/scenarios/):");
+            println!("scenarios (simulations/scenarios/):");
             for name in FleetScenario::names() {
                 let s = FleetScenario::named(name, 0).expect("listed")?;
-                println!("  {name:<20} {}", s.description);
+                println!("  {name:<22} {}", s.description);
             }
-            println!("  {SWARM_NAME:<20} drawn from the seed: fleet size, network and fault mix");
+            println!("  {SWARM_NAME:<22} drawn from the seed: fleet size, network and fault mix");
+            println!(
+                "  {CHAOS_NAME:<22} drawn from the seed: one node, health settings and backend changes"
+            );
             Ok(true)
         }
         other => bail!("unknown command `{other}`"),
@@ -124,16 +131,7 @@ impl<'a> Args<'a> {
     }
 }
 
-fn scenario(name: &str, seed: u64) -> Result<Scenario> {
-    Scenario::by_name(name, seed).ok_or_else(|| {
-        anyhow!(
-            "unknown scenario `{name}`; expected one of {}",
-            Scenario::names().collect::<Vec<_>>().join(", ")
-        )
-    })
-}
-
-/// A fleet scenario by name (compiled in, or `fleet-swarm`) or by path.
+/// A scenario by name (compiled in, `fleet-swarm` or `chaos`) or by path.
 fn fleet_scenario(name: &str, seed: u64, quick: bool) -> Result<Option<FleetScenario>> {
     let s = match FleetScenario::named(name, seed) {
         Some(s) => s?,
@@ -249,49 +247,14 @@ fn run_one(args: &[String]) -> Result<bool> {
         .context("`--seed`")?;
     // First, before anything can fail or panic.
     println!("SEED={seed}");
-    if Scenario::by_name(name, seed).is_none() {
-        let quick = args.flag("quick").is_some();
-        let Some(s) = fleet_scenario(name, seed, quick)? else {
-            bail!(
-                "unknown scenario `{name}`; expected one of {}, {}, {SWARM_NAME} or a .toml path",
-                Scenario::names().collect::<Vec<_>>().join(", "),
-                FleetScenario::names().collect::<Vec<_>>().join(", ")
-            );
-        };
-        return run_fleet(s, &args, name, seed);
-    }
-    let mut s = scenario(name, seed)?;
-    if let Some(p) = args.flag("policy") {
-        s = s.with_policy(p.parse::<Policy>()?);
-    }
-    if let Some(b) = args.flag("plant-bug") {
-        let names = PlantedBug::ALL.map(PlantedBug::as_str).join(", ");
-        let bug = PlantedBug::from_name(b)
-            .ok_or_else(|| anyhow!("unknown bug `{b}`; expected one of {names}"))?;
-        s = s.with_bug(bug);
-    }
-    println!(
-        "scenario {}: {} backends, policy {}, {:?}, connect timeout {:?}, retries {}, {} clients/s for {:?}, {} faults",
-        s.name,
-        s.backends,
-        s.policy,
-        s.health,
-        s.connect_timeout,
-        s.retries,
-        s.arrivals_per_sec,
-        s.duration,
-        s.faults.len()
-    );
-    match shoal_sim::run(&s, seed) {
-        Ok(report) => {
-            println!("{report}");
-            Ok(true)
-        }
-        Err(v) => {
-            println!("FAILED: {v}");
-            Ok(false)
-        }
-    }
+    let quick = args.flag("quick").is_some();
+    let Some(s) = fleet_scenario(name, seed, quick)? else {
+        bail!(
+            "unknown scenario `{name}`; expected one of {}, {SWARM_NAME}, {CHAOS_NAME} or a .toml path",
+            FleetScenario::names().collect::<Vec<_>>().join(", ")
+        );
+    };
+    run_fleet(s, &args, name, seed)
 }
 
 fn parse_seeds(text: &str) -> Result<Range<u64>> {
@@ -324,12 +287,12 @@ fn swarm(args: &[String]) -> Result<bool> {
     let quick = args.flag("quick").is_some();
     let names = match args.flag("scenario") {
         Some(name) => {
-            if Scenario::by_name(name, 0).is_none() && fleet_scenario(name, 0, quick)?.is_none() {
+            if fleet_scenario(name, 0, quick)?.is_none() {
                 bail!("unknown scenario `{name}`");
             }
             vec![name]
         }
-        None => Scenario::names().chain([SWARM_NAME]).collect(),
+        None => SWARM_SCENARIOS_DEFAULT.to_vec(),
     };
     let mut runs = 0u64;
     let mut failed = Vec::new();
@@ -338,55 +301,34 @@ fn swarm(args: &[String]) -> Result<bool> {
     let started = wall_now();
     for seed in seeds {
         for name in &names {
-            if Scenario::by_name(name, seed).is_none() {
-                let s = fleet_scenario(name, seed, quick)?.expect("checked above");
-                runs += 1;
-                match fleet::run(&s, seed) {
-                    Ok(r) => {
-                        simulated += r.end.as_secs_f64();
-                        println!(
-                            "SEED={seed} {name}: ok trace={:016x} nodes={} policy={} clients={} refused={} events={} membership={:?} view={:?}",
-                            r.trace_hash,
-                            r.nodes,
-                            r.chooser,
-                            r.clients.arrived,
-                            r.clients.refused(),
-                            r.events,
-                            r.membership_convergence,
-                            r.view_convergence
-                        );
-                    }
-                    Err(v) => {
-                        println!("SEED={seed} {name}: FAILED: {v}");
-                        failed.push(replay(name, seed, None, quick));
-                    }
-                }
-                continue;
-            }
-            let s = scenario(name, seed)?;
+            let s = fleet_scenario(name, seed, quick)?.expect("checked above");
             runs += 1;
-            match shoal_sim::run(&s, seed) {
+            match fleet::run(&s, seed) {
                 Ok(r) => {
+                    simulated += r.end.as_secs_f64();
                     println!(
-                        "SEED={seed} {name}: ok trace={:016x} clients={} refused={} events={}",
+                        "SEED={seed} {name}: ok trace={:016x} nodes={} policy={} clients={} refused={} drains={} events={} membership={:?} view={:?}",
                         r.trace_hash,
-                        r.clients,
-                        r.refused_no_backend + r.refused_retries,
-                        r.events
+                        r.nodes,
+                        r.chooser,
+                        r.clients.arrived,
+                        r.clients.refused(),
+                        r.drains.commands,
+                        r.events,
+                        r.membership_convergence,
+                        r.view_convergence
                     );
                     closest.update(&r);
                 }
                 Err(v) => {
                     println!("SEED={seed} {name}: FAILED: {v}");
-                    failed.push(format!(
-                        "cargo run -p shoal-sim -- run {name} --seed {seed}"
-                    ));
+                    failed.push(replay(name, seed, None, quick));
                 }
             }
         }
     }
     println!(
-        "swarm: {runs} runs, {} failed; fleet runs simulated {simulated:.0} s in {:.1} wall s",
+        "swarm: {runs} runs, {} failed; simulated {simulated:.0} s in {:.1} wall s",
         failed.len(),
         started.elapsed().as_secs_f64()
     );
@@ -444,30 +386,31 @@ fn regressions(args: &[String]) -> Result<bool> {
 /// much room the bounds leave.
 #[derive(Debug, Default)]
 struct Closest {
-    detection: Option<(f64, String)>,
-    recovery: Option<(f64, String)>,
+    slots: [Option<(f64, String)>; 4],
 }
 
 impl Closest {
-    fn update(&mut self, r: &Report) {
-        let keep = |slot: &mut Option<(f64, String)>, delays: &[Delay], bound: Duration| {
-            for d in delays {
-                let share = d.after.as_secs_f64() / bound.as_secs_f64();
-                if slot.as_ref().is_none_or(|(best, _)| share > *best) {
-                    let what = format!(
-                        "{:?} of {:?} ({} --seed {}, backend {})",
-                        d.after, bound, r.scenario, r.seed, d.backend
-                    );
-                    *slot = Some((share, what));
-                }
+    const KINDS: [&str; 4] = ["detection", "recovery", "view staleness", "drain staleness"];
+
+    fn update(&mut self, r: &FleetReport) {
+        let b = &r.bounds;
+        let seen = [
+            (r.backend_detections.max, b.detection),
+            (r.backend_recoveries.max, b.recovery),
+            (r.view_staleness_max, b.view),
+            (r.drains.staleness_max, b.drain),
+        ];
+        for (slot, (after, bound)) in self.slots.iter_mut().zip(seen) {
+            let share = after.as_secs_f64() / bound.as_secs_f64();
+            if share > 0.0 && slot.as_ref().is_none_or(|(best, _)| share > *best) {
+                let what = format!("{after:?} of {bound:?} ({} --seed {})", r.scenario, r.seed);
+                *slot = Some((share, what));
             }
-        };
-        keep(&mut self.detection, &r.detections, r.bounds.detection);
-        keep(&mut self.recovery, &r.recoveries, r.bounds.recovery);
+        }
     }
 
     fn print(&self) {
-        for (kind, slot) in [("detection", &self.detection), ("recovery", &self.recovery)] {
+        for (kind, slot) in Closest::KINDS.iter().zip(&self.slots) {
             if let Some((share, what)) = slot {
                 println!("slowest {kind}: {:.1}% of its bound, {what}", share * 100.0);
             }
@@ -571,7 +514,8 @@ mod tests {
         assert_eq!(parsed.flag("quick"), Some(""));
         assert_eq!(parsed.flag("seed"), Some("4"));
         assert!(fleet_scenario("node-crash", 1, true).unwrap().is_some());
-        assert!(fleet_scenario("steady", 1, false).unwrap().is_none());
+        assert!(fleet_scenario("chaos", 1, false).unwrap().is_some());
+        assert!(fleet_scenario("steady-ish", 1, false).unwrap().is_none());
         assert!(
             replay("node-crash", 3, Some(Chooser::Oracle), true)
                 .ends_with("run node-crash --seed 3 --policy oracle --quick")

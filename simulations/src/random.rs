@@ -1,5 +1,5 @@
-//! Seeded randomness: one run seed, one independent stream per role, and
-//! the few distributions the simulation draws from.
+//! Seeded randomness: the generator every stream of a run uses, and the
+//! few distributions the simulation draws from.
 //!
 //! Every stream is a `Xoshiro256PlusPlus` rather than `SmallRng`: rand
 //! documents `SmallRng` as non-portable (another algorithm on 32-bit targets
@@ -8,48 +8,17 @@
 //! below, built from IEEE-754 `+ - * /` only (which are exactly rounded
 //! everywhere), instead of `f64::ln`, which calls the platform's libm.
 //!
-//! Each role (pool choices, arrivals, hold times, latencies, probes) gets its
-//! own stream, so drawing one more latency does not shift every later
-//! arrival: a small change to the simulator perturbs the trace locally.
+//! Each role (arrivals, hold times, latencies, each node) gets its own
+//! stream derived from the run seed (`fleet::sim`), so drawing one more
+//! latency does not shift every later arrival: a small change to the
+//! simulator perturbs the trace locally.
 
 use rand::rngs::Xoshiro256PlusPlus;
-use rand::{Rng, RngExt, SeedableRng};
+use rand::{Rng, RngExt};
 use std::time::Duration;
 
 /// The generator used for every stream.
 pub type SimRng = Xoshiro256PlusPlus;
-
-/// The independent streams of one run, all derived from its seed.
-#[derive(Debug, Clone)]
-pub struct Streams {
-    /// Given to the pool: first-check spread and every policy choice.
-    pub pool: SimRng,
-    /// Client inter-arrival times.
-    pub arrivals: SimRng,
-    /// How long each client holds its connection.
-    pub holds: SimRng,
-    /// Network latencies of connects and checks.
-    pub network: SimRng,
-    /// Choices made by the invariant probes on a clone of the pool; kept
-    /// apart so that checking an invariant never changes the run.
-    pub probe: SimRng,
-}
-
-impl Streams {
-    /// The streams of the run with `seed`. The order of derivation is part
-    /// of the trace: append new streams at the end.
-    pub fn from_seed(seed: u64) -> Self {
-        let mut root = SimRng::seed_from_u64(seed);
-        let mut child = || SimRng::seed_from_u64(root.next_u64());
-        Streams {
-            pool: child(),
-            arrivals: child(),
-            holds: child(),
-            network: child(),
-            probe: child(),
-        }
-    }
-}
 
 /// A draw from the exponential distribution with mean `mean`.
 pub fn exponential<R: Rng + ?Sized>(rng: &mut R, mean: Duration) -> Duration {
@@ -102,6 +71,7 @@ pub fn ln(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use rand::SeedableRng;
 
     #[test]
     fn ln_agrees_with_libm_to_the_last_bits() {
@@ -126,17 +96,6 @@ mod tests {
         assert!(x > 1e296, "the sweep reached {x}");
         assert_eq!(ln(1.0), 0.0);
         assert_eq!(ln(2.0_f64.powi(-53)), -53.0 * std::f64::consts::LN_2);
-    }
-
-    #[test]
-    fn streams_are_seeded_and_independent() {
-        let mut a = Streams::from_seed(7);
-        let mut b = Streams::from_seed(7);
-        let mut c = Streams::from_seed(8);
-        let x = a.arrivals.next_u64();
-        assert_eq!(x, b.arrivals.next_u64());
-        assert_ne!(x, c.arrivals.next_u64());
-        assert_ne!(a.pool.next_u64(), a.holds.next_u64());
     }
 
     #[test]

@@ -23,13 +23,13 @@ pub enum Record {
     ConnectDone = 4,
     Leave = 5,
     Reset = 6,
-    CheckStarted = 7,
+    // 7 (a check started) and 11 (a pool wake-up) were the single-node
+    // simulator's: retired, never to be reused.
     CheckDone = 8,
     HealthChanged = 9,
     Fault = 10,
-    Wake = 11,
+    /// The recovery bound after a backend came back: backend, epoch.
     RecoveryDeadline = 12,
-    // The fleet simulator's records.
     /// A datagram delivered: sender, receiver << 32 | length.
     Datagram = 13,
     /// A membership event seen by a node: node, kind << 32 | subject.
@@ -44,6 +44,9 @@ pub enum Record {
     NetFault = 18,
     /// A client reached a node (after DNS): client, node.
     ClientAt = 19,
+    /// An operator's drain command: node, applied << 32 | backend, then
+    /// the mark's version and state.
+    Drain = 20,
 }
 
 /// A running FNV-1a 64 hash of trace records.

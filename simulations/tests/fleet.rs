@@ -1,11 +1,12 @@
 //! Fleet simulation tests with seeds: every scenario file (its `[quick]`
 //! variant) for fixed seeds, every policy and reference chooser, swarm
-//! seeds, determinism of the trace hash, the regressions list, and planted
-//! bugs that prove each fleet invariant can fail.
+//! seeds, determinism of the trace hash, the regressions list, drains, and
+//! planted bugs that prove each fleet invariant can fail. The one-node
+//! scenarios have their own file (`one_node.rs`).
 
 use shoal_sim::Invariant;
 use shoal_sim::fleet::regressions::{self, Regression};
-use shoal_sim::fleet::scenario::SCENARIO_FILES;
+use shoal_sim::fleet::scenario::{FaultKind, FaultSpec, SCENARIO_FILES};
 use shoal_sim::fleet::{self, Chooser, FleetBug, FleetReport, FleetScenario};
 use std::collections::BTreeSet;
 use std::ops::Range;
@@ -81,6 +82,19 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert!(r.leave_detections.count >= s.nodes - 1, "{r}");
                 }
                 "convergence-1000" => assert_eq!(r.crash_detections.count, 3, "{r}"),
+                // The drain did not cross the cut, the later undrain won
+                // over a clock behind (also its `[expect]`).
+                "drain-partition" => {
+                    assert!(r.drains.connects_drained_elsewhere > 0, "{r}");
+                    assert_eq!(r.drains.commands, 4, "{r}");
+                    assert!(r.drains.clock_behind >= 1, "{r}");
+                    assert!(r.members.downs > 0, "{r}");
+                }
+                // One node: `one_node.rs` holds them to more.
+                "steady" | "die-and-recover" | "flapping" | "all-die-one-recovers" => {
+                    assert_eq!(r.nodes, 1, "{r}");
+                    assert!(r.formation.is_some(), "{r}");
+                }
                 // The warm start the seeds held up lasted (its expectation
                 // checks what the node did meanwhile).
                 "slow-seed" => {
@@ -223,6 +237,35 @@ fn a_node_deaf_while_warming_is_caught() {
         quick("slow-seed").with_bug(FleetBug::DeafWhileWarming),
         Invariant::Expectation,
     );
+}
+
+/// A node that holds a drain must not open a connection to the backend:
+/// with the shell clearing the last node's draining flags after every
+/// input (its data plane ignores drains), the drain invariant fires at its
+/// first connection to the drained backend after the drain reached it.
+/// `drain-partition`'s last node, n5, learns n3's drain of #1 at 40 s.
+#[test]
+fn a_node_that_ignores_drains_is_caught() {
+    must_fail(
+        quick("drain-partition").with_bug(FleetBug::IgnoreDrain),
+        Invariant::Drain,
+    );
+    let v = fleet::run(&quick("drain-partition").with_bug(FleetBug::IgnoreDrain), 1).unwrap_err();
+    assert!(v.detail.contains("which it holds drained"), "{v}");
+}
+
+/// The drain bound can fail: the last node drains a backend and the
+/// network drops every report it sends (`SkipReports`), so no peer learns
+/// the drain but from a sync, too late for the drain bound (checked
+/// before the view bound, which breaks at the same sample).
+#[test]
+fn a_drain_that_never_leaves_its_node_is_caught() {
+    let mut s = quick("steady-state").with_bug(FleetBug::SkipReports);
+    let mut drain = FaultSpec::new(s.duration_ms - 1_000, FaultKind::Drain);
+    drain.node = Some(s.nodes - 1);
+    drain.backend = Some(1);
+    s.faults.push(drain);
+    must_fail(s, Invariant::Drain);
 }
 
 /// Seeds of the least-conn comparison.

@@ -54,20 +54,55 @@
 //!   live origin. With epidemic dissemination (before decision 27) this
 //!   bound was `I + D`, 2.25 s for 5 nodes and 4.05 s for 1000; it is now
 //!   1.26 s for the default settings at any fleet size.
-//! - **Detection** and **recovery** of a backend, per node: the
-//!   single-node bounds ([`crate::invariants::Bounds`]), measured from the
-//!   later of the backend's change and the node's start or resume, with a
-//!   slow backend's round trip counted in the recovery bound.
+//! - **Detection** of a backend's death by a node,
+//!   `interval × fall + timeout + slack`: after the death every
+//!   observation is a failure (an attempt that straddles a state change
+//!   fails, see `sim/clients.rs`), and passive failures only shorten the
+//!   wait. A check is in flight at the death or starts within one
+//!   `interval`; checks then start every `interval`, and each failed check
+//!   is reported within `timeout` of its start (at `timeout` when
+//!   blackholed, one round trip, shorter, when refusing). So the
+//!   `fall`-th failure is in by `interval × fall + timeout`. A backend
+//!   that has never passed a check or a connect (*unproven*) falls on its
+//!   first failure, sooner; one that was already down stays down.
+//!   Measured from the later of the death and the node's start or resume.
+//! - **Recovery** of a backend in a node's own checks,
+//!   `interval × rise + max(timeout, connect_timeout) + rtt_max + slack`
+//!   (`rtt_max` a healthy backend's round trip, or a slow one's if the
+//!   scenario has a backend turn slow):
+//!   attempts that started before the recovery still fail after it, and
+//!   each failure resets the rise streak: a stale check ends within
+//!   `timeout`, a client connect to a blackholed backend within
+//!   `connect_timeout` (the reason it is in the bound at all, found by the
+//!   single-node simulator's `chaos` seeds 19, 26, 87 and 101). After the
+//!   last stale failure, checks succeed every `interval` and each answers
+//!   within `rtt_max`, so `rise` of them are in by
+//!   `interval × rise + rtt_max`.
 //! - **Refusal window** `recovery + V + report_ttl + report_interval`: the
 //!   fleet-down majority rule can exclude a healthy backend only through a
 //!   stale down vote, and a peer flips its vote within `recovery`, after
 //!   which the newer report arrives within `V` or the old one expires
-//!   (its TTL, checked every report interval).
+//!   (its TTL, checked every report interval). A node alone has no peer
+//!   to vote: its window is `recovery`.
+//! - **Drain** `V` as well, from the later of the mark's issue and the
+//!   point where the view bound starts (membership agreed in the liveness
+//!   phase): the issuing node publishes at once to every member it holds
+//!   alive, and every report entry carries its origin's newest mark for
+//!   the backend, so the next refresh of any node holding the mark brings
+//!   it to every member (decision 33); a node that (re)starts meanwhile
+//!   gets it from its warm-start sync or the same refresh.
+//!
+//! [`BOUND_SLACK`] (1 ms) is added to every bound: the bounds are exact
+//! upper limits of the model (strict inequalities already absorb
+//! same-instant ties); it only keeps an off-by-one-tick in the reasoning
+//! from failing a run, and is far too small to hide a missed interval.
 
-use super::scenario::{FaultKind, FleetScenario};
-use crate::invariants::BOUND_SLACK;
+use super::scenario::{BackendState, FaultKind, FleetScenario};
 use shoal_core::cluster::ClusterConfig;
 use std::time::Duration;
+
+/// Margin added to every bound (see the module doc).
+pub const BOUND_SLACK: Duration = Duration::from_millis(1);
 
 /// Probe periods within which some node probes a given crashed node (see
 /// the module doc): `e^-8` is about 3 in 10,000 per crash.
@@ -94,6 +129,9 @@ pub struct FleetBounds {
     pub recovery: Duration,
     /// Recovery to when a refusal with the backend free is a violation.
     pub refusal_window: Duration,
+    /// A drain mark's issue (or the start of the view bound, if later) to
+    /// every live node holding it.
+    pub drain: Duration,
     /// Length of the liveness phase (before waiting for clients).
     pub liveness: Duration,
 }
@@ -138,11 +176,20 @@ impl FleetBounds {
         let view = refresh + interval + latency + BOUND_SLACK;
         let h = s.health.config();
         let b = &s.backends;
-        let rtt_max = Duration::from_micros(b.rtt_max_us).max(Duration::from_millis(b.slow_rtt_ms));
+        let slow = s.faults.iter().any(|f| f.state == Some(BackendState::Slow));
+        let mut rtt_max = Duration::from_micros(b.rtt_max_us);
+        if slow {
+            rtt_max = rtt_max.max(Duration::from_millis(b.slow_rtt_ms));
+        }
         let connect_timeout = Duration::from_millis(b.connect_timeout_ms);
         let detection = h.interval * h.fall + h.timeout + BOUND_SLACK;
         let recovery = h.interval * h.rise + h.timeout.max(connect_timeout) + rtt_max + BOUND_SLACK;
-        let refusal_window = recovery + view + ttl + interval;
+        let refusal_window = if s.nodes > 1 {
+            recovery + view + ttl + interval
+        } else {
+            recovery
+        };
+        let drain = view;
         let liveness = (membership + view).max(detection.max(recovery) + view);
         FleetBounds {
             dissemination,
@@ -152,6 +199,7 @@ impl FleetBounds {
             detection,
             recovery,
             refusal_window,
+            drain,
             liveness,
         }
     }
@@ -160,6 +208,33 @@ impl FleetBounds {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    /// The single-node simulator's bounds test, on a one-node scenario:
+    /// detection `interval × fall + timeout + slack`, recovery
+    /// `interval × rise + max(timeout, connect_timeout) + rtt_max + slack`,
+    /// and no fleet term in the refusal window.
+    #[test]
+    fn bounds_follow_the_health_config() {
+        let text = "name = \"x\"\nnodes = 1\nseeds = 1\nduration_ms = 1000\n\
+            [health]\ninterval_ms = 2000\ntimeout_ms = 1000\nrise = 2\nfall = 3\n\
+            [backends]\nconnect_timeout_ms = 1500\nslow_rtt_ms = 10\n";
+        let s = FleetScenario::from_toml(text).unwrap();
+        let b = FleetBounds::for_scenario(&s);
+        assert_eq!(b.detection, ms(7_001));
+        assert_eq!(b.recovery, ms(4_000 + 1_500 + 3 + 1));
+        assert_eq!(b.refusal_window, b.recovery);
+        // A backend that turns slow answers within slow_rtt_ms.
+        let text = format!(
+            "{text}[[faults]]\nat_ms = 10\nkind = \"backend\"\nbackend = 0\nstate = \"slow\"\n"
+        );
+        let s = FleetScenario::from_toml(&text).unwrap();
+        let b = FleetBounds::for_scenario(&s);
+        assert_eq!(b.recovery, ms(4_000 + 1_500 + 10 + 1));
+    }
 
     #[test]
     fn bounds_follow_the_settings() {
@@ -179,6 +254,8 @@ mod tests {
             Duration::from_micros(1_000_000 + 250_000 + 6_300 + 1_000)
         );
         assert_eq!(b.detection, Duration::from_millis(2_000 * 3 + 1_000 + 1));
+        assert_eq!(b.refusal_window, b.recovery + b.view + ms(3_000 + 250));
+        assert_eq!(b.drain, b.view);
         let lossy = FleetScenario {
             network: super::super::scenario::NetworkSettings {
                 loss_per_mille: 10,

@@ -16,7 +16,7 @@
 
 use super::bounds::FleetBounds;
 use super::chooser::Chooser;
-use crate::invariants::millis;
+use crate::violation::millis;
 use std::fmt;
 use std::time::Duration;
 
@@ -180,6 +180,26 @@ impl NetStats {
     }
 }
 
+/// Operators' drains.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct DrainStats {
+    /// Drain and undrain commands a running node took.
+    pub commands: u64,
+    /// Of those, commands whose node's wall clock was behind the newest
+    /// mark it held: the mark's version is one past that mark's.
+    pub clock_behind: u64,
+    /// Connections opened to a backend whose newest drain, issued
+    /// elsewhere, had not reached the node yet.
+    pub connects_drained_elsewhere: u64,
+    /// A command to every live node holding its mark or a newer one
+    /// (sampled); commands whose mark was lost with its holders are left
+    /// out.
+    pub spread: Summary,
+    /// The longest a live node lacked the newest mark, over the liveness
+    /// samples held to the drain bound.
+    pub staleness_max: Duration,
+}
+
 /// Membership events the nodes reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberStats {
@@ -247,6 +267,7 @@ pub struct FleetReport {
     /// missing when the node holds no report of the peer's current life
     /// (never arrived, or expired). Non-zero means remote counts vanish.
     pub view_gaps: (u64, u64),
+    pub drains: DrainStats,
     pub members: MemberStats,
     pub net: NetStats,
     /// Only from [`super::sim::run_keep_going`]: the first violation of
@@ -393,6 +414,19 @@ impl fmt::Display for FleetReport {
             self.view_gaps.1,
             100.0 * self.view_gaps.0 as f64 / self.view_gaps.1.max(1) as f64
         )?;
+        let d = &self.drains;
+        if d.commands > 0 {
+            writeln!(
+                f,
+                "  drains: {} commands ({} from a clock behind), {} connects before a drain reached the node; staleness max {} (bound {})",
+                d.commands,
+                d.clock_behind,
+                d.connects_drained_elsewhere,
+                ms(d.staleness_max),
+                ms(self.bounds.drain)
+            )?;
+            summary(f, "drain spread (all hold it)", &d.spread, None)?;
+        }
         let m = &self.members;
         writeln!(
             f,

@@ -13,19 +13,35 @@
 //! command line and hands the text to [`FleetScenario::from_toml`].
 //!
 //! [`FleetScenario::swarm`] draws a whole scenario (fleet size, network
-//! quality, fault mix and rates) from a seed.
+//! quality, fault mix and rates) from a seed; [`FleetScenario::chaos`]
+//! draws a one-node scenario (health settings, limits, retries and each
+//! backend's changes of state) from a seed.
 
 use super::chooser::Chooser;
 use crate::random::SimRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
-use shoal_core::HealthConfig;
 use shoal_core::node::Settings;
+use shoal_core::{HealthConfig, Policy};
 use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 9] = [
+pub const SCENARIO_FILES: [(&str, &str); 14] = [
+    ("steady", include_str!("../../scenarios/steady.toml")),
+    (
+        "die-and-recover",
+        include_str!("../../scenarios/die-and-recover.toml"),
+    ),
+    ("flapping", include_str!("../../scenarios/flapping.toml")),
+    (
+        "all-die-one-recovers",
+        include_str!("../../scenarios/all-die-one-recovers.toml"),
+    ),
+    (
+        "drain-partition",
+        include_str!("../../scenarios/drain-partition.toml"),
+    ),
     (
         "steady-state",
         include_str!("../../scenarios/steady-state.toml"),
@@ -63,6 +79,10 @@ pub const SCENARIO_FILES: [(&str, &str); 9] = [
 
 /// The name of the scenario [`FleetScenario::swarm`] draws from a seed.
 pub const SWARM_NAME: &str = "fleet-swarm";
+
+/// The name of the one-node scenario [`FleetScenario::chaos`] draws from a
+/// seed.
+pub const CHAOS_NAME: &str = "chaos";
 
 /// A scenario that cannot run; each names the field and the value.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -344,6 +364,12 @@ pub enum FaultKind {
     /// `node` answers every sync request `delay_ms` late (a seed slow to
     /// serve its state), until the liveness phase.
     SlowSyncs,
+    /// An operator drains `backend` on `node` (`Node::handle_drain`): no
+    /// node takes a new connection to it once it holds the drain. Nothing
+    /// happens if `node` is not running.
+    Drain,
+    /// An operator undrains `backend` on `node`.
+    Undrain,
 }
 
 /// One entry of a scenario's fault schedule, as written in the file; the
@@ -414,6 +440,12 @@ pub enum Action {
     Dup(u32),
     Backend(usize, BackendState),
     SlowSyncs(usize, Duration),
+    /// `Node::handle_drain` on `node` for `backend`.
+    Drain {
+        node: usize,
+        backend: usize,
+        draining: bool,
+    },
     Burst {
         clients: u32,
         over: Duration,
@@ -441,6 +473,25 @@ pub struct Expect {
     pub slow_warm_start_ms: Option<u64>,
     /// Slow warm starts (as above), at least.
     pub slow_warm_starts_min: Option<u64>,
+    /// Clients refused because the pool found no backend, at least.
+    pub refused_no_backend_min: Option<u64>,
+    /// Clients whose connection a backend's death reset, at most.
+    pub resets_max: Option<u64>,
+    /// Backends taken down by a node's checks while really down, at most.
+    pub backend_detections_max: Option<u64>,
+    /// Backends taken back by a node's checks while really up, at least
+    /// and at most.
+    pub backend_recoveries_min: Option<u64>,
+    pub backend_recoveries_max: Option<u64>,
+    /// Connections a node opened to a backend while a drain issued
+    /// elsewhere had not reached it yet (a drain cut off by a partition),
+    /// at least.
+    pub connects_drained_elsewhere_min: Option<u64>,
+    /// Drain and undrain commands that took effect, at least.
+    pub drains_min: Option<u64>,
+    /// Commands given to a node whose wall clock was behind the newest
+    /// mark it held (the hybrid logical clock stepped past it), at least.
+    pub drains_clock_behind_min: Option<u64>,
 }
 
 /// The smaller variant `cargo test` runs; unset fields keep the full
@@ -487,17 +538,27 @@ pub enum FleetBug {
     /// while a slow seed holds its warm start. Caught by the
     /// `slow_warm_starts_min` expectation (scenario `slow-seed`).
     DeafWhileWarming,
+    /// The node drops every check result that passed, so a backend it
+    /// took down never comes back in its own view. Caught by the recovery
+    /// invariant.
+    IgnoreCheckSuccesses,
+    /// The node's data plane ignores drains: after every input the shell
+    /// clears the pool's draining flags the node wrote. Caught by the
+    /// drain invariant.
+    IgnoreDrain,
 }
 
 impl FleetBug {
     /// Every planted bug.
-    pub const ALL: [FleetBug; 6] = [
+    pub const ALL: [FleetBug; 8] = [
         FleetBug::IgnoreHealth,
         FleetBug::SkipReports,
         FleetBug::NeverJoins,
         FleetBug::LeakOnConnectFailure,
         FleetBug::SuccessAsFailure,
         FleetBug::DeafWhileWarming,
+        FleetBug::IgnoreCheckSuccesses,
+        FleetBug::IgnoreDrain,
     ];
 
     /// The name used on the command line.
@@ -509,6 +570,8 @@ impl FleetBug {
             FleetBug::LeakOnConnectFailure => "leak-on-connect-failure",
             FleetBug::SuccessAsFailure => "success-as-failure",
             FleetBug::DeafWhileWarming => "deaf-while-warming",
+            FleetBug::IgnoreCheckSuccesses => "ignore-check-successes",
+            FleetBug::IgnoreDrain => "ignore-drain",
         }
     }
 
@@ -562,6 +625,15 @@ pub struct FleetScenario {
     /// Events after which the run is declared stuck.
     #[serde(default = "default_events_max")]
     pub events_max: u64,
+    /// Each node's wall clock runs this much ahead of the simulated time
+    /// at most (drawn per host from the seed, uniform in `0..=` this): the
+    /// clock a drain's hybrid logical clock version starts from.
+    #[serde(default = "default_clock_skew_max_ms")]
+    pub clock_skew_max_ms: u64,
+    /// The skew of node 0, 1, … instead of a drawn one (nodes past the
+    /// list draw theirs).
+    #[serde(default)]
+    pub clock_skews_ms: Vec<u64>,
     #[serde(skip)]
     pub plant_bug: Option<FleetBug>,
 }
@@ -580,6 +652,9 @@ fn default_sample_interval_ms() -> u64 {
 }
 fn default_events_max() -> u64 {
     50_000_000
+}
+fn default_clock_skew_max_ms() -> u64 {
+    5_000
 }
 
 fn ms(n: u64) -> Duration {
@@ -608,6 +683,9 @@ impl FleetScenario {
     pub fn named(name: &str, seed: u64) -> Option<Result<FleetScenario, ScenarioError>> {
         if name == SWARM_NAME {
             return Some(Ok(FleetScenario::swarm(seed)));
+        }
+        if name == CHAOS_NAME {
+            return Some(Ok(FleetScenario::chaos(seed)));
         }
         SCENARIO_FILES
             .iter()
@@ -716,6 +794,16 @@ impl FleetScenario {
             return Err(self.err(
                 "backends.slow_rtt_ms",
                 format!("{} must be under {timeout_ms} ms", b.slow_rtt_ms),
+            ));
+        }
+        if self.clock_skews_ms.len() > self.nodes {
+            return Err(self.err(
+                "clock_skews_ms",
+                format!(
+                    "{} skews for {} nodes",
+                    self.clock_skews_ms.len(),
+                    self.nodes
+                ),
             ));
         }
         let w = &self.workload;
@@ -860,6 +948,14 @@ impl FleetScenario {
                     let n = node(f.node)?;
                     out.push((at, Action::SlowSyncs(n, ms(need("delay_ms", f.delay_ms)?))));
                 }
+                FaultKind::Drain | FaultKind::Undrain => out.push((
+                    at,
+                    Action::Drain {
+                        node: node(f.node)?,
+                        backend: backend(f.backend)?,
+                        draining: f.kind == FaultKind::Drain,
+                    },
+                )),
                 FaultKind::RollingRestart => {
                     let gap = ms(need("gap_ms", f.gap_ms)?);
                     let downtime = ms(f.downtime_ms.unwrap_or(1_000));
@@ -882,6 +978,8 @@ impl FleetScenario {
         /// Keeps the scenario's draws apart from the run's streams, which
         /// are derived from the same seed.
         const SWARM_SALT: u64 = 0x666c_6565_745f_7377;
+        /// Keeps the drain draws apart from the others.
+        const SWARM_DRAIN_SALT: u64 = 0x6472_6169_6e5f_7377;
         /// Faults of one kind in one run, at most.
         const FAULTS_PER_KIND_MAX: u32 = 4;
         let mut rng = SimRng::seed_from_u64(seed ^ SWARM_SALT);
@@ -1037,6 +1135,28 @@ impl FleetScenario {
             back.node = Some(0);
             faults.push(back);
         }
+        // Drains come from a stream of their own, so that every other draw
+        // (and the scenarios kept in regressions.toml) stays as it was.
+        let mut drains = SimRng::seed_from_u64(seed ^ SWARM_DRAIN_SALT);
+        if drains.random_bool(0.4) {
+            for _ in 0..drains.random_range(1..=FAULTS_PER_KIND_MAX) {
+                let at_ms = time(&mut drains);
+                let mut f = FaultSpec::new(at_ms, FaultKind::Drain);
+                f.node = Some(drains.random_range(0..nodes));
+                f.backend = Some(drains.random_range(0..backends));
+                // Most drains end, from any node (its clock may be behind).
+                if drains.random_bool(0.7) {
+                    let mut undrain = FaultSpec::new(
+                        drains.random_range(at_ms..=duration_ms),
+                        FaultKind::Undrain,
+                    );
+                    undrain.node = Some(drains.random_range(0..nodes));
+                    undrain.backend = f.backend;
+                    faults.push(undrain);
+                }
+                faults.push(f);
+            }
+        }
         let scenario = FleetScenario {
             name: SWARM_NAME.to_owned(),
             description: format!("drawn from seed {seed}"),
@@ -1073,11 +1193,93 @@ impl FleetScenario {
             quick: None,
             sample_interval_ms: default_sample_interval_ms(),
             events_max: default_events_max(),
+            clock_skew_max_ms: default_clock_skew_max_ms(),
+            clock_skews_ms: Vec::new(),
             plant_bug: None,
         };
         scenario
             .validate()
             .unwrap_or_else(|e| panic!("swarm seed {seed} drew an invalid scenario: {e}"));
+        scenario
+    }
+
+    /// A one-node scenario drawn from `seed` (the single-node simulator's
+    /// `chaos`): 1 to 5 backends, any core policy, random health settings,
+    /// sometimes a connection limit, any connect timeout and retries, and
+    /// each backend changing state up to 8 times (changes past the safety
+    /// phase are left out).
+    pub fn chaos(seed: u64) -> FleetScenario {
+        /// Keeps the scenario's draws apart from the run's streams, which
+        /// are derived from the same seed.
+        const CHAOS_SALT: u64 = 0x6368_616f_735f_7363;
+        const FAULTS_PER_BACKEND_MAX: u32 = 8;
+        let mut rng = SimRng::seed_from_u64(seed ^ CHAOS_SALT);
+        let interval_ms = rng.random_range(500..=3_000u64);
+        let health = HealthSettings {
+            interval_ms,
+            timeout_ms: rng.random_range(100..=interval_ms),
+            rise: rng.random_range(1..=4),
+            fall: rng.random_range(1..=4),
+        };
+        let backends = rng.random_range(1..=5usize);
+        let duration_ms = rng.random_range(20_000..=60_000u64);
+        let mut faults = Vec::new();
+        for backend in 0..backends {
+            let mut at_ms = 0;
+            for _ in 0..rng.random_range(0..=FAULTS_PER_BACKEND_MAX) {
+                at_ms += rng.random_range(0..=8_000u64);
+                let state = match rng.random_range(0..4) {
+                    0 => BackendState::Refusing,
+                    1 => BackendState::Blackholed,
+                    _ => BackendState::Up,
+                };
+                if at_ms <= duration_ms {
+                    let mut f = FaultSpec::new(at_ms, FaultKind::Backend);
+                    f.backend = Some(backend);
+                    f.state = Some(state);
+                    faults.push(f);
+                }
+            }
+        }
+        let scenario = FleetScenario {
+            name: CHAOS_NAME.to_owned(),
+            description: format!("one node, drawn from seed {seed}"),
+            nodes: 1,
+            seeds: 1,
+            duration_ms,
+            // The node accepts at once (it has no seed but itself).
+            warmup_ms: 1,
+            start_spread_ms: 0,
+            chooser: Chooser::Policy(Policy::ALL[rng.random_range(0..Policy::ALL.len())]),
+            cluster: ClusterSettings::default(),
+            health,
+            backends: BackendSettings {
+                count: backends,
+                max_connections: rng.random_bool(0.25).then(|| rng.random_range(1..=20)),
+                connect_timeout_ms: rng.random_range(200..=3_000),
+                retries: rng.random_range(0..=3),
+                slow_rtt_ms: 3,
+                ..BackendSettings::default()
+            },
+            network: NetworkSettings::default(),
+            workload: Workload {
+                arrivals_per_sec: rng.random_range(10..=200),
+                long_per_mille: rng.random_range(0..=300),
+                hold_max_ms: 30_000,
+                ..Workload::default()
+            },
+            faults,
+            expect: Expect::default(),
+            quick: None,
+            sample_interval_ms: default_sample_interval_ms(),
+            events_max: default_events_max(),
+            clock_skew_max_ms: default_clock_skew_max_ms(),
+            clock_skews_ms: Vec::new(),
+            plant_bug: None,
+        };
+        scenario
+            .validate()
+            .unwrap_or_else(|e| panic!("chaos seed {seed} drew an invalid scenario: {e}"));
         scenario
     }
 }
@@ -1103,6 +1305,37 @@ mod tests {
         for seed in 0..200 {
             FleetScenario::swarm(seed).validate().unwrap();
         }
+    }
+
+    #[test]
+    fn chaos_depends_on_the_seed_only_and_is_valid() {
+        assert_eq!(FleetScenario::chaos(5), FleetScenario::chaos(5));
+        assert_ne!(FleetScenario::chaos(5), FleetScenario::chaos(6));
+        for seed in 0..200 {
+            let s = FleetScenario::chaos(seed);
+            assert_eq!(s.nodes, 1);
+            s.validate().unwrap();
+        }
+    }
+
+    #[test]
+    fn swarm_draws_drains_and_undrains() {
+        let (mut drains, mut undrains) = (0, 0);
+        for seed in 0..200 {
+            for f in FleetScenario::swarm(seed).faults {
+                drains += usize::from(f.kind == FaultKind::Drain);
+                undrains += usize::from(f.kind == FaultKind::Undrain);
+            }
+        }
+        assert!(drains > 100 && undrains > 50, "{drains} {undrains}");
+    }
+
+    #[test]
+    fn planted_bug_names_round_trip() {
+        for bug in FleetBug::ALL {
+            assert_eq!(FleetBug::from_name(bug.as_str()), Some(bug));
+        }
+        assert_eq!(FleetBug::from_name("none"), None);
     }
 
     #[test]

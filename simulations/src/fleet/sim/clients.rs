@@ -4,19 +4,25 @@
 //! connects and health checks (up, slow, refusing, blackholed, or full at
 //! `capacity`).
 //!
-//! As in the single-node simulator ([`crate::sim`]): an attempt that
-//! straddles a backend's change of state fails; a blackholed backend times
-//! out; a failed connect is reported and retried on another backend up to
-//! `retries` times. A client reaches a node by DNS (weighted random); if
+//! An attempt (connect or check) succeeds only if the backend was up for
+//! the whole attempt: the outcome is decided when the answer would arrive,
+//! and each backend carries an *epoch* that every change of state bumps,
+//! so an attempt that straddles a change fails (the SYN-ACK of a dying
+//! host is lost, a host that comes back has forgotten the SYN); this is
+//! what makes the detection bound exact. A blackholed backend never
+//! answers: the attempt fails at its timeout. A failed connect is reported
+//! and retried on another backend up to `retries` times, like the
+//! runtime; when a backend goes down the connections established on it
+//! are reset at once. A client reaches a node by DNS (weighted random); if
 //! that node does not accept (down, starting, stopping) it tries the next
 //! addresses in turn.
 
 use super::{Client, ClientId, Event, HostState, Sim};
 use crate::fleet::chooser::Chooser;
 use crate::fleet::scenario::{BackendState, FleetBug};
-use crate::invariants::{Invariant, Violation};
 use crate::random::{exponential, uniform};
 use crate::trace::Record;
+use crate::violation::{Invariant, Violation};
 use rand::RngExt;
 use shoal_core::BackendId;
 use std::time::Duration;
@@ -163,6 +169,8 @@ impl Sim<'_> {
         self.record(Record::Acquired, client, id.0 as u64);
         let checked = self.check_choice(i, client, id);
         self.soft(checked)?;
+        let checked = self.check_drain_choice(i, client, id);
+        self.soft(checked)?;
         let b = &mut self.backends[id.0];
         b.stats.chosen += 1;
         b.global_active += 1;
@@ -201,6 +209,7 @@ impl Sim<'_> {
         let full = reachable && capacity.is_some_and(|c| b.established >= c);
         if full {
             b.stats.full_refusals += 1;
+            b.last_full = Some(now);
             // Refusals may take it down in pools: trust it again later.
             b.trusted_at = b.trusted_at.max(now + window);
         }
@@ -325,7 +334,8 @@ impl Sim<'_> {
         epoch: u64,
     ) -> Result<(), Violation> {
         let capacity = self.s.backends.capacity;
-        let trust_again = self.now() + self.bounds.refusal_window;
+        let now = self.now();
+        let trust_again = now + self.bounds.refusal_window;
         let b = &mut self.backends[id.0];
         let full = capacity.is_some_and(|c| b.established >= c);
         let ok = b.state.is_up() && b.epoch == epoch && !full;
@@ -335,13 +345,16 @@ impl Sim<'_> {
         }
         if full {
             b.trusted_at = b.trusted_at.max(trust_again);
+            b.last_full = Some(now);
         }
         self.record(
             Record::CheckDone,
             (i as u64) << 32 | id.0 as u64,
             u64::from(ok),
         );
-        if !self.buggy(i, FleetBug::IgnoreHealth) {
+        let dropped = self.buggy(i, FleetBug::IgnoreHealth)
+            || (ok && self.buggy(i, FleetBug::IgnoreCheckSuccesses));
+        if !dropped {
             let ok = ok && !self.buggy(i, FleetBug::SuccessAsFailure);
             self.proc(i).pool.handle_check_result(id, ok);
         }
@@ -371,6 +384,11 @@ impl Sim<'_> {
         b.since = now;
         if state.is_up() {
             b.trusted_at = b.trusted_at.max(now + window);
+            let epoch = b.epoch;
+            self.queue.schedule_in(
+                self.bounds.recovery,
+                Event::RecoveryDeadline { backend: id, epoch },
+            );
             return Ok(());
         }
         // Its established connections are reset; each node notices when

@@ -1,13 +1,13 @@
 //! The fault schedule and the phases: node crashes, stops, starts and
-//! pauses, network cuts, loss and duplication, slow syncs, backend changes
-//! and client bursts, then the liveness phase that ends them all; and the
+//! pauses, network cuts, loss and duplication, slow syncs, backend changes,
+//! operators' drains and client bursts, then the liveness phase that ends them all; and the
 //! timing of how long the live nodes take to notice a departure.
 
 use super::{DownWatch, Event, Paused, Sim};
 use crate::fleet::scenario::Action;
-use crate::invariants::Violation;
 use crate::random::uniform;
 use crate::trace::Record;
+use crate::violation::Violation;
 use shoal_core::Instant;
 use shoal_core::cluster::identity::NodeId;
 use std::collections::BTreeSet;
@@ -84,6 +84,24 @@ impl Sim<'_> {
                 Ok(())
             }
             Action::Backend(b, state) => self.set_backend(b, state),
+            Action::Drain {
+                node,
+                backend,
+                draining,
+            } => {
+                // An operator's command to a host with no process fails.
+                if self.nodes[node].proc.is_none() {
+                    self.record(Record::Drain, node as u64, backend as u64);
+                    return Ok(());
+                }
+                let life = self.nodes[node].life;
+                self.dispatch(Event::Drain {
+                    node,
+                    life,
+                    backend,
+                    draining,
+                })
+            }
             Action::Burst {
                 clients,
                 over,

@@ -1,14 +1,16 @@
 //! The fleet invariants that are not sampled: counts after every input,
-//! detection at every choice, refusal at every "no backend", and the
-//! checks at the end of the run (counts back to zero, health, membership,
-//! exact views, the scenario's expectations), which then build the
-//! [`FleetReport`]. The list and their meaning are in [`crate::fleet`].
+//! detection and drains at every choice, refusal at every "no backend",
+//! recovery at each recovery deadline, and the checks at the end of the
+//! run (counts back to zero, health, membership, exact views, drain marks,
+//! the scenario's expectations), which then build the [`FleetReport`].
+//! The list and their meaning are in [`crate::fleet`].
 
 use super::{ClientId, Sim, nanos, since_start};
-use crate::fleet::report::{Balance, FleetReport, Summary};
-use crate::invariants::{Invariant, Violation, millis};
+use crate::fleet::report::{Balance, DrainStats, FleetReport, Summary};
+use crate::trace::Record;
+use crate::violation::{Invariant, Violation, millis};
 use shoal_core::cluster::identity::NodeId;
-use shoal_core::cluster::report::ReportEntry;
+use shoal_core::cluster::report::{DrainMark, ReportEntry};
 use shoal_core::{BackendId, Instant, NoBackend};
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
@@ -130,9 +132,89 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// Drain: no new connection to a backend whose newest mark this node
+    /// holds is a drain. Also counts connections to a backend a newer
+    /// drain issued elsewhere has not reached yet (legitimate, and what a
+    /// partition should show).
+    pub(super) fn check_drain_choice(
+        &mut self,
+        i: usize,
+        client: ClientId,
+        id: BackendId,
+    ) -> Result<(), Violation> {
+        let key = self.keys[id.0];
+        let proc = self.nodes[i].proc.as_ref().expect("a running node");
+        let held = proc.node.cluster().drain_mark(key);
+        if let Some(newest) = self.newest_issued[id.0]
+            && newest.draining
+            && held != Some(newest)
+        {
+            self.t.connects_drained_elsewhere += 1;
+        }
+        match held {
+            Some(m) if m.draining => Err(self.violation(
+                Invariant::Drain,
+                format!(
+                    "n{i} gave client {client} backend {id}, which it holds drained ({m:?}); its pool says draining = {}",
+                    proc.pool.is_draining(id)
+                ),
+            )),
+            _ => Ok(()),
+        }
+    }
+
+    /// The newest mark the live nodes hold for `backend`, if any.
+    pub(super) fn newest_held(&self, backend: usize, live: &[usize]) -> Option<DrainMark> {
+        let key = self.keys[backend];
+        let mut newest: Option<DrainMark> = None;
+        for &i in live {
+            let node = &self.nodes[i].proc.as_ref().expect("live").node;
+            if let Some(m) = node.cluster().drain_mark(key)
+                && m.supersedes(newest.as_ref())
+            {
+                newest = Some(m);
+            }
+        }
+        newest
+    }
+
+    /// Recovery, during the run: the recovery bound after a backend came
+    /// back (and stayed up), every live node that has run since before
+    /// then holds it up in its own checks, unless the backend has since
+    /// refused a connect or check for being at its capacity.
+    pub(super) fn on_recovery_deadline(
+        &mut self,
+        backend: usize,
+        epoch: u64,
+    ) -> Result<(), Violation> {
+        self.record(Record::RecoveryDeadline, backend as u64, epoch);
+        let b = &self.backends[backend];
+        if b.epoch != epoch || b.last_full.is_some_and(|t| t >= b.since) {
+            return Ok(());
+        }
+        let since = b.since;
+        for (i, n) in self.nodes.iter().enumerate() {
+            if !n.is_live() || n.paused.is_some() || n.since > since {
+                continue;
+            }
+            let pool = &n.proc.as_ref().expect("live").pool;
+            if !pool.is_up(BackendId(backend)) {
+                let v = self.violation(
+                    Invariant::Recovery,
+                    format!(
+                        "n{i}'s own checks still hold backend #{backend} down {} after it came back (recovery bound)",
+                        millis(nanos(self.bounds.recovery))
+                    ),
+                );
+                return self.soft(Err(v));
+            }
+        }
+        Ok(())
+    }
+
     /// Refusal: no "no backend" while an untried backend is up, below its
-    /// limits, and trusted (up for the refusal window, with no node resumed
-    /// within it).
+    /// limits, not drained as far as this node knows, and trusted (up for
+    /// the refusal window, with no node resumed within it).
     pub(super) fn check_refusal(
         &self,
         i: usize,
@@ -154,7 +236,18 @@ impl Sim<'_> {
                 .max_connections
                 .is_some_and(|max| proc.pool.active(id) >= max);
             let full = self.s.backends.capacity.is_some_and(|c| b.established >= c);
-            if tried.contains(&id) || !b.state.is_up() || now <= b.trusted_at || limit || full {
+            let drained = proc
+                .node
+                .cluster()
+                .drain_mark(self.keys[k])
+                .is_some_and(|m| m.draining);
+            if tried.contains(&id)
+                || !b.state.is_up()
+                || now <= b.trusted_at
+                || limit
+                || full
+                || drained
+            {
                 continue;
             }
             return Err(self.violation(
@@ -200,6 +293,8 @@ impl Sim<'_> {
             self.soft(Err(v))?;
         }
         let checked = self.check_views_exactly(&live);
+        self.soft(checked)?;
+        let checked = self.check_drains_at_end(&live);
         self.soft(checked)?;
         let checked = self.check_expectations();
         self.soft(checked)?;
@@ -254,6 +349,13 @@ impl Sim<'_> {
             view_staleness_max: t.view_staleness_max,
             view_staleness_run_max: t.view_staleness_run_max,
             view_gaps: (t.view_gaps, t.view_pairs),
+            drains: DrainStats {
+                commands: t.drain_commands,
+                clock_behind: t.drains_clock_behind,
+                connects_drained_elsewhere: t.connects_drained_elsewhere,
+                spread: Summary::of(&t.drain_spread),
+                staleness_max: t.drain_staleness_max,
+            },
             violations: self.noted,
             members: t.members.clone(),
             net: t.net,
@@ -363,6 +465,29 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// At the end: every live node holds the newest mark any live node
+    /// holds for each backend, and its pool drains exactly what it holds
+    /// drained.
+    pub(super) fn check_drains_at_end(&self, live: &[usize]) -> Result<(), Violation> {
+        for b in 0..self.backends.len() {
+            let newest = self.newest_held(b, live);
+            for &i in live {
+                let proc = self.nodes[i].proc.as_ref().expect("live");
+                let held = proc.node.cluster().drain_mark(self.keys[b]);
+                let draining = proc.pool.is_draining(BackendId(b));
+                if held != newest || draining != newest.is_some_and(|m| m.draining) {
+                    return Err(self.violation(
+                        Invariant::Drain,
+                        format!(
+                            "at the end, n{i} holds {held:?} for backend #{b} (its pool: draining = {draining}), the newest mark a live node holds is {newest:?}"
+                        ),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+
     pub(super) fn check_expectations(&self) -> Result<(), Violation> {
         let e = &self.s.expect;
         let t = &self.t;
@@ -424,6 +549,59 @@ impl Sim<'_> {
                 ));
             }
         }
+        let at_least = |what: &str, seen: u64, min: Option<u64>, failed: &mut Vec<String>| {
+            if let Some(min) = min
+                && seen < min
+            {
+                failed.push(format!("{what} {seen} < {what}_min {min}"));
+            }
+        };
+        let at_most = |what: &str, seen: u64, max: Option<u64>, failed: &mut Vec<String>| {
+            if let Some(max) = max
+                && seen > max
+            {
+                failed.push(format!("{what} {seen} > {what}_max {max}"));
+            }
+        };
+        let recoveries = t.backend_recoveries.len() as u64;
+        at_least(
+            "refused_no_backend",
+            t.clients.refused_no_backend,
+            e.refused_no_backend_min,
+            &mut failed,
+        );
+        at_most("resets", t.clients.reset_backend, e.resets_max, &mut failed);
+        at_most(
+            "backend_detections",
+            detections,
+            e.backend_detections_max,
+            &mut failed,
+        );
+        at_least(
+            "backend_recoveries",
+            recoveries,
+            e.backend_recoveries_min,
+            &mut failed,
+        );
+        at_most(
+            "backend_recoveries",
+            recoveries,
+            e.backend_recoveries_max,
+            &mut failed,
+        );
+        at_least(
+            "connects_drained_elsewhere",
+            t.connects_drained_elsewhere,
+            e.connects_drained_elsewhere_min,
+            &mut failed,
+        );
+        at_least("drains", t.drain_commands, e.drains_min, &mut failed);
+        at_least(
+            "drains_clock_behind",
+            t.drains_clock_behind,
+            e.drains_clock_behind_min,
+            &mut failed,
+        );
         if failed.is_empty() {
             Ok(())
         } else {

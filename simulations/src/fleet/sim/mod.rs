@@ -48,13 +48,13 @@ mod sample;
 use super::bounds::FleetBounds;
 use super::report::{BackendStats, ClientTally, FleetReport, MemberStats, NetStats};
 use super::scenario::{Action, BackendState, FleetBug, FleetScenario};
-use crate::invariants::{Invariant, Violation};
 use crate::queue::EventQueue;
 use crate::random::{SimRng, uniform};
 use crate::trace::{Record, TraceHash};
-use rand::{Rng, SeedableRng};
+use crate::violation::{Invariant, Violation};
+use rand::{Rng, RngExt, SeedableRng};
 use shoal_core::cluster::identity::NodeId;
-use shoal_core::cluster::report::{BackendKey, ReportEntry};
+use shoal_core::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use shoal_core::node::Settings;
 use shoal_core::{BackendId, BackendSpec, Instant, Pool};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -194,6 +194,20 @@ enum Event {
         node: usize,
         life: u64,
     },
+    /// An operator's drain or undrain, addressed to the process running
+    /// then (a paused one handles it at resume, as its admin endpoint
+    /// would).
+    Drain {
+        node: usize,
+        life: u64,
+        backend: usize,
+        draining: bool,
+    },
+    /// The recovery bound has passed since `backend` came back in `epoch`.
+    RecoveryDeadline {
+        backend: usize,
+        epoch: u64,
+    },
 }
 
 impl Event {
@@ -208,7 +222,8 @@ impl Event {
             | Sample
             | Fault { .. }
             | Liveness
-            | Resume { .. } => None,
+            | Resume { .. }
+            | RecoveryDeadline { .. } => None,
             Datagram { node, .. } | SyncRequest { node, .. } => Some((node, None)),
             Wake { node, life, .. }
             | Resolved { node, life }
@@ -219,6 +234,7 @@ impl Event {
             | Leave { node, life, .. }
             | Reset { node, life, .. }
             | CheckDone { node, life, .. }
+            | Drain { node, life, .. }
             | Stop { node, life } => Some((node, Some(life))),
         }
     }
@@ -291,6 +307,8 @@ struct Host {
     /// Datagrams (all, reports) and bytes sent by earlier lives.
     sent_before: (u64, u64, u64),
     alive_before: Duration,
+    /// How far the host's wall clock runs ahead of the simulated time.
+    clock_skew: Duration,
 }
 
 impl Host {
@@ -315,6 +333,8 @@ struct SimBackend {
     /// Connections counted on it fleet-wide (setup or established).
     global_active: u32,
     established: u32,
+    /// The last connect or check it refused for being at its capacity.
+    last_full: Option<Instant>,
     stats: BackendStats,
 }
 
@@ -378,6 +398,19 @@ struct Tallies {
     view_staleness_run_max: Duration,
     view_pairs: u64,
     view_gaps: u64,
+    drain_commands: u64,
+    drains_clock_behind: u64,
+    connects_drained_elsewhere: u64,
+    drain_spread: Vec<Duration>,
+    drain_staleness_max: Duration,
+}
+
+/// A drain mark the fleet must come to hold: issued at `at` on a node.
+#[derive(Debug, Clone, Copy)]
+struct IssuedMark {
+    backend: usize,
+    mark: DrainMark,
+    at: Instant,
 }
 
 #[derive(Debug)]
@@ -414,6 +447,12 @@ struct Sim<'a> {
     held_last: Vec<Vec<Option<(u64, Instant)>>>,
     down_watches: Vec<DownWatch>,
     join_watches: Vec<JoinWatch>,
+    /// Every drain mark issued, by backend, version and state: when.
+    issued: BTreeMap<(usize, u64, bool), Instant>,
+    /// The newest mark issued per backend, held anywhere or lost.
+    newest_issued: Vec<Option<DrainMark>>,
+    /// Issued marks not yet held (or superseded) on every live node.
+    spreading: Vec<IssuedMark>,
     trace: TraceHash,
     events: u64,
     t: Tallies,
@@ -443,6 +482,7 @@ impl<'a> Sim<'a> {
         };
         let net = super::net::Network::new(s.network, s.nodes, child());
         let mut nodes_root = child();
+        let mut skews = child();
         let specs: Vec<BackendSpec> = (0..s.backends.count)
             .map(|i| BackendSpec {
                 name: format!("10.1.0.{}:8080", i + 1),
@@ -470,6 +510,10 @@ impl<'a> Sim<'a> {
                 established: vec![BTreeSet::new(); s.backends.count],
                 sent_before: (0, 0, 0),
                 alive_before: Duration::ZERO,
+                clock_skew: Duration::from_millis({
+                    let drawn = skews.random_range(0..=s.clock_skew_max_ms);
+                    s.clock_skews_ms.get(i).copied().unwrap_or(drawn)
+                }),
             })
             .collect::<Vec<_>>();
         let by_addr = nodes.iter().enumerate().map(|(i, n)| (n.addr, i)).collect();
@@ -482,6 +526,7 @@ impl<'a> Sim<'a> {
                 trusted_at: Instant::ZERO,
                 global_active: 0,
                 established: 0,
+                last_full: None,
                 stats: BackendStats {
                     name: spec.name.clone(),
                     ..BackendStats::default()
@@ -518,6 +563,9 @@ impl<'a> Sim<'a> {
             held_last: vec![vec![None; s.nodes]; s.nodes],
             down_watches: Vec::new(),
             join_watches: Vec::new(),
+            issued: BTreeMap::new(),
+            newest_issued: vec![None; s.backends.count],
+            spreading: Vec::new(),
             trace: TraceHash::new(),
             events: 0,
             t: Tallies::default(),
@@ -672,6 +720,13 @@ impl<'a> Sim<'a> {
                 ..
             } => self.on_check_done(node, backend, epoch),
             Event::Stop { node, .. } => self.on_stop(node),
+            Event::Drain {
+                node,
+                backend,
+                draining,
+                ..
+            } => self.on_drain(node, backend, draining),
+            Event::RecoveryDeadline { backend, epoch } => self.on_recovery_deadline(backend, epoch),
         }
     }
 

@@ -27,10 +27,10 @@
 //! [`shoal_core::cluster::ClusterStats::reports_published`] has grown
 //! (the node reads its report from the same pool in the same input).
 
-use super::{Event, HostState, Proc, Sim, WarmRecord, WarmWatch};
+use super::{Event, HostState, IssuedMark, Proc, Sim, WarmRecord, WarmWatch, since_start};
 use crate::fleet::scenario::FleetBug;
-use crate::invariants::{Violation, millis};
 use crate::trace::Record;
+use crate::violation::{Invariant, Violation, millis};
 use rand::Rng;
 use shoal_core::cluster::identity::NodeId;
 use shoal_core::cluster::report::ReportEntry;
@@ -212,6 +212,55 @@ impl Sim<'_> {
         self.after_input(i)
     }
 
+    /// An operator's drain or undrain on node `i`, with the host's wall
+    /// clock (the simulated time plus its skew). The mark the node makes
+    /// must supersede the one it held: a command is never lost on the
+    /// node it is given to, whatever that node's clock says (the hybrid
+    /// logical clock of decision 33).
+    pub(super) fn on_drain(
+        &mut self,
+        i: usize,
+        backend: usize,
+        draining: bool,
+    ) -> Result<(), Violation> {
+        let now = self.now();
+        let key = self.keys[backend];
+        let wall = since_start(now) + self.nodes[i].clock_skew;
+        let wall_ms = u64::try_from(wall.as_millis()).unwrap_or(u64::MAX);
+        let proc = self.proc(i);
+        let held = proc.node.cluster().drain_mark(key);
+        let mark = proc
+            .node
+            .handle_drain(now, wall_ms, key, draining, &mut proc.pool)
+            .expect("every node has every backend");
+        self.record(Record::Drain, i as u64, 1 << 32 | backend as u64);
+        self.record(Record::Drain, mark.version, u64::from(mark.draining));
+        self.t.drain_commands += 1;
+        if mark.version > wall_ms {
+            self.t.drains_clock_behind += 1;
+        }
+        self.issued
+            .insert((backend, mark.version, mark.draining), now);
+        if mark.supersedes(self.newest_issued[backend].as_ref()) {
+            self.newest_issued[backend] = Some(mark);
+        }
+        self.spreading.push(IssuedMark {
+            backend,
+            mark,
+            at: now,
+        });
+        if !mark.supersedes(held.as_ref()) || mark.draining != draining {
+            let v = self.violation(
+                Invariant::Drain,
+                format!(
+                    "n{i} (wall clock {wall_ms} ms) held {held:?} for backend #{backend} and made {mark:?} of the command draining = {draining}: the command is lost"
+                ),
+            );
+            self.soft(Err(v))?;
+        }
+        self.after_input(i)
+    }
+
     /// Everything the runtime's shell does after an input: the pool's
     /// outputs, the node's outputs, the next wake-up; then the count
     /// invariant for this node.
@@ -222,6 +271,13 @@ impl Sim<'_> {
         self.drive_pool(i);
         if !self.drive_node(i) {
             return Ok(());
+        }
+        if self.buggy(i, FleetBug::IgnoreDrain) {
+            // The planted bug: a data plane that never reads the flags.
+            let pool = &mut self.proc(i).pool;
+            for id in pool.ids().collect::<Vec<_>>() {
+                pool.set_draining(id, false);
+            }
         }
         self.note_publication(i);
         self.schedule_wake(i);
@@ -382,10 +438,15 @@ impl Sim<'_> {
             return;
         }
         proc.published = published;
+        // The core adds its newest drain mark to each entry it publishes.
+        let cluster = proc.node.cluster();
         let entries: Vec<ReportEntry> = proc
             .pool
             .ids()
-            .map(|id| ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id)))
+            .map(|id| ReportEntry {
+                drain: cluster.drain_mark(keys[id.0]),
+                ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
+            })
             .collect();
         let hash = super::sample::content_hash(&entries);
         if proc.contents.back().is_none_or(|&(_, h)| h != hash) {

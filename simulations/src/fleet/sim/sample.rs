@@ -1,10 +1,11 @@
 //! The periodic sample (every `sample_interval_ms`): the balance figures
 //! (true fleet-wide counts per backend), the count invariant for every
 //! node, joins, membership agreement and the membership bound, view
-//! staleness and the view bound, and what warming nodes already know.
+//! staleness and the view bound, drain marks and the drain bound, and
+//! what warming nodes already know.
 
 use super::{Event, Sim, nanos};
-use crate::invariants::{Invariant, Violation, millis};
+use crate::violation::{Invariant, Violation, millis};
 use shoal_core::Instant;
 use shoal_core::cluster::report::{ENTRIES_PER_SHARD_MAX, ReportEntry};
 use std::collections::BTreeMap;
@@ -43,6 +44,7 @@ impl Sim<'_> {
         }
         self.sample_joins();
         self.sample_warm_starts();
+        self.sample_drain_spread();
         let mismatch = self.membership_mismatch();
         match (&mismatch, self.agreed_since) {
             (None, None) => self.agreed_since = Some(now),
@@ -87,7 +89,12 @@ impl Sim<'_> {
             } else {
                 self.view_ok_since = None;
             }
-            if now > agreed.max(l) + self.bounds.view {
+            let start = agreed.max(l);
+            if now > start + self.bounds.drain {
+                let checked = self.check_drain_staleness(start);
+                self.soft(checked)?;
+            }
+            if now > start + self.bounds.view {
                 self.t.view_staleness_max = self.t.view_staleness_max.max(stale);
                 if stale > self.bounds.view {
                     let v = self.violation(
@@ -103,6 +110,83 @@ impl Sim<'_> {
             }
         } else {
             self.view_ok_since = None;
+        }
+        Ok(())
+    }
+
+    /// Marks issued that every live, running node now holds (or holds
+    /// something newer than): how long that took.
+    fn sample_drain_spread(&mut self) {
+        let now = self.now();
+        let mut spreading = std::mem::take(&mut self.spreading);
+        spreading.retain(|m| {
+            let key = self.keys[m.backend];
+            let everywhere = self.nodes.iter().all(|n| {
+                !n.is_live()
+                    || n.paused.is_some()
+                    || n.proc.as_ref().is_some_and(|p| {
+                        p.node
+                            .cluster()
+                            .drain_mark(key)
+                            .is_some_and(|h| h == m.mark || h.supersedes(Some(&m.mark)))
+                    })
+            });
+            if everywhere {
+                self.t.drain_spread.push(now - m.at);
+            }
+            !everywhere
+        });
+        self.spreading = spreading;
+    }
+
+    /// Drain, in the liveness phase once `start` (membership agreed) is a
+    /// drain bound past: every live node holds the newest mark any live
+    /// node holds for each backend, at the latest a drain bound after the
+    /// later of `start` and the mark's issue; and every mark held was
+    /// issued by a command.
+    fn check_drain_staleness(&mut self, start: Instant) -> Result<(), Violation> {
+        let now = self.now();
+        let live: Vec<usize> = (0..self.nodes.len())
+            .filter(|&i| self.nodes[i].is_live())
+            .collect();
+        for b in 0..self.backends.len() {
+            let Some(newest) = self.newest_held(b, &live) else {
+                continue;
+            };
+            let Some(&issued) = self.issued.get(&(b, newest.version, newest.draining)) else {
+                return Err(self.violation(
+                    Invariant::Drain,
+                    format!(
+                        "a live node holds {newest:?} for backend #{b}, which no command issued"
+                    ),
+                ));
+            };
+            let key = self.keys[b];
+            for &i in &live {
+                let held = self.nodes[i]
+                    .proc
+                    .as_ref()
+                    .expect("live")
+                    .node
+                    .cluster()
+                    .drain_mark(key);
+                if held == Some(newest) {
+                    continue;
+                }
+                let stale = now - issued.max(start);
+                self.t.drain_staleness_max = self.t.drain_staleness_max.max(stale);
+                if stale > self.bounds.drain {
+                    return Err(self.violation(
+                        Invariant::Drain,
+                        format!(
+                            "n{i} holds {held:?} for backend #{b}, {} after the newest mark {newest:?} (issued at {}) could reach it (drain bound {})",
+                            millis(nanos(stale)),
+                            millis(issued.as_nanos()),
+                            millis(nanos(self.bounds.drain))
+                        ),
+                    ));
+                }
+            }
         }
         Ok(())
     }
@@ -270,6 +354,12 @@ pub(super) fn content_hash(entries: &[ReportEntry]) -> u64 {
             .into_iter()
             .chain([u8::from(e.healthy)])
             .chain(e.active.to_le_bytes())
+            .chain(e.drain.map_or([0; 9], |m| {
+                let mut b = [0; 9];
+                b[..8].copy_from_slice(&m.version.to_le_bytes());
+                b[8] = 1 + u8::from(m.draining);
+                b
+            }))
         {
             h = (h ^ u64::from(b)).wrapping_mul(PRIME);
         }
