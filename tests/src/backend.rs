@@ -69,6 +69,9 @@ pub struct Backend {
     pub accepted: Arc<AtomicUsize>,
     /// Bytes read by `GreetThenListen` connections that have finished.
     pub received: Arc<AtomicUsize>,
+    /// `Echo` connections that echoed at least one byte: clients served,
+    /// not health checks (which connect and close).
+    pub served: Arc<AtomicUsize>,
     /// How each finished `Echo` connection ended, in order, with the
     /// bytes it echoed (health checks echo none).
     pub ends: Arc<Mutex<Vec<(usize, PeerEnd)>>>,
@@ -92,6 +95,7 @@ impl Backend {
         let open = Arc::new(AtomicUsize::new(0));
         let accepted = Arc::new(AtomicUsize::new(0));
         let received = Arc::new(AtomicUsize::new(0));
+        let served = Arc::new(AtomicUsize::new(0));
         let ends = Arc::new(Mutex::new(Vec::new()));
         let task = {
             let (open, accepted, received, ends) = (
@@ -100,6 +104,7 @@ impl Backend {
                 received.clone(),
                 ends.clone(),
             );
+            let served = served.clone();
             tokio::spawn(async move {
                 let mut killed_accept = killed.clone();
                 loop {
@@ -110,13 +115,14 @@ impl Backend {
                     accepted.fetch_add(1, Ordering::SeqCst);
                     open.fetch_add(1, Ordering::SeqCst);
                     let (open, received, ends) = (open.clone(), received.clone(), ends.clone());
+                    let served = served.clone();
                     let mut killed = killed.clone();
                     let mut resets = resets.clone();
                     resets.mark_unchanged();
                     tokio::spawn(async move {
                         let mut stream = stream;
                         tokio::select! {
-                            _ = serve(&mut stream, behaviour, addr, &received, &ends) => {},
+                            _ = serve(&mut stream, behaviour, addr, &received, &served, &ends) => {},
                             _ = killed.changed() => {},
                             _ = resets.changed() => {
                                 let _ = stream.set_zero_linger();
@@ -134,6 +140,7 @@ impl Backend {
             open,
             accepted,
             received,
+            served,
             ends,
             kill,
             reset,
@@ -181,6 +188,7 @@ async fn serve(
     behaviour: Behaviour,
     addr: SocketAddr,
     received: &AtomicUsize,
+    served: &AtomicUsize,
     ends: &Mutex<Vec<(usize, PeerEnd)>>,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
@@ -191,7 +199,12 @@ async fn serve(
                 match s.read(&mut buf).await {
                     Ok(0) => break PeerEnd::Eof,
                     Ok(n) => match s.write_all(&buf[..n]).await {
-                        Ok(()) => echoed += n,
+                        Ok(()) => {
+                            if echoed == 0 {
+                                served.fetch_add(1, Ordering::SeqCst);
+                            }
+                            echoed += n;
+                        }
                         Err(e) => break PeerEnd::from(e),
                     },
                     Err(e) => break PeerEnd::from(e),

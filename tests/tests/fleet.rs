@@ -351,7 +351,7 @@ async fn pile_then_balance(policy: &str) -> Vec<u64> {
     }
     let open = backends
         .iter()
-        .map(|b| b.open.load(Ordering::SeqCst) as u64)
+        .map(|b| b.served.load(Ordering::SeqCst) as u64)
         .collect();
     drop(clients);
     open
