@@ -394,15 +394,21 @@ impl Closest {
 
     fn update(&mut self, r: &FleetReport) {
         let b = &r.bounds;
+        // A backend full at its capacity fails checks: no recovery bound.
+        let full = r.backend_stats.iter().any(|s| s.full_refusals > 0);
         let seen = [
-            (r.backend_detections.max, b.detection),
-            (r.backend_recoveries.max, b.recovery),
-            (r.view_staleness_max, b.view),
-            (r.drains.staleness_max, b.drain),
+            (r.backend_detections.count > 0).then_some((r.backend_detections.max, b.detection)),
+            (r.backend_recoveries.count > 0 && !full)
+                .then_some((r.backend_recoveries.max, b.recovery)),
+            Some((r.view_staleness_max, b.view)),
+            (r.drains.commands > 0).then_some((r.drains.staleness_max, b.drain)),
         ];
-        for (slot, (after, bound)) in self.slots.iter_mut().zip(seen) {
+        for (slot, seen) in self.slots.iter_mut().zip(seen) {
+            let Some((after, bound)) = seen else {
+                continue;
+            };
             let share = after.as_secs_f64() / bound.as_secs_f64();
-            if share > 0.0 && slot.as_ref().is_none_or(|(best, _)| share > *best) {
+            if slot.as_ref().is_none_or(|(best, _)| share > *best) {
                 let what = format!("{after:?} of {bound:?} ({} --seed {})", r.scenario, r.seed);
                 *slot = Some((share, what));
             }

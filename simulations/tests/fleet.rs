@@ -88,6 +88,9 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert!(r.drains.connects_drained_elsewhere > 0, "{r}");
                     assert_eq!(r.drains.commands, 4, "{r}");
                     assert!(r.drains.clock_behind >= 1, "{r}");
+                    // Two commands reached the two others of their side
+                    // in one hop, two the five others of the whole fleet.
+                    assert_eq!(r.drains.hops_checked, 2 + 2 + 5 + 5, "{r}");
                     assert!(r.members.downs > 0, "{r}");
                 }
                 // One node: `one_node.rs` holds them to more.
@@ -254,18 +257,42 @@ fn a_node_that_ignores_drains_is_caught() {
     assert!(v.detail.contains("which it holds drained"), "{v}");
 }
 
-/// The drain bound can fail: the last node drains a backend and the
-/// network drops every report it sends (`SkipReports`), so no peer learns
-/// the drain but from a sync, too late for the drain bound (checked
-/// before the view bound, which breaks at the same sample).
-#[test]
-fn a_drain_that_never_leaves_its_node_is_caught() {
+/// A steady fleet whose last node, with the network dropping every report
+/// it sends (`SkipReports`), drains backend #1 a second before the
+/// liveness phase; isolated first if `isolated`.
+fn drain_on_a_mute_node(isolated: bool) -> FleetScenario {
     let mut s = quick("steady-state").with_bug(FleetBug::SkipReports);
+    let last = s.nodes - 1;
+    if isolated {
+        let mut cut = FaultSpec::new(s.duration_ms - 2_000, FaultKind::Isolate);
+        cut.node = Some(last);
+        s.faults.push(cut);
+    }
     let mut drain = FaultSpec::new(s.duration_ms - 1_000, FaultKind::Drain);
-    drain.node = Some(s.nodes - 1);
+    drain.node = Some(last);
     drain.backend = Some(1);
     s.faults.push(drain);
-    must_fail(s, Invariant::Drain);
+    s
+}
+
+/// The drain hop check can fail: the issuer's publication never leaves
+/// it, so the members it holds alive lack the mark one hop later.
+#[test]
+fn a_drain_publication_that_never_arrives_is_caught() {
+    must_fail(drain_on_a_mute_node(false), Invariant::Drain);
+    let v = fleet::run(&drain_on_a_mute_node(false), 1).unwrap_err();
+    assert!(v.detail.contains("(drain hop bound)"), "{v}");
+}
+
+/// The drain bound can fail: the issuer is cut off when it drains (no
+/// hop to check) and its reports never leave it, so after the heal no
+/// peer learns the drain but from a sync, too late for the drain bound
+/// (checked before the view bound, which breaks at the same sample).
+#[test]
+fn a_drain_that_never_reaches_the_fleet_is_caught() {
+    must_fail(drain_on_a_mute_node(true), Invariant::Drain);
+    let v = fleet::run(&drain_on_a_mute_node(true), 1).unwrap_err();
+    assert!(v.detail.contains("(drain bound"), "{v}");
 }
 
 /// Seeds of the least-conn comparison.

@@ -84,7 +84,14 @@
 //!   which the newer report arrives within `V` or the old one expires
 //!   (its TTL, checked every report interval). A node alone has no peer
 //!   to vote: its window is `recovery`.
-//! - **Drain** `V` as well, from the later of the mark's issue and the
+//! - **Drain hop** `L + slack`: the issuing node publishes a changed
+//!   shard at once (a drain changes its entry) to every member it holds
+//!   alive, one hop, and a receiver that holds the issuer alive applies a
+//!   newer shard of it and adopts the marks it carries. Checked for the
+//!   receivers that both held alive at the issue, that the network let
+//!   the datagram reach (no cut from the issuer, no loss), and that ran
+//!   meanwhile (no pause, no restart).
+//! - **Drain** `V`, from the later of the mark's issue and the
 //!   point where the view bound starts (membership agreed in the liveness
 //!   phase): the issuing node publishes at once to every member it holds
 //!   alive, and every report entry carries its origin's newest mark for
@@ -129,6 +136,9 @@ pub struct FleetBounds {
     pub recovery: Duration,
     /// Recovery to when a refusal with the backend free is a violation.
     pub refusal_window: Duration,
+    /// A drain mark's issue to the members the issuer reached in one hop
+    /// holding it.
+    pub drain_hop: Duration,
     /// A drain mark's issue (or the start of the view bound, if later) to
     /// every live node holding it.
     pub drain: Duration,
@@ -190,6 +200,7 @@ impl FleetBounds {
             recovery
         };
         let drain = view;
+        let drain_hop = latency + BOUND_SLACK;
         let liveness = (membership + view).max(detection.max(recovery) + view);
         FleetBounds {
             dissemination,
@@ -199,6 +210,7 @@ impl FleetBounds {
             detection,
             recovery,
             refusal_window,
+            drain_hop,
             drain,
             liveness,
         }
@@ -256,6 +268,7 @@ mod tests {
         assert_eq!(b.detection, Duration::from_millis(2_000 * 3 + 1_000 + 1));
         assert_eq!(b.refusal_window, b.recovery + b.view + ms(3_000 + 250));
         assert_eq!(b.drain, b.view);
+        assert_eq!(b.drain_hop, Duration::from_micros(6_300 + 1_000));
         let lossy = FleetScenario {
             network: super::super::scenario::NetworkSettings {
                 loss_per_mille: 10,

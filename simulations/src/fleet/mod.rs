@@ -33,7 +33,10 @@
 //!   mark it holds is a drain; a command given to a node makes a mark
 //!   that supersedes the one it held, whatever its wall clock (each host's
 //!   runs ahead of the simulated time by a skew drawn from the seed), so
-//!   no command is lost on its own node; in the liveness phase, once
+//!   no command is lost on its own node; the drain hop bound after a
+//!   command, every member its node reached in one hop (both held each
+//!   other alive, no cut, no loss, no pause or restart since) holds the
+//!   mark or a newer one; in the liveness phase, once
 //!   membership agrees, every live node holds the newest mark any live
 //!   node holds within the drain bound, and every mark held was issued by
 //!   a command; at the end every node holds it and its pool drains

@@ -132,6 +132,11 @@ impl Network {
         self.isolated.clear();
     }
 
+    /// Datagrams lost now, in thousandths.
+    pub fn loss_per_mille(&self) -> u32 {
+        self.loss_per_mille
+    }
+
     pub fn set_loss(&mut self, per_mille: u32) {
         self.loss_per_mille = per_mille;
     }

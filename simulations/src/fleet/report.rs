@@ -188,6 +188,8 @@ pub struct DrainStats {
     /// Of those, commands whose node's wall clock was behind the newest
     /// mark it held: the mark's version is one past that mark's.
     pub clock_behind: u64,
+    /// Receivers held to the drain hop bound, over all commands.
+    pub hops_checked: u64,
     /// Connections opened to a backend whose newest drain, issued
     /// elsewhere, had not reached the node yet.
     pub connects_drained_elsewhere: u64,
@@ -418,9 +420,11 @@ impl fmt::Display for FleetReport {
         if d.commands > 0 {
             writeln!(
                 f,
-                "  drains: {} commands ({} from a clock behind), {} connects before a drain reached the node; staleness max {} (bound {})",
+                "  drains: {} commands ({} from a clock behind), {} receivers held to the hop bound ({}), {} connects before a drain reached the node; staleness max {} (bound {})",
                 d.commands,
                 d.clock_behind,
+                d.hops_checked,
+                ms(self.bounds.drain_hop),
                 d.connects_drained_elsewhere,
                 ms(d.staleness_max),
                 ms(self.bounds.drain)

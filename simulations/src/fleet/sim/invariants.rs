@@ -163,6 +163,82 @@ impl Sim<'_> {
         }
     }
 
+    /// Starts the one-hop watch of a mark node `i` just made: the members
+    /// it holds alive that hold it alive, running, that the network lets
+    /// its datagrams reach without loss.
+    pub(super) fn watch_drain_hop(&mut self, i: usize, backend: usize, mark: DrainMark) {
+        let now = self.now();
+        let issuer = self.nodes[i].proc.as_ref().expect("running");
+        let me = issuer.node.identity().clone();
+        let publishes = matches!(
+            issuer.node.phase(),
+            shoal_core::node::Phase::Warming | shoal_core::node::Phase::Serving
+        );
+        if !publishes || self.net.loss_per_mille() > 0 {
+            return;
+        }
+        let held: BTreeSet<NodeId> = issuer.node.cluster().members().cloned().collect();
+        let receivers = (0..self.nodes.len())
+            .filter(|&j| j != i && !self.net.blocked(i, j))
+            .filter(|&j| {
+                let n = &self.nodes[j];
+                n.is_live()
+                    && n.paused.is_none()
+                    && n.proc.as_ref().is_some_and(|p| {
+                        held.contains(p.node.identity())
+                            && p.node.cluster().members().any(|m| *m == me)
+                    })
+            })
+            .map(|j| (j, self.nodes[j].life))
+            .collect();
+        let index = self.hops.len();
+        self.hops.push(super::HopWatch {
+            issuer: i,
+            backend,
+            mark,
+            at: now,
+            receivers,
+        });
+        self.queue
+            .schedule_in(self.bounds.drain_hop, super::Event::DrainHop { index });
+    }
+
+    /// Drain hop: each receiver of a hop watch that has run all along
+    /// holds the mark, or a newer one.
+    pub(super) fn on_drain_hop(&mut self, index: usize) -> Result<(), Violation> {
+        let w = self.hops[index].clone();
+        self.record(Record::Drain, w.issuer as u64, 2 << 32 | w.backend as u64);
+        let key = self.keys[w.backend];
+        for (j, life) in w.receivers {
+            let n = &self.nodes[j];
+            if n.life != life || n.paused.is_some() || n.since > w.at {
+                continue;
+            }
+            self.t.drain_hops_checked += 1;
+            let held = n
+                .proc
+                .as_ref()
+                .expect("same life")
+                .node
+                .cluster()
+                .drain_mark(key);
+            if !held.is_some_and(|h| h == w.mark || h.supersedes(Some(&w.mark))) {
+                let v = self.violation(
+                    Invariant::Drain,
+                    format!(
+                        "n{j} holds {held:?} for backend #{}, {} after n{} made {:?} (drain hop bound): the issuer's publication did not reach it in one hop",
+                        w.backend,
+                        millis(nanos(self.bounds.drain_hop)),
+                        w.issuer,
+                        w.mark
+                    ),
+                );
+                return self.soft(Err(v));
+            }
+        }
+        Ok(())
+    }
+
     /// The newest mark the live nodes hold for `backend`, if any.
     pub(super) fn newest_held(&self, backend: usize, live: &[usize]) -> Option<DrainMark> {
         let key = self.keys[backend];
@@ -352,6 +428,7 @@ impl Sim<'_> {
             drains: DrainStats {
                 commands: t.drain_commands,
                 clock_behind: t.drains_clock_behind,
+                hops_checked: t.drain_hops_checked,
                 connects_drained_elsewhere: t.connects_drained_elsewhere,
                 spread: Summary::of(&t.drain_spread),
                 staleness_max: t.drain_staleness_max,

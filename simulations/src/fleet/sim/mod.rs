@@ -208,6 +208,11 @@ enum Event {
         backend: usize,
         epoch: u64,
     },
+    /// The drain hop bound has passed since the `index`-th hop watch's
+    /// mark was issued.
+    DrainHop {
+        index: usize,
+    },
 }
 
 impl Event {
@@ -223,7 +228,8 @@ impl Event {
             | Fault { .. }
             | Liveness
             | Resume { .. }
-            | RecoveryDeadline { .. } => None,
+            | RecoveryDeadline { .. }
+            | DrainHop { .. } => None,
             Datagram { node, .. } | SyncRequest { node, .. } => Some((node, None)),
             Wake { node, life, .. }
             | Resolved { node, life }
@@ -400,9 +406,21 @@ struct Tallies {
     view_gaps: u64,
     drain_commands: u64,
     drains_clock_behind: u64,
+    drain_hops_checked: u64,
     connects_drained_elsewhere: u64,
     drain_spread: Vec<Duration>,
     drain_staleness_max: Duration,
+}
+
+/// A drain mark the members its issuer reached in one hop must hold by
+/// the drain hop bound: `(node, life)` of each.
+#[derive(Debug, Clone)]
+struct HopWatch {
+    issuer: usize,
+    backend: usize,
+    mark: DrainMark,
+    at: Instant,
+    receivers: Vec<(usize, u64)>,
 }
 
 /// A drain mark the fleet must come to hold: issued at `at` on a node.
@@ -453,6 +471,8 @@ struct Sim<'a> {
     newest_issued: Vec<Option<DrainMark>>,
     /// Issued marks not yet held (or superseded) on every live node.
     spreading: Vec<IssuedMark>,
+    /// Every drain's one-hop watch, by index.
+    hops: Vec<HopWatch>,
     trace: TraceHash,
     events: u64,
     t: Tallies,
@@ -566,6 +586,7 @@ impl<'a> Sim<'a> {
             issued: BTreeMap::new(),
             newest_issued: vec![None; s.backends.count],
             spreading: Vec::new(),
+            hops: Vec::new(),
             trace: TraceHash::new(),
             events: 0,
             t: Tallies::default(),
@@ -727,6 +748,7 @@ impl<'a> Sim<'a> {
                 ..
             } => self.on_drain(node, backend, draining),
             Event::RecoveryDeadline { backend, epoch } => self.on_recovery_deadline(backend, epoch),
+            Event::DrainHop { index } => self.on_drain_hop(index),
         }
     }
 

@@ -249,6 +249,7 @@ impl Sim<'_> {
             mark,
             at: now,
         });
+        self.watch_drain_hop(i, backend, mark);
         if !mark.supersedes(held.as_ref()) || mark.draining != draining {
             let v = self.violation(
                 Invariant::Drain,
