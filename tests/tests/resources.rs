@@ -185,8 +185,8 @@ async fn running_out_of_file_descriptors_takes_no_backend_down() {
             assert_eq!(b["checks_up"], true, "{status}");
         }
     }
-    // New clients are served by every backend, in turn: once the clients
-    // of before have left, six of them are two on each.
+    // New clients are served by every backend, in turn, once the clients
+    // of before have left.
     eventually("the clients of before to have left", WAIT, || {
         let b = shoal.backends("web");
         async move {
@@ -203,13 +203,17 @@ async fn running_out_of_file_descriptors_takes_no_backend_down() {
         echo_round_trip(&mut s, &[i]).await.unwrap();
         after.push(s);
     }
+    // Every backend takes some (round-robin gives two each, unless a
+    // connect is retried on the next backend: seen once under a loaded CI
+    // machine as 3/1/2), and every one is up.
     let counts = shoal.backends("web").await;
     assert!(
-        counts.iter().all(|(_, up, active)| *up && *active == 2),
+        counts.iter().all(|(_, up, active)| *up && *active >= 1)
+            && counts.iter().map(|c| c.2).sum::<u64>() == 6,
         "{counts:?}"
     );
     for b in &web {
-        assert!(b.open.load(Ordering::SeqCst) >= 2, "backend {}", b.addr);
+        assert!(b.open.load(Ordering::SeqCst) >= 1, "backend {}", b.addr);
     }
 
     let m = shoal.metrics().await;
