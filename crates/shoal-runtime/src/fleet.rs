@@ -463,7 +463,7 @@ impl Fleet {
 fn handle_incoming(node: &mut Node, now: Instant, incoming: Incoming, pools: &mut dyn Pools) {
     match incoming {
         Incoming::Datagram { from, peer, data } => {
-            if let Err(e) = node.handle_datagram_from(now, &peer, &data, pools) {
+            if let Err(e) = node.handle_datagram(now, &peer, &data, pools) {
                 debug!(from = %from, error = %e, "datagram from a peer refused");
             }
         }
@@ -472,7 +472,7 @@ fn handle_incoming(node: &mut Node, now: Instant, incoming: Incoming, pools: &mu
             peer,
             data,
             respond,
-        } => match node.handle_sync_request_from(now, &peer, &data, pools) {
+        } => match node.handle_sync_request(now, &peer, &data, pools) {
             Ok(answer) => {
                 debug!(from = %from, "sync request answered");
                 let _ = respond.send(answer);

@@ -412,24 +412,11 @@ impl Node {
 
     // ----- inputs -----
 
-    /// A datagram from a peer (SWIM packet or report datagram). An error
-    /// says the bytes were refused; the node is fine.
+    /// A datagram (SWIM packet or report datagram) from a peer whose
+    /// certificate names `peer`. An error says the bytes were refused and
+    /// changed nothing: malformed, claiming an identity that is not
+    /// `peer`'s, or from an older process of a name a newer one holds.
     pub fn handle_datagram(
-        &mut self,
-        now: Instant,
-        data: &[u8],
-        pools: &mut dyn Pools,
-    ) -> Result<(), ClusterError> {
-        let result = self.cluster.handle_datagram(now, data);
-        self.after(now, pools);
-        result
-    }
-
-    /// [`Node::handle_datagram`] from a peer whose certificate names
-    /// `peer`: what the runtime calls. A datagram claiming another identity,
-    /// or from an older process of a name a newer one holds, is refused
-    /// and changes nothing.
-    pub fn handle_datagram_from(
         &mut self,
         now: Instant,
         peer: &str,
@@ -441,9 +428,11 @@ impl Node {
         result
     }
 
-    /// [`Node::handle_sync_request`] from a peer whose certificate names
-    /// `peer`: the request's sender must have that name.
-    pub fn handle_sync_request_from(
+    /// A sync request from a peer whose certificate names `peer` (the
+    /// request's sender must have that name): applies it and returns this
+    /// node's answer. On an error nothing of the request was applied and
+    /// the shell should refuse the stream.
+    pub fn handle_sync_request(
         &mut self,
         now: Instant,
         peer: &str,
@@ -453,23 +442,6 @@ impl Node {
         let result = self
             .cluster
             .handle_sync_from(now, peer, data)
-            .and_then(|_| self.cluster.sync_message().map_err(ClusterError::Wire));
-        self.after(now, pools);
-        result
-    }
-
-    /// A peer's sync request: applies it and returns this node's answer.
-    /// On an error nothing of the request was applied and the shell should
-    /// refuse the stream.
-    pub fn handle_sync_request(
-        &mut self,
-        now: Instant,
-        data: &[u8],
-        pools: &mut dyn Pools,
-    ) -> Result<Vec<u8>, ClusterError> {
-        let result = self
-            .cluster
-            .handle_sync(now, data)
             .and_then(|_| self.cluster.sync_message().map_err(ClusterError::Wire));
         self.after(now, pools);
         result

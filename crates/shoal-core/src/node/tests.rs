@@ -53,8 +53,9 @@ struct Net {
     nodes: Vec<Node>,
     pools: Vec<Pool>,
     seeds: Seeds,
-    /// `(due, to, data)` datagrams and `(due, from, id, to)` sync requests.
-    datagrams: Vec<(Instant, usize, Vec<u8>)>,
+    /// `(due, from, to, data)` datagrams and `(due, from, id, to, data)`
+    /// sync requests.
+    datagrams: Vec<(Instant, usize, usize, Vec<u8>)>,
     syncs: Vec<(Instant, usize, u64, usize, Vec<u8>)>,
     /// Nodes whose sync requests are never answered (a slow seed).
     mute_syncs: BTreeSet<usize>,
@@ -106,7 +107,7 @@ impl Net {
         let now = self.now;
         while let Some(t) = self.nodes[i].poll_transmit() {
             if let Some(j) = self.index(t.to) {
-                self.datagrams.push((now + HOP, j, t.data));
+                self.datagrams.push((now + HOP, i, j, t.data));
             }
         }
         while let Some(a) = self.nodes[i].poll_action() {
@@ -151,12 +152,13 @@ impl Net {
             self.now = self.now.max(t);
             let now = self.now;
             if let Some(k) = self.datagrams.iter().position(|d| d.0 <= now) {
-                let (_, j, data) = self.datagrams.remove(k);
+                let (_, from, j, data) = self.datagrams.remove(k);
                 if !self.closed[j] {
                     if crate::wire::is_reports(&data) {
                         self.report_datagrams_to[j] += 1;
                     }
-                    let _ = self.nodes[j].handle_datagram(now, &data, &mut self.pools[j]);
+                    let peer = self.nodes[from].identity().name.clone();
+                    let _ = self.nodes[j].handle_datagram(now, &peer, &data, &mut self.pools[j]);
                     self.flush(j);
                 }
                 continue;
@@ -166,7 +168,9 @@ impl Net {
                 if self.mute_syncs.contains(&to) || self.closed[to] {
                     continue;
                 }
-                let answer = self.nodes[to].handle_sync_request(now, &data, &mut self.pools[to]);
+                let peer = self.nodes[from].identity().name.clone();
+                let answer =
+                    self.nodes[to].handle_sync_request(now, &peer, &data, &mut self.pools[to]);
                 self.flush(to);
                 match answer {
                     Ok(a) => {

@@ -551,6 +551,8 @@ impl Sim<'_> {
     ) -> Result<(), Violation> {
         let now = self.now();
         let deaf = self.buggy(i, FleetBug::DeafWhileWarming);
+        // What the transport hands over: the sender's certificate name.
+        let peer = self.nodes[from].name.clone();
         let Some(proc) = self.nodes[i].proc.as_mut() else {
             self.t.net.to_dead_node += 1;
             return Ok(());
@@ -560,7 +562,7 @@ impl Sim<'_> {
             return Ok(());
         }
         self.t.net.delivered += 1;
-        let result = proc.node.handle_datagram(now, data, &mut proc.pool);
+        let result = proc.node.handle_datagram(now, &peer, data, &mut proc.pool);
         self.record(
             Record::Datagram,
             from as u64,
@@ -606,6 +608,7 @@ impl Sim<'_> {
         data: &[u8],
     ) -> Result<(), Violation> {
         let now = self.now();
+        let peer = self.nodes[from].name.clone();
         let Some(proc) = self.nodes[j].proc.as_mut() else {
             // Nothing listens there: the connection is refused at once.
             if !self.net.blocked(j, from) {
@@ -625,7 +628,10 @@ impl Sim<'_> {
         let answer = if data.len() > SYNC_BYTES_MAX {
             Err(format!("request of {} bytes > SYNC_BYTES_MAX", data.len()))
         } else {
-            match proc.node.handle_sync_request(now, data, &mut proc.pool) {
+            match proc
+                .node
+                .handle_sync_request(now, &peer, data, &mut proc.pool)
+            {
                 Ok(a) if a.len() > SYNC_BYTES_MAX => {
                     Err(format!("answer of {} bytes > SYNC_BYTES_MAX", a.len()))
                 }
