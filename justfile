@@ -68,3 +68,9 @@ sim-1000:
 # The balance-quality study: every policy on skewed-dns and sparse-long-lived.
 study:
     cargo run --release -p shoal-sim -- study --out simulations/RESULTS.md
+
+# Soak a fleet of 5 nodes for MINUTES under client load, node and backend
+# churn; samples fds, RSS and counts every minute, checks that nothing is
+# left at the end; writes docs/soak.md (exit 1 on a finding).
+soak MINUTES="30":
+    cargo build --release -p shoal && cargo run --release -p shoal-e2e --bin soak -- --minutes {{MINUTES}} --out docs/soak.md

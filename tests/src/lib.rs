@@ -25,6 +25,7 @@ pub mod fleet;
 pub mod needs;
 pub mod netns;
 pub mod node;
+pub mod soak;
 
 use std::future::Future;
 use std::time::Duration;
