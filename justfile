@@ -74,3 +74,9 @@ study:
 # left at the end; writes docs/soak.md (exit 1 on a finding).
 soak MINUTES="30":
     cargo build --release -p shoal && cargo run --release -p shoal-e2e --bin soak -- --minutes {{MINUTES}} --out docs/soak.md
+
+# Fuzz one target (wire_datagram, wire_sync or config) for SECONDS:
+# `just fuzz wire_datagram 3600`. New inputs go to fuzz/corpus-work/,
+# crashes to fuzz/artifacts/; see fuzz/README.md.
+fuzz TARGET SECONDS="600":
+    bash fuzz/run.sh {{TARGET}} -max_total_time={{SECONDS}}
