@@ -12,7 +12,10 @@ fuzz_target!(|data: &[u8]| {
     };
     if let Err(e) = Config::from_toml(text, "fuzz") {
         let message = e.to_string();
-        assert!(!message.contains('\n'), "a multi-line error: {message:?}");
+        assert!(
+            !message.contains(['\n', '\r']),
+            "a multi-line error: {message:?}"
+        );
         assert!(
             message.starts_with("fuzz:"),
             "an error not naming its origin: {message:?}"

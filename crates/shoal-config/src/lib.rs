@@ -151,7 +151,8 @@ impl Config {
     fn parse(text: &str, origin: &str, base: &Path) -> Result<Config, ConfigError> {
         let position = |e: &toml::de::Error| {
             let (line, column) = e.span().map(|s| line_col(text, s.start)).unwrap_or((1, 1));
-            (line, column, e.message().trim().replace('\n', " "))
+            let message = e.message().trim().replace('\n', " ");
+            (line, column, escape_controls(&message))
         };
         let document = toml::de::Deserializer::parse(text).map_err(|e| {
             let (line, column, message) = position(&e);
@@ -165,7 +166,7 @@ impl Config {
         // toml's errors give the position only; the path names the field,
         // which is what a reader of the message looks for.
         let raw: raw::RawConfig = serde_path_to_error::deserialize(document).map_err(|e| {
-            let field = e.path().to_string();
+            let field = escape_controls(&e.path().to_string());
             let (line, column, message) = position(e.inner());
             if field == "." {
                 ConfigError::Syntax {
@@ -186,6 +187,21 @@ impl Config {
         })?;
         validate(raw, origin, base)
     }
+}
+
+/// `s` with its control characters escaped (a newline as `\n`): a quoted
+/// TOML key may hold any of them, and an error must stay one line, so it
+/// cannot forge a log line of its own (found by fuzz/fuzz_targets/config.rs).
+fn escape_controls(s: &str) -> String {
+    s.chars()
+        .map(|c| {
+            if c.is_control() {
+                c.escape_debug().to_string()
+            } else {
+                c.to_string()
+            }
+        })
+        .collect()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -49,6 +49,17 @@ fn unknown_field_is_named_with_its_line() {
 }
 
 #[test]
+fn a_quoted_key_with_control_characters_gives_a_one_line_error() {
+    // From fuzz/corpus/config/regression-newline-in-key.
+    let e = err("[node]\n\"a\\nb\\rc\" = 1\n");
+    assert!(
+        e.starts_with("test.toml:2:1: node.a\\nb\\rc: unknown field `a b\\rc`"),
+        "{e}"
+    );
+    assert!(!e.contains(['\n', '\r']), "one line: {e:?}");
+}
+
+#[test]
 fn bad_address_names_field_and_value() {
     let e = err(&GOOD.replace("127.0.0.1:5002", "127.0.0.1:99999"));
     assert_eq!(
