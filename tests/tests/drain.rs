@@ -212,3 +212,78 @@ async fn a_drain_of_an_unknown_backend_is_refused_by_name() {
     assert_eq!(out.status.code(), Some(2), "{out:?}");
     assert!(String::from_utf8_lossy(&out.stderr).contains("no listener named `api`"));
 }
+
+/// `shoal ctl drain-node`: the node leaves new-connection duty (listeners
+/// closed, the fleet told at once) while its open connections finish, and
+/// stays up until a signal; `--wait` returns once they have closed.
+#[tokio::test]
+async fn drain_node_closes_the_listeners_tells_the_fleet_and_lets_connections_finish() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let certs = Certs::new();
+    let first = start("node-1", &certs.node("node-1"), &[backend.addr], &[]).await;
+    let seed = vec![first.cluster.unwrap().to_string()];
+    let mut second = start("node-2", &certs.node("node-2"), &[backend.addr], &seed).await;
+    for node in [&first, &second] {
+        eventually("both nodes to see the fleet", WAIT, || async {
+            (node.live_nodes().await == 2).then_some(())
+        })
+        .await;
+    }
+    let mut held = clients(&second, 3).await;
+    let admin = second.admin.unwrap().to_string();
+    let out = Command::new(shoal_bin())
+        .args(["ctl", "drain-node", "--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    eventually("the fleet to drop the drained node", WAIT, || async {
+        (first.live_nodes().await == 1).then_some(())
+    })
+    .await;
+    eventually("the drained node's listener to close", WAIT, || async {
+        TcpStream::connect(second.listener("web"))
+            .await
+            .is_err()
+            .then_some(())
+    })
+    .await;
+    assert_eq!(second.status().await["accepting"], false);
+    // Its connections still flow.
+    for (i, s) in held.iter_mut().enumerate() {
+        echo_round_trip(s, &(i as u32).to_be_bytes()).await.unwrap();
+    }
+    let mut wait = Command::new(shoal_bin())
+        .args(["ctl", "drain-node", "--admin", &admin, "--wait"])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut lines = BufReader::new(wait.stdout.take().unwrap()).lines();
+    let lines = tokio::task::spawn_blocking(move || {
+        for line in lines.by_ref() {
+            if line.unwrap().contains(": 3 connections left") {
+                return lines;
+            }
+        }
+        panic!("--wait did not report the 3 open connections");
+    })
+    .await
+    .unwrap();
+    drop(held);
+    let (status, rest) = tokio::task::spawn_blocking(move || {
+        let rest: Vec<String> = lines.map(|l| l.unwrap()).collect();
+        (wait.wait().unwrap(), rest)
+    })
+    .await
+    .unwrap();
+    assert!(status.success(), "{rest:?}");
+    assert!(
+        rest.iter().any(|l| l.contains(": 0 connections left")),
+        "{rest:?}"
+    );
+    assert!(
+        second.try_exit().is_none(),
+        "the node stays up until told to stop"
+    );
+    second.sigterm();
+    assert!(second.wait_exit(WAIT).await.success());
+}

@@ -259,12 +259,20 @@ pub struct AdminState {
     /// With `[cluster]`: asks the fleet task, which builds its status when
     /// asked.
     pub fleet: Option<FleetHandle>,
+    /// Cancelled by `POST /drain-node`: the node stops accepting and
+    /// leaves the fleet, and keeps running until told to stop.
+    pub drain_node: CancellationToken,
+    /// Cancelled once the listeners stop accepting (drain-node, SIGTERM).
+    pub stopped_accepting: CancellationToken,
 }
 
 /// `/status` body.
 #[derive(Debug, Serialize)]
 pub struct Status {
     pub node: String,
+    /// Whether the listeners take new clients (false after `drain-node`
+    /// and during a shutdown's drain).
+    pub accepting: bool,
     pub cluster_members: i64,
     /// With `[cluster]`: this node and its live peers.
     pub cluster: Option<ClusterStatus>,
@@ -399,6 +407,7 @@ impl AdminState {
         });
         Status {
             node: self.node_name.clone(),
+            accepting: !self.stopped_accepting.is_cancelled(),
             cluster_members: self.metrics.cluster_members.get(),
             cluster,
             listeners,
@@ -413,6 +422,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/status", get(status))
         .route("/backends/{listener}/{backend}/drain", post(drain))
         .route("/backends/{listener}/{backend}/undrain", post(undrain))
+        .route("/drain-node", post(drain_node))
         .with_state(state)
 }
 
@@ -427,6 +437,25 @@ pub struct DrainAnswer {
     pub scope: &'static str,
     /// The command's version, with a fleet.
     pub version: Option<u64>,
+}
+
+/// The answer to `POST /drain-node`.
+#[derive(Debug, Serialize)]
+pub struct DrainNodeAnswer {
+    pub node: String,
+    /// Client connections still open on this node.
+    pub open: i64,
+}
+
+async fn drain_node(State(s): State<AdminState>) -> Json<DrainNodeAnswer> {
+    if !s.drain_node.is_cancelled() {
+        tracing::info!("drain-node requested on the admin endpoint");
+    }
+    s.drain_node.cancel();
+    Json(DrainNodeAnswer {
+        node: s.node_name.clone(),
+        open: s.listeners.iter().map(|l| l.active.get()).sum(),
+    })
 }
 
 async fn drain(

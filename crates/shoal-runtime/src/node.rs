@@ -185,6 +185,7 @@ impl Node {
         }
         let mut fleet_task = None;
         let fleet_handle = self.fleet.as_ref().map(Fleet::handle);
+        let drain_node = CancellationToken::new();
         // The admin endpoint serves from the start: during the warm start
         // too, so /status shows a node that is joining.
         let admin_task = self.admin.map(|tcp| {
@@ -196,6 +197,8 @@ impl Node {
                 listeners: states.clone(),
                 metrics: self.metrics.clone(),
                 fleet: fleet_handle.clone(),
+                drain_node: drain_node.clone(),
+                stopped_accepting: stop_accepting.clone(),
             });
             // Serves through the drain; stops at the hard stop, so an admin
             // client cannot keep the node alive past it.
@@ -243,7 +246,19 @@ impl Node {
             &hard_stop,
         );
 
-        shutdown.await;
+        tokio::select! {
+            () = &mut shutdown => {}
+            // What a deploy script asks before stopping the node: out of
+            // new-connection duty (listeners closed, the fleet told it
+            // leaves), open connections finish; the process stays until a
+            // signal ends it, serving /status meanwhile.
+            () = drain_node.cancelled() => {
+                info!(open = connections.len(),
+                    "drain-node: stopped accepting and left the fleet; open connections finish; SIGTERM or Ctrl-C ends the process");
+                stop_accepting.cancel();
+                shutdown.await;
+            }
+        }
         let drain = self.config.node.drain_timeout;
         info!(
             open = connections.len(),

@@ -45,6 +45,21 @@ enum CtlCommand {
         #[command(flatten)]
         target: Target,
     },
+    /// Take this node out of new-connection duty before stopping it: its
+    /// listeners stop accepting, it tells the fleet it leaves, and its open
+    /// connections finish. The process keeps running (serving /status)
+    /// until SIGTERM or Ctrl-C.
+    DrainNode {
+        /// Wait until the node's open client connections reach zero,
+        /// printing the count as it falls.
+        #[arg(long)]
+        wait: bool,
+        /// With --wait: give up after this many seconds (exit 1).
+        #[arg(long, value_name = "SECONDS", default_value_t = 300)]
+        timeout_s: u64,
+        #[command(flatten)]
+        target: Target,
+    },
     /// Undo a drain, fleet-wide: the backend takes new connections again
     /// (if its health allows).
     Undrain {
@@ -85,6 +100,41 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
                     &base,
                     listener,
                     backend,
+                    Duration::from_secs(*timeout_s),
+                )?;
+            }
+        }
+        CtlCommand::DrainNode {
+            wait,
+            timeout_s,
+            target,
+        } => {
+            let base = format!("http://{}", target.admin);
+            let mut response = agent
+                .post(format!("{base}/drain-node"))
+                .send_empty()
+                .with_context(|| format!("admin endpoint {base}"))?;
+            let status = response.status();
+            let body = response.body_mut().read_to_string().unwrap_or_default();
+            if !status.is_success() {
+                bail!("admin endpoint {base}: {status}: {}", body.trim());
+            }
+            println!("drain-node: {base}: listeners closed, leaving the fleet");
+            if *wait {
+                wait_until_zero(
+                    &agent,
+                    &base,
+                    "this node",
+                    |status| {
+                        Ok(status["listeners"]
+                            .as_array()
+                            .map(|ls| {
+                                ls.iter()
+                                    .filter_map(|l| l["active_connections"].as_u64())
+                                    .sum()
+                            })
+                            .unwrap_or(0))
+                    },
                     Duration::from_secs(*timeout_s),
                 )?;
             }
@@ -146,6 +196,37 @@ fn wait_drained(
     backend: &str,
     timeout: Duration,
 ) -> anyhow::Result<()> {
+    let what = format!("{listener} {backend}");
+    wait_until_zero(
+        agent,
+        base,
+        &what,
+        |status| {
+            let b = status["listeners"]
+                .as_array()
+                .and_then(|ls| ls.iter().find(|l| l["name"] == listener))
+                .and_then(|l| l["backends"].as_array())
+                .and_then(|bs| bs.iter().find(|b| b["address"] == backend))
+                .ok_or_else(|| {
+                    Refused(format!(
+                        "/status has no backend `{backend}` in `{listener}`"
+                    ))
+                })?;
+            Ok(b["cluster_connections"].as_u64().unwrap_or(0))
+        },
+        timeout,
+    )
+}
+
+/// Reads `/status` every [`WAIT_POLL_MS`] until `count` of it is zero,
+/// printing it when it changes; an error after `timeout`.
+fn wait_until_zero(
+    agent: &ureq::Agent,
+    base: &str,
+    what: &str,
+    count: impl Fn(&Value) -> Result<u64, Refused>,
+    timeout: Duration,
+) -> anyhow::Result<()> {
     let deadline = Instant::now() + timeout;
     let mut last = None;
     loop {
@@ -156,19 +237,9 @@ fn wait_drained(
             .body_mut()
             .read_json()
             .with_context(|| format!("admin endpoint {base}: reading /status"))?;
-        let b = status["listeners"]
-            .as_array()
-            .and_then(|ls| ls.iter().find(|l| l["name"] == listener))
-            .and_then(|l| l["backends"].as_array())
-            .and_then(|bs| bs.iter().find(|b| b["address"] == backend))
-            .ok_or_else(|| {
-                Refused(format!(
-                    "/status has no backend `{backend}` in `{listener}`"
-                ))
-            })?;
-        let left = b["cluster_connections"].as_u64().unwrap_or(0);
+        let left = count(&status)?;
         if last != Some(left) {
-            println!("{listener} {backend}: {left} connections left fleet-wide");
+            println!("{what}: {left} connections left");
             last = Some(left);
         }
         if left == 0 {
@@ -176,7 +247,7 @@ fn wait_drained(
         }
         if Instant::now() >= deadline {
             bail!(
-                "{listener} {backend}: still {left} connections after {} s",
+                "{what}: still {left} connections after {} s",
                 timeout.as_secs()
             );
         }
