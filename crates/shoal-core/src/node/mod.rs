@@ -867,6 +867,9 @@ impl Node {
                     ClusterEvent::Rejoined(id) => NodeEvent::Rejoined(id),
                     ClusterEvent::Idle => NodeEvent::Idle,
                     ClusterEvent::Active => NodeEvent::Active,
+                    // After the leave, peers telling this node it is down is
+                    // the leave working, not a fault.
+                    ClusterEvent::Defunct if !self.publishing() => continue,
                     ClusterEvent::Defunct => {
                         self.stats.defunct += 1;
                         NodeEvent::Defunct

@@ -406,3 +406,21 @@ fn a_later_undrain_wins_over_a_drain_from_a_clock_far_ahead() {
     assert!(!net.pools[0].is_draining(BackendId(0)));
     assert!(!net.pools[1].is_draining(BackendId(0)));
 }
+
+/// Peers that hold a leaving node down tell it so; that is the leave
+/// working, not the node failing to renew its identity.
+#[test]
+fn a_leaving_node_reports_no_defunct() {
+    let mut net = Net::new(3, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    let now = net.now;
+    net.nodes[2].handle_leave(now, &mut net.pools[2]);
+    net.flush(2);
+    net.run_for(Duration::from_millis(250));
+    assert!(
+        !net.events[2].iter().any(|e| matches!(e, NodeEvent::Defunct)),
+        "{:?}",
+        net.events[2]
+    );
+    assert_eq!(net.nodes[2].stats().defunct, 0);
+}
