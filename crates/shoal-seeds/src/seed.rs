@@ -181,6 +181,17 @@ mod tests {
     }
 
     #[test]
+    fn a_seed_with_control_characters_is_named_on_one_line() {
+        // From fuzz/corpus/config/regression-newline-in-seed.
+        let e = parse_seed("lb\n.example:7946\r").unwrap_err();
+        assert_eq!(e.seed(), Some("lb\n.example:7946\r"), "kept as configured");
+        assert_eq!(
+            e.to_string(),
+            "seed `lb\\n.example:7946\\r`: contains whitespace or control characters"
+        );
+    }
+
+    #[test]
     fn ip_literals_are_addresses() {
         assert_eq!(
             parse_seed("10.0.0.5:7946").unwrap(),
