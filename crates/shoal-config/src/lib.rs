@@ -222,11 +222,13 @@ impl Ctx<'_> {
         value: impl std::fmt::Debug,
         reason: impl Into<String>,
     ) -> ConfigError {
+        // The field may hold a listener's name and the reason another
+        // crate's message quoting the value, both as configured.
         ConfigError::Invalid {
             origin: self.origin.to_owned(),
-            field: field.into(),
+            field: escape_controls(&field.into()),
             value: format!("{value:?}"),
-            reason: reason.into(),
+            reason: escape_controls(&reason.into()),
         }
     }
 

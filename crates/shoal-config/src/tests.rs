@@ -60,6 +60,26 @@ fn a_quoted_key_with_control_characters_gives_a_one_line_error() {
 }
 
 #[test]
+fn a_value_or_name_with_control_characters_gives_a_one_line_error() {
+    // From fuzz/corpus/config/regression-newline-in-policy: the reason
+    // quotes the value as configured.
+    let e = err(&GOOD.replace("least-conn", "least\\nconn"));
+    assert!(
+        e.starts_with(
+            "test.toml: listener \"web\": policy = \"least\\nconn\": unknown policy `least\\nconn`;"
+        ),
+        "{e}"
+    );
+    assert!(!e.contains('\n'), "one line: {e:?}");
+    // A listener's name goes into the field of later errors.
+    let e = err(&GOOD
+        .replace("name = \"web\"", "name = \"w\\reb\"")
+        .replace("127.0.0.1:8080", "127.0.0.1:0"));
+    assert!(e.starts_with("test.toml: listener \"w\\reb\": bind"), "{e}");
+    assert!(!e.contains('\r'), "one line: {e:?}");
+}
+
+#[test]
 fn bad_address_names_field_and_value() {
     let e = err(&GOOD.replace("127.0.0.1:5002", "127.0.0.1:99999"));
     assert_eq!(
