@@ -418,7 +418,9 @@ fn a_leaving_node_reports_no_defunct() {
     net.flush(2);
     net.run_for(Duration::from_millis(250));
     assert!(
-        !net.events[2].iter().any(|e| matches!(e, NodeEvent::Defunct)),
+        !net.events[2]
+            .iter()
+            .any(|e| matches!(e, NodeEvent::Defunct)),
         "{:?}",
         net.events[2]
     );
