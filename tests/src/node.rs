@@ -30,6 +30,38 @@ pub fn shoal_bin() -> PathBuf {
     })
 }
 
+/// For a long-run binary of this package (fleet_measure, soak), which sits
+/// in `target/P` beside `shoal` while the harness looks next to a test
+/// executable: unless `$SHOAL_BIN` is set, runs this program again with it
+/// pointing at the sibling (no `set_var`: unsafe) and returns that run's
+/// exit code; `None` when it is set and the caller should go on.
+pub fn rerun_with_sibling_shoal() -> Option<std::process::ExitCode> {
+    use std::process::ExitCode;
+    if std::env::var_os("SHOAL_BIN").is_some() {
+        return None;
+    }
+    let exe = std::env::current_exe().expect("current_exe");
+    let bin = exe.with_file_name("shoal");
+    if !bin.exists() {
+        eprintln!(
+            "{} does not exist: run `cargo build --release -p shoal` first, or set SHOAL_BIN",
+            bin.display()
+        );
+        return Some(ExitCode::FAILURE);
+    }
+    let status = Command::new(&exe)
+        .args(std::env::args_os().skip(1))
+        .env("SHOAL_BIN", &bin)
+        .status();
+    Some(match status {
+        Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
+        Err(e) => {
+            eprintln!("re-running {}: {e}", exe.display());
+            ExitCode::FAILURE
+        }
+    })
+}
+
 /// A running `shoal` process; killed (by its PID) when dropped.
 #[derive(Debug)]
 pub struct Shoal {

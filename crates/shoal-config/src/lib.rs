@@ -14,6 +14,7 @@ pub mod raw;
 
 use shoal_core::node::Settings;
 use shoal_core::{HealthConfig, Policy};
+use shoal_seeds::escape_controls;
 use std::collections::BTreeSet;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -187,21 +188,6 @@ impl Config {
         })?;
         validate(raw, origin, base)
     }
-}
-
-/// `s` with its control characters escaped (a newline as `\n`): a quoted
-/// TOML key may hold any of them, and an error must stay one line, so it
-/// cannot forge a log line of its own (found by fuzz/fuzz_targets/config.rs).
-fn escape_controls(s: &str) -> String {
-    s.chars()
-        .map(|c| {
-            if c.is_control() {
-                c.escape_debug().to_string()
-            } else {
-                c.to_string()
-            }
-        })
-        .collect()
 }
 
 fn line_col(text: &str, offset: usize) -> (usize, usize) {

@@ -70,10 +70,11 @@ pub enum SeedError {
     SystemConfig { reason: String },
 }
 
-/// `s` with its control characters escaped (a newline as `\n`): a seed
-/// refused for holding one is named in a message that must stay one line
-/// (found by fuzz/fuzz_targets/config.rs).
-fn escape_controls(s: &str) -> String {
+/// `s` with its control characters escaped (a newline as `\n`): a value
+/// quoted in an error message (a seed here, a key or field in
+/// shoal-config) must keep the message one line, so it cannot forge a log
+/// line (found by fuzz/fuzz_targets/config.rs).
+pub fn escape_controls(s: &str) -> String {
     s.chars()
         .map(|c| {
             if c.is_control() {

@@ -22,6 +22,6 @@ pub mod resolve;
 pub mod seed;
 pub mod testdns;
 
-pub use error::SeedError;
+pub use error::{SeedError, escape_controls};
 pub use resolve::{Resolved, SeedLimits, SeedResolver};
 pub use seed::{Seed, parse_seed};

@@ -119,29 +119,8 @@ fn git_commit() -> String {
 }
 
 fn main() -> ExitCode {
-    // As fleet_measure: the harness finds `shoal` through $SHOAL_BIN, set
-    // here for a re-run of this program (no `set_var`: unsafe).
-    if std::env::var_os("SHOAL_BIN").is_none() {
-        let exe = std::env::current_exe().expect("current_exe");
-        let bin = exe.with_file_name("shoal");
-        if !bin.exists() {
-            eprintln!(
-                "{} does not exist: run `cargo build --release -p shoal` first, or set SHOAL_BIN",
-                bin.display()
-            );
-            return ExitCode::FAILURE;
-        }
-        let status = Command::new(&exe)
-            .args(std::env::args_os().skip(1))
-            .env("SHOAL_BIN", &bin)
-            .status();
-        return match status {
-            Ok(s) => ExitCode::from(s.code().unwrap_or(1).clamp(0, 255) as u8),
-            Err(e) => {
-                eprintln!("re-running {}: {e}", exe.display());
-                ExitCode::FAILURE
-            }
-        };
+    if let Some(code) = shoal_e2e::node::rerun_with_sibling_shoal() {
+        return code;
     }
     let args = match parse_args() {
         Ok(a) => a,
