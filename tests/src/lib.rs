@@ -14,6 +14,8 @@
 //! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
 //! - [`dnsmasq`]: a real DNS server (dnsmasq) on loopback, serving a
 //!   hosts file the test rewrites.
+//! - [`haproxy`]: HAProxy on loopback with a test's configuration (a PROXY
+//!   protocol peer nobody here wrote).
 //! - [`netns`]: re-runs a test inside network, mount and PID namespaces
 //!   with `/etc` files of its own.
 //! - [`needs`]: fails a test that lacks root or a tool, naming it.
@@ -22,6 +24,7 @@
 pub mod backend;
 pub mod dnsmasq;
 pub mod fleet;
+pub mod haproxy;
 pub mod needs;
 pub mod netns;
 pub mod node;

@@ -13,6 +13,7 @@
 pub mod raw;
 
 use shoal_core::node::Settings;
+use shoal_core::proxy_header::ProxyVersion;
 use shoal_core::{HealthConfig, Policy};
 use shoal_seeds::escape_controls;
 use std::collections::BTreeSet;
@@ -95,6 +96,17 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// The listen(2) backlog.
     pub backlog: u32,
+    /// A PROXY protocol header (this version) is sent to the backend
+    /// before the client's first byte, so the backend learns the client's
+    /// address; health checks send the version's "no client" form.
+    pub send_proxy: Option<ProxyVersion>,
+    /// Every client must start with a PROXY protocol header (v1 or v2):
+    /// the listener is behind another balancer, and the header's source
+    /// is the client (in logs, and in the header sent on with
+    /// `send_proxy`). A connection without a valid header within
+    /// `proxy_header_timeout` is closed.
+    pub accept_proxy: bool,
+    pub proxy_header_timeout: Duration,
     pub health: HealthConfig,
 }
 
@@ -420,6 +432,20 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         if l.backlog == 0 {
             return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
         }
+        let send_proxy = match l.send_proxy.as_deref() {
+            None => None,
+            Some("v1") => Some(ProxyVersion::V1),
+            Some("v2") => Some(ProxyVersion::V2),
+            Some(other) => {
+                return Err(cx.invalid(
+                    at("send_proxy"),
+                    other,
+                    "must be \"v1\" or \"v2\" (leave it out to send no header)",
+                ));
+            }
+        };
+        let proxy_header_timeout =
+            cx.millis(at("proxy_header_timeout_ms"), l.proxy_header_timeout_ms)?;
         let h = &l.health;
         let health = HealthConfig {
             interval: cx.millis(at("health.interval_ms"), h.interval_ms)?,
@@ -447,6 +473,9 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             backend_max_connections,
             retries: l.retries,
             backlog: l.backlog,
+            send_proxy,
+            accept_proxy: l.accept_proxy,
+            proxy_header_timeout,
             health,
         });
     }

@@ -88,6 +88,12 @@ pub struct RawListener {
     /// Meant for tests and demos, where a fixed port could be taken.
     #[serde(default)]
     pub allow_ephemeral_port: bool,
+    /// `"v1"` or `"v2"`: a PROXY protocol header before the client's bytes.
+    pub send_proxy: Option<String>,
+    #[serde(default)]
+    pub accept_proxy: bool,
+    #[serde(default = "default_proxy_header_timeout_ms")]
+    pub proxy_header_timeout_ms: u64,
     #[serde(default)]
     pub health: RawHealth,
 }
@@ -144,6 +150,9 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_proxy_header_timeout_ms() -> u64 {
+    3_000
 }
 fn default_idle_timeout_ms() -> u64 {
     300_000

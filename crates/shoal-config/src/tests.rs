@@ -292,3 +292,33 @@ fn admin_limits_have_defaults_and_refuse_zero() {
         );
     }
 }
+
+#[test]
+fn proxy_protocol_settings_parse_and_bad_versions_are_named() {
+    let c = Config::from_toml(GOOD, "test.toml").unwrap();
+    let l = &c.listeners[0];
+    assert_eq!((l.send_proxy, l.accept_proxy), (None, false));
+    assert_eq!(l.proxy_header_timeout, Duration::from_secs(3));
+    let text = GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nsend_proxy = \"v2\"\naccept_proxy = true\nproxy_header_timeout_ms = 500",
+    );
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.send_proxy, Some(ProxyVersion::V2));
+    assert!(l.accept_proxy);
+    assert_eq!(l.proxy_header_timeout, Duration::from_millis(500));
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nsend_proxy = \"v3\"",
+    ));
+    assert!(
+        e.contains("listener \"web\": send_proxy = \"v3\": must be \"v1\" or \"v2\""),
+        "{e}"
+    );
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nproxy_header_timeout_ms = 0",
+    ));
+    assert!(e.contains("proxy_header_timeout_ms = 0"), "{e}");
+}

@@ -22,6 +22,8 @@
 //!   the pools' fleet view and every fleet timer (warm start, re-seeding,
 //!   sync, publishing, leave), with the one [`node::Settings`] type both
 //!   shells build nodes from.
+//! - [`proxy_header`]: the PROXY protocol header (v1, v2) a listener
+//!   sends to backends or reads from a balancer in front of it.
 //! - [`wire`]: the one codec module: every byte between nodes.
 
 pub mod cluster;
@@ -29,6 +31,7 @@ pub mod health;
 pub mod node;
 pub mod policy;
 pub mod pool;
+pub mod proxy_header;
 pub mod time;
 pub mod wire;
 

@@ -129,6 +129,7 @@ pub struct Metrics {
     pub client_connections: Family<ListenerLabels, Counter>,
     pub listener_active: Family<ListenerLabels, Gauge>,
     pub no_backend: Family<ListenerLabels, Counter>,
+    pub proxy_header_errors: Family<ListenerLabels, Counter>,
     pub local_resource_errors: Family<LocalErrorLabels, Counter>,
     pub cluster_members: Gauge,
     pub gossip_messages: Family<FlowLabels, Counter>,
@@ -170,6 +171,7 @@ impl Metrics {
             client_connections: Family::default(),
             listener_active: Family::default(),
             no_backend: Family::default(),
+            proxy_header_errors: Family::default(),
             local_resource_errors: Family::default(),
             cluster_members: Gauge::default(),
             gossip_messages: Family::default(),
@@ -235,6 +237,11 @@ impl Metrics {
             "shoal_listener_no_backend",
             "Clients closed because no backend could take them",
             m.no_backend.clone(),
+        );
+        registry.register(
+            "shoal_listener_proxy_header_errors",
+            "Clients closed because they did not start with a valid PROXY protocol header (accept_proxy listeners)",
+            m.proxy_header_errors.clone(),
         );
         registry.register(
             "shoal_local_resource_errors",
