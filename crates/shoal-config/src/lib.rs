@@ -73,6 +73,9 @@ pub struct NodeConfig {
     /// An admin connection with no byte either way for this long is closed
     /// (a client that stops reading a response, or trickles a body).
     pub admin_idle_timeout: Duration,
+    /// A Unix socket where this node hands its listening sockets to a
+    /// successor (`shoal run --take-over PATH`), relative to the file.
+    pub takeover_socket: Option<PathBuf>,
 }
 
 /// One `[[listener]]`.
@@ -361,6 +364,13 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
     let admin_header_timeout =
         cx.millis("node.admin_header_timeout_ms", node.admin_header_timeout_ms)?;
     let admin_idle_timeout = cx.millis("node.admin_idle_timeout_ms", node.admin_idle_timeout_ms)?;
+    let takeover_socket = match node.takeover_socket.as_deref() {
+        None => None,
+        Some(p) if p.trim().is_empty() => {
+            return Err(cx.invalid("node.takeover_socket", p, "must name a path"));
+        }
+        Some(p) => Some(base.join(p)),
+    };
 
     if raw.listener.is_empty() {
         return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
@@ -503,6 +513,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             admin_connections_max: node.admin_connections_max,
             admin_header_timeout,
             admin_idle_timeout,
+            takeover_socket,
         },
         listeners,
         cluster,

@@ -50,6 +50,7 @@ pub struct RawNode {
     pub admin_header_timeout_ms: u64,
     #[serde(default = "default_admin_idle_timeout_ms")]
     pub admin_idle_timeout_ms: u64,
+    pub takeover_socket: Option<String>,
 }
 
 impl Default for RawNode {
@@ -62,6 +63,7 @@ impl Default for RawNode {
             admin_connections_max: default_admin_connections_max(),
             admin_header_timeout_ms: default_admin_header_timeout_ms(),
             admin_idle_timeout_ms: default_admin_idle_timeout_ms(),
+            takeover_socket: None,
         }
     }
 }

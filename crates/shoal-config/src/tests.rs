@@ -322,3 +322,21 @@ fn proxy_protocol_settings_parse_and_bad_versions_are_named() {
     ));
     assert!(e.contains("proxy_header_timeout_ms = 0"), "{e}");
 }
+
+#[test]
+fn the_takeover_socket_is_relative_to_the_file_and_not_empty() {
+    let text = GOOD.replace(
+        "[node]\n",
+        "[node]\ntakeover_socket = \"run/takeover.sock\"\n",
+    );
+    let c = Config::parse(&text, "test.toml", Path::new("/etc/shoal")).unwrap();
+    assert_eq!(
+        c.node.takeover_socket,
+        Some(PathBuf::from("/etc/shoal/run/takeover.sock"))
+    );
+    let e = err(&GOOD.replace("[node]\n", "[node]\ntakeover_socket = \" \"\n"));
+    assert!(
+        e.contains("node.takeover_socket = \" \": must name a path"),
+        "{e}"
+    );
+}

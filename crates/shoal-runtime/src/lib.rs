@@ -21,6 +21,8 @@
 //! - [`fleet`]: the fleet shell: carries bytes and time between the core's
 //!   `Node` (which decides everything about the fleet) and the QUIC
 //!   transport, the seed resolver, the pools and tokio's timers.
+//! - [`handover`]: binary upgrade: the listening sockets passed to a
+//!   successor process over a Unix socket (`SCM_RIGHTS`).
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
 //!   its own accept loop: connection limit, header and idle timeouts.
@@ -31,6 +33,7 @@ pub mod checker;
 pub mod clock;
 pub mod dataplane;
 pub mod fleet;
+pub mod handover;
 pub mod listener;
 pub mod local;
 pub mod metrics;

@@ -55,6 +55,13 @@ enum Command {
         /// Path to the configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Binary upgrade: take the listening sockets of the shoal process
+        /// listening at PATH (its `node.takeover_socket`), which then
+        /// leaves the fleet, stops accepting once this one accepts, and
+        /// drains. No client is refused meanwhile. If no process answers
+        /// at PATH, start as usual (so a service can always pass it).
+        #[arg(long, value_name = "PATH")]
+        take_over: Option<PathBuf>,
     },
     /// Check a configuration file and the cluster certificates it names
     /// (loaded and verified as `run` does) and exit: 0 if both are valid, 2
@@ -218,17 +225,29 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(Failure::Usage(e)),
         },
-        Command::Run { config } => init_logging(&cli)
+        Command::Run { config, take_over } => init_logging(&cli)
             .and_then(|()| load::load(config).map_err(Failure::Usage))
             .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
                     let shutdown = shutdown_signal();
-                    let node = match &loaded.tls {
-                        Some(tls) => Node::bind_with_tls(loaded.config, tls),
-                        None => Node::bind(loaded.config),
-                    }
-                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                    // The configuration and certificates are checked
+                    // first: a successor that cannot start must not make
+                    // the running process leave its fleet.
+                    let inherited = match take_over {
+                        None => None,
+                        Some(path) => {
+                            let taken = shoal_runtime::handover::take_over(path)
+                                .await
+                                .map_err(|e| Failure::Other(e.into()))?;
+                            if taken.is_none() {
+                                info!(path = %path.display(), "no running process at the take-over socket: starting fresh");
+                            }
+                            taken
+                        }
+                    };
+                    let node = Node::bind_with(loaded.config, loaded.tls.as_ref(), inherited)
+                        .map_err(|e| Failure::Usage(e.to_string()))?;
                     log_ready(&node);
                     node.run(shutdown).await;
                     Ok(())
