@@ -51,7 +51,7 @@ for f in run/node-*.pid; do
     [ -e "$f" ] && stop "$(basename "$f" .pid)" &
 done
 wait
-for f in run/backend-*.pid run/dnsmasq.pid run/*.pid; do
+for f in run/backend-*.pid run/dnsmasq.pid; do
     [ -e "$f" ] && stop "$(basename "$f" .pid)"
 done
 exit 0
