@@ -92,13 +92,15 @@ fn node_config(
     seeds: &[String],
     certs: &NodeCerts,
 ) -> String {
-    fleet_config(name, backends, cluster, seeds, certs, "", "")
-        // The listener's bind is the first one in the file.
-        .replacen("bind = \"127.0.0.1:0\"", &format!("bind = \"{listen}\""), 1)
-        .replace(
-            "drain_timeout_ms = 10000",
-            &format!("drain_timeout_ms = {DRAIN_TIMEOUT_MS}"),
-        )
+    let text = fleet_config(name, backends, cluster, seeds, certs, "", "");
+    // The listener's bind is the first one in the file.
+    let (bind, drain) = ("bind = \"127.0.0.1:0\"", "drain_timeout_ms = 10000");
+    assert!(
+        text.contains(bind) && text.contains(drain),
+        "the harness's fleet_config changed; update rolling.rs:\n{text}"
+    );
+    text.replacen(bind, &format!("bind = \"{listen}\""), 1)
+        .replace(drain, &format!("drain_timeout_ms = {DRAIN_TIMEOUT_MS}"))
 }
 
 async fn short_once(lb: SocketAddr) -> Short {
@@ -428,22 +430,23 @@ async fn a_rolling_restart_under_load_breaks_no_connection_of_another_node() {
         .await;
     }
     let served = answered + held_total;
+    // Backend connections that carried bytes (not health checks) and have
+    // ended the way `end` accepts.
+    let ended = |end: fn(&PeerEnd) -> bool| -> usize {
+        backends
+            .iter()
+            .map(|b| {
+                let ends = b.ends.lock().unwrap();
+                ends.iter().filter(|(n, e)| *n > 0 && end(e)).count()
+            })
+            .sum()
+    };
     eventually(
         "the backends to see every served connection end",
         WAIT,
         || {
-            let ended: usize = backends
-                .iter()
-                .map(|b| {
-                    b.ends
-                        .lock()
-                        .unwrap()
-                        .iter()
-                        .filter(|(n, _)| *n > 0)
-                        .count()
-                })
-                .sum();
-            async move { (ended == served).then_some(()) }
+            let all = ended(|_| true);
+            async move { (all == served).then_some(()) }
         },
     )
     .await;
@@ -452,17 +455,7 @@ async fn a_rolling_restart_under_load_breaks_no_connection_of_another_node() {
         .map(|b| b.served.load(Ordering::SeqCst))
         .sum();
     assert_eq!(by_backend, served, "connections the backends served");
-    let resets: usize = backends
-        .iter()
-        .map(|b| {
-            b.ends
-                .lock()
-                .unwrap()
-                .iter()
-                .filter(|(n, e)| *n > 0 && *e != PeerEnd::Eof)
-                .count()
-        })
-        .sum();
+    let resets = ended(|e| *e != PeerEnd::Eof);
     assert_eq!(
         resets,
         NODES * HELD_PER_NODE,
