@@ -44,8 +44,7 @@ cluster-up:
 cluster-down:
     bash cluster/down.sh
 
-# What CI checks in cluster/: the systemd unit (systemd-analyze verify) and
-# the node configs (shoal check-config).
+# What CI checks of cluster/shoal@.service (systemd-analyze verify).
 cluster-check:
     cargo build -p shoal
     bash cluster/check.sh target/debug/shoal
