@@ -85,9 +85,8 @@ for n in (21, 22, 23):
             time.sleep(0.1)
 PY
 
-# NO_COLOR: plain text in the log files.
 for i in 1 2 3; do
-    NO_COLOR=1 start "node-$i" "$shoal" run -c "node-$i.toml"
+    start "node-$i" "$shoal" run -c "node-$i.toml"
 done
 
 # Waits until every node's /status shows the three members.
