@@ -34,13 +34,20 @@ sim SCENARIO SEED="1":
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
 
-# Start a local three-node fleet (certs, demo backends, 3 processes).
+# Start the local three-node fleet of cluster/README.md (127.0.0.11-13:
+# certs, dnsmasq for lb.shoal.test, demo backends, 3 nodes; PIDs in
+# cluster/run/), or whatever part of it is not running.
 cluster-up:
     bash cluster/up.sh
 
-# Stop the fleet that cluster-up started.
+# Stop exactly the processes cluster-up started (by their PIDs).
 cluster-down:
     bash cluster/down.sh
+
+# What CI checks of cluster/shoal@.service (systemd-analyze verify).
+cluster-check:
+    cargo build -p shoal
+    bash cluster/check.sh target/debug/shoal
 
 # Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md:
 # 3, 10 and 30 nodes with 1, 10 and 100 backends (~3 minutes). Other sizes:

@@ -116,8 +116,13 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
             cli.log_level
         ))
     })?;
+    // Colour only on a terminal: log files and journald would keep the
+    // escape codes. NO_COLOR (no-color.org) turns it off there too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
