@@ -22,9 +22,12 @@
 //!   the pools' fleet view and every fleet timer (warm start, re-seeding,
 //!   sync, publishing, leave), with the one [`node::Settings`] type both
 //!   shells build nodes from.
+//! - [`dns`]: the fleet's own DNS answer: which client-facing addresses a
+//!   node gives for the fleet's name, from its view of the members.
 //! - [`wire`]: the one codec module: every byte between nodes.
 
 pub mod cluster;
+pub mod dns;
 pub mod health;
 pub mod node;
 pub mod policy;
