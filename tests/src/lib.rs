@@ -12,6 +12,8 @@
 //!   log event, reads `/status` and `/metrics`, sends SIGTERM, and kills
 //!   the process it started (by PID) when dropped.
 //! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
+//! - [`dnsq`]: one DNS question to one server on loopback (UDP or TCP),
+//!   with the reply's code, flags and addresses.
 //! - [`dnsmasq`]: a real DNS server (dnsmasq) on loopback, serving a
 //!   hosts file the test rewrites.
 //! - [`netns`]: re-runs a test inside network, mount and PID namespaces
@@ -21,6 +23,7 @@
 
 pub mod backend;
 pub mod dnsmasq;
+pub mod dnsq;
 pub mod fleet;
 pub mod needs;
 pub mod netns;

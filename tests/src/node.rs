@@ -71,6 +71,8 @@ pub struct Shoal {
     pub admin: Option<SocketAddr>,
     /// The fleet endpoint, with `[cluster]`.
     pub cluster: Option<SocketAddr>,
+    /// The DNS server (UDP and TCP), with `[dns]`.
+    pub dns: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<Value>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
@@ -141,11 +143,13 @@ impl Shoal {
             .collect();
         let admin = ready["admin"].as_str().and_then(|a| a.parse().ok());
         let cluster = ready["cluster"].as_str().and_then(|a| a.parse().ok());
+        let dns = ready["dns"].as_str().and_then(|a| a.parse().ok());
         Shoal {
             child,
             listeners,
             admin,
             cluster,
+            dns,
             logs,
             reader: Some(reader),
             exit: None,

@@ -9,16 +9,18 @@ use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
 use crate::dataplane::{self, DataPlane};
+use crate::dns::DnsSockets;
 use crate::fleet::{Fleet, FleetError, NodeParts};
 use crate::listener::ListenerState;
 use crate::metrics::Metrics;
 use shoal_config::Config;
+use shoal_core::dns::ClientAnswer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Notify, oneshot};
+use tokio::sync::{Notify, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -53,6 +55,11 @@ pub struct Node {
     fleet: Option<Fleet>,
     /// Fires when the fleet's warm start is over (the listeners may accept).
     fleet_ready: Option<oneshot::Receiver<()>>,
+    /// With `[dns]`: the server's sockets, and the answer it serves (the
+    /// fleet task updates it; without a fleet, this node's own addresses
+    /// while it accepts).
+    dns: Option<DnsSockets>,
+    answer: watch::Sender<Arc<ClientAnswer>>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -116,6 +123,18 @@ impl Node {
                 })
             })
             .transpose()?;
+        let dns = config
+            .dns
+            .as_ref()
+            .map(|d| {
+                DnsSockets::bind(d.bind).map_err(|source| StartError::Bind {
+                    what: "DNS server (dns.bind)".to_owned(),
+                    addr: d.bind,
+                    source,
+                })
+            })
+            .transpose()?;
+        let (answer, _) = watch::channel(Arc::new(ClientAnswer::default()));
         let (ready_tx, ready_rx) = oneshot::channel();
         let fleet = match &config.cluster {
             None => None,
@@ -126,6 +145,7 @@ impl Node {
                     clock,
                     metrics: metrics.clone(),
                     flips: flips.clone(),
+                    answer: dns.is_some().then(|| answer.clone()),
                 };
                 Some(Fleet::bind(c, tls, parts, ready_tx)?)
             }
@@ -140,6 +160,8 @@ impl Node {
             metrics,
             fleet_ready: fleet.is_some().then_some(ready_rx),
             fleet,
+            dns,
+            answer,
         })
     }
 
@@ -164,6 +186,11 @@ impl Node {
     /// The admin endpoint's bound address.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The DNS server's bound address (UDP and TCP), with `[dns]`.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|d| d.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
@@ -210,6 +237,24 @@ impl Node {
                 hard_stop.clone(),
             ))
         });
+        // The DNS server, like the admin endpoint, serves from the start
+        // (an empty answer is SERVFAIL) until the hard stop.
+        let standalone = self.fleet.is_none();
+        let dns_task = match (self.dns.take(), &self.config.dns) {
+            (Some(sockets), Some(config)) => {
+                if let Ok(addr) = sockets.local_addr() {
+                    info!(dns = %addr, name = %config.name, "DNS server answering for the fleet's name");
+                }
+                Some(tokio::spawn({
+                    let config = config.clone();
+                    let answer = self.answer.subscribe();
+                    let metrics = self.metrics.clone();
+                    let stop = hard_stop.clone();
+                    async move { crate::dns::serve(sockets, &config, answer, metrics, stop).await }
+                }))
+            }
+            _ => None,
+        };
         if let Some(fleet) = self.fleet.take() {
             info!(cluster = %fleet.local_addr(), "joining the fleet");
             fleet_task = Some(tokio::spawn(
@@ -230,6 +275,9 @@ impl Node {
                         if let Some(task) = admin_task {
                             let _ = task.await;
                         }
+                        if let Some(task) = dns_task {
+                            let _ = task.await;
+                        }
                         return;
                     }
                 }
@@ -245,6 +293,21 @@ impl Node {
             &stop_accepting,
             &hard_stop,
         );
+        // A node of its own answers with its own addresses while it
+        // accepts (the same core function the fleet's answer comes from),
+        // and nothing from a drain-node or a shutdown on.
+        if standalone {
+            self.answer.send_replace(Arc::new(ClientAnswer::from_view(
+                &self.config.client_addrs,
+                [],
+            )));
+            let answer = self.answer.clone();
+            let stopped = stop_accepting.clone();
+            tokio::spawn(async move {
+                stopped.cancelled().await;
+                answer.send_replace(Arc::new(ClientAnswer::default()));
+            });
+        }
 
         tokio::select! {
             () = &mut shutdown => {}
@@ -290,6 +353,9 @@ impl Node {
             let _ = task.await;
         }
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = dns_task {
             let _ = task.await;
         }
         info!("stopped");

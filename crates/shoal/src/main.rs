@@ -109,6 +109,18 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
             cli.log_level
         ))
     })?;
+    // hickory-server logs every request it answers at info, and at warn
+    // some that a stranger can send: the DNS server ([dns]) counts and
+    // logs those itself, rate-limited. An explicit directive still wins.
+    let filter = if cli.log_level.contains("hickory") {
+        filter
+    } else {
+        filter.add_directive(
+            "hickory_server=error"
+                .parse()
+                .map_err(|e| Failure::Usage(format!("internal log directive: {e}")))?,
+        )
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
@@ -175,7 +187,8 @@ fn log_ready(node: &Node) {
         .cluster_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(listeners, admin, cluster, "ready");
+    let dns = node.dns_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(listeners, admin, cluster, dns, "ready");
 }
 
 /// The control runtime: health checks, the fleet, the admin endpoint and
