@@ -1,8 +1,8 @@
 //! The fleet's own DNS answer (`[dns]`, decision 51) with real processes:
 //! three nodes whose listeners bind 127.0.0.31–33 each answer A for the
 //! fleet's name with the three addresses; after a `kill -9` of one node
-//! its address leaves every survivor's answer, after a SIGTERM (a leave)
-//! too; the name's other records and other names get the right codes.
+//! its address leaves every survivor's answer, after a `drain-node` too
+//! (and the drained node answers SERVFAIL); the name's other records and other names get the right codes.
 //! Queries go to each node's DNS server on loopback (an IP literal),
 //! never through the system resolver.
 
@@ -11,7 +11,7 @@ use hickory_resolver::proto::rr::RecordType;
 use shoal_e2e::backend::{Backend, Behaviour};
 use shoal_e2e::dnsq::{Reply, Transport, query};
 use shoal_e2e::fleet::{Certs, fleet_config};
-use shoal_e2e::node::Shoal;
+use shoal_e2e::node::{Shoal, shoal_bin};
 use shoal_e2e::{WAIT, eventually};
 use std::net::{Ipv4Addr, SocketAddr};
 use tokio::time::Instant;
@@ -146,8 +146,18 @@ async fn the_fleets_dns_answer_follows_kill_and_leave() {
         killed_at.elapsed()
     );
 
-    // A SIGTERM is a leave: node 2 leaves node 1's answer, and answers
-    // SERVFAIL itself while it drains (it no longer speaks for the fleet).
-    nodes[1].sigterm();
-    answers_become(&[&nodes[0]], &[0], "the leaving node to leave the answer").await;
+    // `shoal ctl drain-node` (what a deploy script calls): node 2 leaves
+    // node 1's answer, and, no longer speaking for the fleet, answers
+    // SERVFAIL itself while its process stays up.
+    let admin = nodes[1].admin.unwrap().to_string();
+    let out = std::process::Command::new(shoal_bin())
+        .args(["ctl", "drain-node", "--admin", &admin])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    answers_become(&[&nodes[0]], &[0], "the drained node to leave the answer").await;
+    eventually("the drained node to answer SERVFAIL", WAIT, || async {
+        (a(&nodes[1]).await.code == ResponseCode::ServFail).then_some(())
+    })
+    .await;
 }
