@@ -72,23 +72,16 @@ fn parse_args() -> Result<Args> {
         resolve_ms: 1000,
         rounds: 1,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{}", usage()))
-        };
+    let mut flags = shoal_e2e::node::Flags::new(usage());
+    while let Some(flag) = flags.next_flag() {
+        let mut value = || flags.value(&flag);
         match flag.as_str() {
             "--clients" => args.clients = value()?.parse().context("--clients")?,
             "--seconds" => args.seconds = value()?.parse().context("--seconds")?,
             "--kill-at-s" => args.kill_at_s = value()?.parse().context("--kill-at-s")?,
             "--resolve-ms" => args.resolve_ms = value()?.parse().context("--resolve-ms")?,
             "--rounds" => args.rounds = value()?.parse().context("--rounds")?,
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{}", usage()),
+            other => return Err(flags.unknown(other)),
         }
     }
     ensure!((1..=64).contains(&args.clients), "--clients: 1..=64");
@@ -106,27 +99,7 @@ fn parse_args() -> Result<Args> {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = shoal_e2e::node::rerun_with_sibling_shoal() {
-        return code;
-    }
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("dns_failover failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_e2e::node::tool_main("dns_failover", parse_args, run)
 }
 
 fn host(i: usize) -> Ipv4Addr {
