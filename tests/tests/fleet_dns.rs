@@ -161,3 +161,31 @@ async fn the_fleets_dns_answer_follows_kill_and_leave() {
     })
     .await;
 }
+
+/// Without `[cluster]` a node answers with its own listeners' addresses,
+/// split by family: A gets the IPv4 one, AAAA the IPv6 one.
+#[tokio::test]
+async fn a_node_of_its_own_answers_its_listeners_addresses_by_family() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let text = format!(
+        "{}\n[[listener]]\nname = \"web6\"\nbind = \"[::1]:0\"\nallow_ephemeral_port = true\nbackends = [\"{}\"]\n\n[dns]\nbind = \"[::1]:0\"\nallow_ephemeral_port = true\nname = \"{NAME}\"\n",
+        shoal_e2e::config(&[backend.addr], ""),
+        backend.addr
+    );
+    let node = Shoal::start(&text).await;
+    let dns = node.dns.unwrap();
+    assert!(dns.is_ipv6(), "{dns}");
+    let r = eventually("the node's own A answer", WAIT, || async {
+        let r = query(dns, NAME, RecordType::A, Transport::Udp).await.ok()?;
+        (r.code == ResponseCode::NoError && !r.v4.is_empty()).then_some(r)
+    })
+    .await;
+    assert_eq!(r.v4, [Ipv4Addr::LOCALHOST], "{r:?}");
+    assert!(r.v6.is_empty(), "{r:?}");
+    let r = query(dns, NAME, RecordType::AAAA, Transport::Tcp)
+        .await
+        .unwrap();
+    assert_eq!(r.code, ResponseCode::NoError, "{r:?}");
+    assert_eq!(r.v6, [std::net::Ipv6Addr::LOCALHOST], "{r:?}");
+    assert!(r.v4.is_empty() && r.authoritative, "{r:?}");
+}
