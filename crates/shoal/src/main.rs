@@ -28,7 +28,9 @@ use tracing::info;
 struct Cli {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
     /// directives such as `info,shoal::conn=warn`. Per-connection lines are
-    /// logged at info under the target `shoal::conn`.
+    /// logged at info under the target `shoal::conn`. The DNS server's
+    /// library (`hickory_server`) logs errors only unless the filter names
+    /// it.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log_level: String,
 
