@@ -10,7 +10,8 @@
 //! becomes one `handle_*` call; then the node's transmits go to the
 //! transport, its actions are carried out (resolve on a task, a sync on a
 //! stream, open the listeners, close the transport), its events become
-//! log lines and metrics.
+//! log lines and metrics, and with `[dns]` each new DNS answer the node
+//! gives goes to the DNS server ([`crate::dns`]) through a `watch`.
 
 use crate::clock::Clock;
 use crate::listener::ListenerState;
