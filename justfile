@@ -56,6 +56,12 @@ fleet-measure *ARGS="--nodes 3,10,30 --backends 10,100 --samples 12 --rounds 1 -
     cargo build --release -p shoal
     cargo run --release -p shoal-e2e --bin fleet_measure -- {{ARGS}} --out docs/fleet-figures.md
 
+# Connects clients lose after a kill -9 of one of 3 nodes: a fixed address
+# list against the fleet's own DNS answer ([dns]); ~25 s per round.
+dns-failover *ARGS="--clients 8 --seconds 20 --kill-at-s 5 --rounds 3":
+    cargo build --release -p shoal
+    cargo run --release -p shoal-e2e --bin dns_failover -- {{ARGS}}
+
 # Side by side with HAProxy and direct, on loopback; writes BENCHMARKS.md.
 bench:
     python3 bench/bench.py

@@ -12,6 +12,8 @@
 //!   log event, reads `/status` and `/metrics`, sends SIGTERM, and kills
 //!   the process it started (by PID) when dropped.
 //! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
+//! - [`dnsq`]: one DNS question to one server on loopback (UDP or TCP),
+//!   with the reply's code, flags and addresses.
 //! - [`dnsmasq`]: a real DNS server (dnsmasq) on loopback, serving a
 //!   hosts file the test rewrites.
 //! - [`haproxy`]: HAProxy on loopback with a test's configuration (a PROXY
@@ -23,6 +25,7 @@
 
 pub mod backend;
 pub mod dnsmasq;
+pub mod dnsq;
 pub mod fleet;
 pub mod haproxy;
 pub mod needs;

@@ -2,10 +2,14 @@
 //! a two-node fleet is replaced 20 times by `shoal run --take-over PATH`
 //! while clients connect to it all along, short connections and
 //! long-lived ones. No connect may fail, no connection may break, the
-//! listening address never changes, every predecessor drains and exits
+//! listening, admin and DNS addresses never change (the DNS server answers
+//! after the last upgrade), every predecessor drains and exits
 //! cleanly, and the fleet ends whole, with counts back to zero.
 
+use hickory_resolver::proto::op::ResponseCode;
+use hickory_resolver::proto::rr::RecordType;
 use shoal_e2e::backend::{Backend, Behaviour};
+use shoal_e2e::dnsq::{Transport, query};
 use shoal_e2e::fleet::{Certs, fleet_config};
 use shoal_e2e::node::Shoal;
 use shoal_e2e::{WAIT, echo_round_trip, eventually};
@@ -77,6 +81,7 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
     let config = |bind: SocketAddr, seeds: &[String]| {
         fleet_config("node-1", &[backend.addr], bind, seeds, &certs[0], "", "")
             .replace("[node]\n", &format!("[node]\n{extra}\n"))
+            + "\n[dns]\nbind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\nname = \"lb.upgrade.test.\"\n"
     };
     let mut current = Shoal::start(&config("127.0.0.1:0".parse().unwrap(), &[])).await;
     let cluster = current.cluster.expect("a cluster address");
@@ -98,6 +103,7 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
     }
     let lb = current.listener("web");
     let admin = current.admin;
+    let dns = current.dns.expect("a DNS server");
     // The successors bind the fleet endpoint the peer knows.
     let successor_config = config(cluster, &[peer.cluster.unwrap().to_string()]);
 
@@ -157,6 +163,7 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
         let next = Shoal::spawn(args, dir).await;
         assert_eq!(next.listener("web"), lb, "upgrade {i}: the listener moved");
         assert_eq!(next.admin, admin, "upgrade {i}: the admin endpoint moved");
+        assert_eq!(next.dns, Some(dns), "upgrade {i}: the DNS server moved");
         next.log_eventually("took over from the previous process: it stops accepting and drains")
             .await;
         current
@@ -187,6 +194,20 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
         "of {attempted} connections; the first failure: {:?}",
         tally.first_failure.lock().unwrap()
     );
+    // The DNS server the last successor took over answers, both ways.
+    for transport in [Transport::Udp, Transport::Tcp] {
+        let reply = eventually("the fleet's DNS answer", WAIT, || async {
+            query(dns, "lb.upgrade.test.", RecordType::A, transport)
+                .await
+                .ok()
+                .filter(|r| r.code == ResponseCode::NoError && !r.v4.is_empty())
+        })
+        .await;
+        assert_eq!(
+            reply.v4,
+            ["127.0.0.1".parse::<std::net::Ipv4Addr>().unwrap()]
+        );
+    }
     // The fleet: whole on both nodes, the last successor under its name,
     // and every count back to zero.
     for n in [&current, &peer] {

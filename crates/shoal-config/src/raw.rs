@@ -11,6 +11,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub listener: Vec<RawListener>,
     pub cluster: Option<RawCluster>,
+    pub dns: Option<RawDns>,
+}
+
+/// The `[dns]` table: this node answers for the fleet's name (decision 51).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub bind: String,
+    pub name: String,
+    #[serde(default = "default_dns_ttl_s")]
+    pub ttl_s: u32,
+    pub advertise: Option<Vec<String>>,
+    /// Lets `bind` use port 0, for tests (the `ready` log line says which
+    /// port the kernel picked).
+    #[serde(default)]
+    pub allow_ephemeral_port: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -124,6 +140,11 @@ impl Default for RawHealth {
     }
 }
 
+/// Short: a client that re-resolves stops getting a dead node's address
+/// this long after the fleet noticed.
+fn default_dns_ttl_s() -> u32 {
+    5
+}
 fn default_node_name() -> String {
     "shoal".to_owned()
 }

@@ -1,6 +1,7 @@
 //! Binary upgrade without a refused connect: a new `shoal` process takes
-//! over a running one's listening sockets over a Unix socket
-//! (`SCM_RIGHTS`), as HAProxy does since 1.8.
+//! over a running one's listening sockets (listeners, admin endpoint,
+//! `[dns]` server) over a Unix socket (`SCM_RIGHTS`), as HAProxy does
+//! since 1.8.
 //!
 //! Closing a listening socket resets the connections in its accept queue,
 //! and a second process binding the same port with `SO_REUSEPORT` only
@@ -15,7 +16,7 @@
 //! | successor → running | running → successor |
 //! |---|---|
 //! | `TAKE-OVER 1` | a header (listener names, sockets each, admin) with every socket attached |
-//! | `RELEASE` | leaves the fleet (the leave notice goes out), closes its fleet endpoint, `RELEASED` |
+//! | `RELEASE` | leaves the fleet (the leave notice goes out), closes its fleet endpoint, stops its DNS server (queries wait in the shared socket for the successor's), `RELEASED` |
 //! | (binds the fleet endpoint, joins with a warm start, starts accepting) `ACCEPTING` | stops accepting, drains its connections within `drain_timeout_ms`, exits |
 //!
 //! Between `RELEASED` and `ACCEPTING` both processes hold the sockets and
@@ -83,11 +84,12 @@ fn io_err(what: &'static str) -> impl FnOnce(io::Error) -> HandoverError {
 }
 
 /// What the running process hands over: each listener's sockets by name,
-/// and the admin endpoint's.
+/// the admin endpoint's, and the `[dns]` server's (UDP, TCP).
 #[derive(Debug, Default)]
 pub struct Sockets {
     pub listeners: Vec<(String, Vec<std::net::TcpListener>)>,
     pub admin: Option<std::net::TcpListener>,
+    pub dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
 }
 
 impl Sockets {
@@ -105,11 +107,15 @@ struct Header {
     /// order; the admin socket, if any, comes last.
     listeners: Vec<(String, usize)>,
     admin: bool,
+    /// The DNS server's UDP and TCP sockets come after the admin one.
+    dns: bool,
 }
 
 impl Header {
     fn fds(&self) -> usize {
-        self.listeners.iter().map(|(_, n)| n).sum::<usize>() + usize::from(self.admin)
+        self.listeners.iter().map(|(_, n)| n).sum::<usize>()
+            + usize::from(self.admin)
+            + 2 * usize::from(self.dns)
     }
 }
 
@@ -367,6 +373,14 @@ pub async fn take_over(path: &Path) -> Result<Option<(Sockets, Predecessor)>, Ha
     if header.admin {
         sockets.admin = fds.next().map(std::net::TcpListener::from);
     }
+    if header.dns
+        && let (Some(udp), Some(tcp)) = (fds.next(), fds.next())
+    {
+        sockets.dns = Some((
+            std::net::UdpSocket::from(udp),
+            std::net::TcpListener::from(tcp),
+        ));
+    }
     Ok(Some((sockets, Predecessor { link })))
 }
 
@@ -471,6 +485,7 @@ async fn exchange(
             .map(|(n, g)| (n.clone(), g.len()))
             .collect(),
         admin: sockets.admin.is_some(),
+        dns: sockets.dns.is_some(),
     };
     let mut fds = Vec::with_capacity(header.fds());
     let dup = |l: &std::net::TcpListener| {
@@ -485,6 +500,14 @@ async fn exchange(
     }
     if let Some(a) = &sockets.admin {
         fds.push(dup(a)?);
+    }
+    if let Some((udp, tcp)) = &sockets.dns {
+        fds.push(
+            udp.try_clone()
+                .map(OwnedFd::from)
+                .map_err(|e| before(io_err("duplicating the DNS socket")(e)))?,
+        );
+        fds.push(dup(tcp)?);
     }
     let json = serde_json::to_vec(&header).expect("the header serializes");
     let mut bytes = (json.len() as u32).to_be_bytes().to_vec();

@@ -26,12 +26,15 @@
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
 //!   its own accept loop: connection limit, header and idle timeouts.
+//! - [`dns`]: the fleet's own DNS answer for `dns.name`, served over UDP
+//!   and TCP from the answer the core's node keeps (decision 51).
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
 
 pub mod admin;
 pub mod checker;
 pub mod clock;
 pub mod dataplane;
+pub mod dns;
 pub mod fleet;
 pub mod handover;
 pub mod listener;

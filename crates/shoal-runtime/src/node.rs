@@ -9,17 +9,19 @@ use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
 use crate::dataplane::{self, DataPlane};
+use crate::dns::DnsSockets;
 use crate::fleet::{Fleet, FleetError, NodeParts};
 use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
 use crate::listener::ListenerState;
 use crate::metrics::Metrics;
 use shoal_config::Config;
+use shoal_core::dns::ClientAnswer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -60,6 +62,11 @@ pub struct Node {
     takeover: Option<UnixListener>,
     /// The process this one took the sockets from: told once this one accepts.
     predecessor: Option<Predecessor>,
+    /// With `[dns]`: the server's sockets, and the answer it serves (the
+    /// fleet task updates it; without a fleet, this node's own addresses
+    /// while it accepts).
+    dns: Option<DnsSockets>,
+    answer: watch::Sender<Arc<ClientAnswer>>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -106,6 +113,7 @@ fn inherited_group(
 fn offer(
     listeners: &[(Arc<ListenerState>, Vec<std::net::TcpListener>)],
     admin: Option<&std::net::TcpListener>,
+    dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
 ) -> Sockets {
     let mut sockets = Sockets::default();
     for (state, group) in listeners {
@@ -115,6 +123,7 @@ fn offer(
         sockets.listeners.push((state.config.name.clone(), dups));
     }
     sockets.admin = admin.and_then(|a| a.try_clone().ok());
+    sockets.dns = dns;
     sockets
 }
 
@@ -198,6 +207,27 @@ impl Node {
             .as_deref()
             .map(|p| handover::listen(p, predecessor.is_some()))
             .transpose()?;
+        let inherited_dns = sockets.dns.take();
+        let dns = config
+            .dns
+            .as_ref()
+            .map(|d| {
+                let err = |source| StartError::Bind {
+                    what: "DNS server (dns.bind)".to_owned(),
+                    addr: d.bind,
+                    source,
+                };
+                let same = |(udp, _): &(std::net::UdpSocket, std::net::TcpListener)| {
+                    udp.local_addr()
+                        .is_ok_and(|a| a == d.bind || (d.bind.port() == 0 && a.ip() == d.bind.ip()))
+                };
+                match inherited_dns.filter(same) {
+                    Some((udp, tcp)) => DnsSockets::from_std(udp, tcp).map_err(err),
+                    None => DnsSockets::bind(d.bind).map_err(err),
+                }
+            })
+            .transpose()?;
+        let (answer, _) = watch::channel(Arc::new(ClientAnswer::default()));
         let (ready_tx, ready_rx) = oneshot::channel();
         let fleet = match &config.cluster {
             None => None,
@@ -208,6 +238,7 @@ impl Node {
                     clock,
                     metrics: metrics.clone(),
                     flips: flips.clone(),
+                    answer: dns.is_some().then(|| answer.clone()),
                 };
                 Some(Fleet::bind(c, tls, parts, ready_tx)?)
             }
@@ -224,6 +255,8 @@ impl Node {
             fleet,
             takeover,
             predecessor,
+            dns,
+            answer,
         })
     }
 
@@ -248,6 +281,11 @@ impl Node {
     /// The admin endpoint's bound address.
     pub fn admin_addr(&self) -> Option<SocketAddr> {
         self.admin.as_ref().and_then(|a| a.local_addr().ok())
+    }
+
+    /// The DNS server's bound address (UDP and TCP), with `[dns]`.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|d| d.local_addr().ok())
     }
 
     /// Serves until `shutdown` resolves, then drains (see the module doc).
@@ -306,6 +344,33 @@ impl Node {
         // a successor (see `handover`).
         let leave_fleet = stop_accepting.child_token();
         let fleet_stop = hard_stop.child_token();
+        // The DNS server, like the admin endpoint, serves from the start
+        // (an empty answer is SERVFAIL) until the hard stop.
+        let standalone = self.fleet.is_none();
+        // It stops early for a successor, which takes its sockets.
+        let dns_stop = hard_stop.child_token();
+        let dns_dup = match (&self.takeover, &self.dns) {
+            (Some(_), Some(d)) => d
+                .try_clone()
+                .inspect_err(|e| warn!(error = %e, "cannot keep the DNS sockets for a successor"))
+                .ok(),
+            _ => None,
+        };
+        let dns_task = match (self.dns.take(), &self.config.dns) {
+            (Some(sockets), Some(config)) => {
+                if let Ok(addr) = sockets.local_addr() {
+                    info!(dns = %addr, name = %config.name, "DNS server answering for the fleet's name");
+                }
+                Some(tokio::spawn({
+                    let config = config.clone();
+                    let answer = self.answer.subscribe();
+                    let metrics = self.metrics.clone();
+                    let stop = dns_stop.clone();
+                    async move { crate::dns::serve(sockets, &config, answer, metrics, stop).await }
+                }))
+            }
+            _ => None,
+        };
         if let Some(fleet) = self.fleet.take() {
             info!(cluster = %fleet.local_addr(), "joining the fleet");
             fleet_task = Some(tokio::spawn(
@@ -326,6 +391,9 @@ impl Node {
                         if let Some(task) = admin_task {
                             let _ = task.await;
                         }
+                        if let Some(task) = dns_task {
+                            let _ = task.await;
+                        }
                         return;
                     }
                 }
@@ -340,7 +408,7 @@ impl Node {
         let offer = self
             .takeover
             .as_ref()
-            .map(|_| offer(&self.listeners, admin_dup.as_ref()));
+            .map(|_| offer(&self.listeners, admin_dup.as_ref(), dns_dup));
         self.data.start(
             std::mem::take(&mut self.listeners),
             &connections,
@@ -370,6 +438,21 @@ impl Node {
                 }
             }));
         }
+        // A node of its own answers with its own addresses while it
+        // accepts (the same core function the fleet's answer comes from),
+        // and nothing from a drain-node or a shutdown on.
+        if standalone {
+            self.answer.send_replace(Arc::new(ClientAnswer::from_view(
+                &self.config.client_addrs,
+                [],
+            )));
+            let answer = self.answer.clone();
+            let stopped = stop_accepting.clone();
+            tokio::spawn(async move {
+                stopped.cancelled().await;
+                answer.send_replace(Arc::new(ClientAnswer::default()));
+            });
+        }
 
         let mut drained = false;
         loop {
@@ -390,6 +473,7 @@ impl Node {
                         info!("a successor takes over: leaving the fleet");
                         leave_fleet.cancel();
                         fleet_stop.cancel();
+                        dns_stop.cancel();
                         if let Some(task) = fleet_task.take() {
                             let _ = task.await;
                         }
@@ -433,6 +517,9 @@ impl Node {
             let _ = task.await;
         }
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = dns_task {
             let _ = task.await;
         }
         info!("stopped");

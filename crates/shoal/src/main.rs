@@ -28,7 +28,9 @@ use tracing::info;
 struct Cli {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
     /// directives such as `info,shoal::conn=warn`. Per-connection lines are
-    /// logged at info under the target `shoal::conn`.
+    /// logged at info under the target `shoal::conn`. The DNS server's
+    /// library (`hickory_server`) logs errors only unless the filter names
+    /// it.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log_level: String,
 
@@ -120,6 +122,18 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
     // escape codes. NO_COLOR (no-color.org) turns it off there too.
     let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // hickory-server logs every request it answers at info, and at warn
+    // some that a stranger can send: the DNS server ([dns]) counts and
+    // logs those itself, rate-limited. An explicit directive still wins.
+    let filter = if cli.log_level.contains("hickory") {
+        filter
+    } else {
+        filter.add_directive(
+            "hickory_server=error"
+                .parse()
+                .map_err(|e| Failure::Usage(format!("internal log directive: {e}")))?,
+        )
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
@@ -187,7 +201,8 @@ fn log_ready(node: &Node) {
         .cluster_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(listeners, admin, cluster, "ready");
+    let dns = node.dns_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(listeners, admin, cluster, dns, "ready");
 }
 
 /// The control runtime: health checks, the fleet, the admin endpoint and
