@@ -88,6 +88,9 @@ pub struct ListenerConfig {
     /// backend is skipped, and a client for whom every backend is full is
     /// refused (closed at once).
     pub backend_max_connections: Option<u32>,
+    /// Concurrent connections the whole fleet opens to any one backend
+    /// (each node keeps to its share; decision 48). Both limits apply.
+    pub fleet_max_connections: Option<u32>,
     pub connect_timeout: Duration,
     /// How many other backends a client is tried on after a failed connect.
     pub retries: u32,
@@ -417,6 +420,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         let max_connections = positive("max_connections", l.max_connections)?;
         let backend_max_connections =
             positive("backend_max_connections", l.backend_max_connections)?;
+        let fleet_max_connections = positive("fleet_max_connections", l.fleet_max_connections)?;
         if l.backlog == 0 {
             return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
         }
@@ -445,6 +449,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             backends,
             max_connections,
             backend_max_connections,
+            fleet_max_connections,
             retries: l.retries,
             backlog: l.backlog,
             health,

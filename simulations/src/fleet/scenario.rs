@@ -154,6 +154,7 @@ pub struct ClusterSettings {
     pub reseed_interval_ms: Option<u64>,
     pub resolve_interval_ms: Option<u64>,
     pub leave_linger_ms: Option<u64>,
+    pub budget_hold_ms: Option<u64>,
 }
 
 impl ClusterSettings {
@@ -176,6 +177,7 @@ impl ClusterSettings {
         set(&mut s.reseed_interval, self.reseed_interval_ms);
         set(&mut s.resolve_interval, self.resolve_interval_ms);
         set(&mut s.leave_linger, self.leave_linger_ms);
+        set(&mut s.budget_hold, self.budget_hold_ms);
         s
     }
 }
@@ -220,6 +222,12 @@ pub struct BackendSettings {
     pub count: usize,
     /// Each node's own limit per backend (the pool's `max_connections`).
     pub max_connections: Option<u32>,
+    /// The fleet-wide budget per backend (`fleet_max_connections`).
+    pub fleet_max_connections: Option<u32>,
+    /// The budget invariant: connections counted on a backend fleet-wide
+    /// (set up or established) never exceed the budget times this, in
+    /// thousandths (1050: the budget plus 5 %).
+    pub fleet_overshoot_max_permille: u32,
     /// Connections a backend holds at once, fleet-wide; beyond that it
     /// refuses (RST), which the pools see as connect failures.
     pub capacity: Option<u32>,
@@ -237,6 +245,8 @@ impl Default for BackendSettings {
         BackendSettings {
             count: 3,
             max_connections: None,
+            fleet_max_connections: None,
+            fleet_overshoot_max_permille: 1050,
             capacity: None,
             rtt_min_us: 200,
             rtt_max_us: 3_000,
@@ -492,6 +502,15 @@ pub struct Expect {
     /// Commands given to a node whose wall clock was behind the newest
     /// mark it held (the hybrid logical clock stepped past it), at least.
     pub drains_clock_behind_min: Option<u64>,
+    /// Clients refused by a fleet-wide budget, at least (the budget was
+    /// reached).
+    pub budget_refused_min: Option<u64>,
+    /// Clients refused by a fleet-wide budget while the fleet held less
+    /// than 95 % of it on every backend that could take them, at most.
+    pub budget_refused_under_max: Option<u64>,
+    /// After a crash, the fleet back at 95 % of the budget within this
+    /// long (the crashed node's share returned), at most.
+    pub budget_refill_max_ms: Option<u64>,
 }
 
 /// The smaller variant `cargo test` runs; unset fields keep the full

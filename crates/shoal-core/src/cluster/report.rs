@@ -21,9 +21,9 @@ use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry, 11 more with a drain mark, plus ~70 of header) a full shard
-/// stays under 950 bytes, so one always fits a report datagram, and small
-/// shards share one.
+/// an entry, 11 more with a drain mark, 6 more with a budget claim, plus
+/// ~70 of header) a full shard stays under 1100 bytes, so one always fits a
+/// report datagram, and small shards share one.
 pub const ENTRIES_PER_SHARD_MAX: usize = 32;
 
 /// Shards in one report: bounds the report of one node to 32 × 256 =
@@ -61,6 +61,10 @@ pub struct ReportEntry {
     /// any: fleet state rides on the reports, so every member that hears
     /// from the origin learns it (see [`DrainMark`]).
     pub drain: Option<DrainMark>,
+    /// The connections the origin may hold to the backend under a
+    /// fleet-wide budget (its claim, see [`crate::budget`]); `None` when
+    /// the origin has no budget for it.
+    pub claim: Option<u32>,
 }
 
 impl ReportEntry {
@@ -72,7 +76,15 @@ impl ReportEntry {
             healthy,
             active,
             drain: None,
+            claim: None,
         }
+    }
+
+    /// What the entry holds against a fleet-wide budget: its claim, or its
+    /// count when it claims none (an origin without the budget configured
+    /// still holds what it has open).
+    pub fn claimed(&self) -> u64 {
+        u64::from(self.claim.unwrap_or(self.active).max(self.active))
     }
 }
 

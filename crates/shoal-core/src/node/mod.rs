@@ -58,6 +58,7 @@ mod tests;
 
 pub use settings::{Settings, SettingsError};
 
+use crate::budget::BudgetView;
 use crate::cluster::identity::NodeId;
 use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
@@ -295,8 +296,12 @@ pub struct Node {
     next_sync_id: u64,
     actions: VecDeque<Action>,
     events: VecDeque<NodeEvent>,
-    /// `(view generation, live nodes)` last written into the pools.
-    pushed: Option<(u64, u32)>,
+    /// `(view generation, live nodes, fleet high-water)` last written into
+    /// the pools.
+    pushed: Option<(u64, u32, u32)>,
+    /// The largest fleet seen (this node included) and until when it is
+    /// held: fleet-wide budgets split their fair parts over it.
+    fleet_high: (u32, Instant),
     entries: Vec<ReportEntry>,
     stats: NodeStats,
 }
@@ -343,6 +348,7 @@ impl Node {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             pushed: None,
+            fleet_high: (1, now),
             entries: Vec::new(),
             stats: NodeStats::default(),
         };
@@ -835,11 +841,10 @@ impl Node {
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
-                entries.push(ReportEntry::new(
-                    keys[l][id.0],
-                    pool.is_up(id),
-                    pool.active(id),
-                ));
+                entries.push(ReportEntry {
+                    claim: pool.handle_report(id),
+                    ..ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
+                });
             }
         });
         self.cluster.publish_report(now, &entries, urgent);
@@ -887,23 +892,62 @@ impl Node {
             }
             self.publish(now, pools, false);
         }
-        self.push_view(pools);
+        self.push_view(now, pools);
     }
 
-    /// Writes the fleet's load and size into the pools when they changed.
-    fn push_view(&mut self, pools: &mut dyn Pools) {
-        let current = (self.cluster.view_generation(), self.cluster.live_nodes());
+    /// The largest fleet seen within [`Settings::budget_hold`], this node
+    /// included: it rises at once and falls to the live count only after
+    /// the hold, so a node cut off from the rest keeps to its fair part of
+    /// each budget for that long.
+    fn fleet_high(&mut self, now: Instant) -> u32 {
+        let live = self.cluster.live_nodes().max(1);
+        let (high, until) = &mut self.fleet_high;
+        if live >= *high || now >= *until {
+            *high = live;
+            *until = now + self.settings.budget_hold;
+        }
+        *high
+    }
+
+    /// Writes the fleet's load, size and budget claims into the pools when
+    /// they changed.
+    fn push_view(&mut self, now: Instant, pools: &mut dyn Pools) {
+        let high = self.fleet_high(now);
+        let current = (
+            self.cluster.view_generation(),
+            self.cluster.live_nodes(),
+            high,
+        );
         if self.pushed == Some(current) {
             return;
         }
         self.pushed = Some(current);
         let keys = &self.keys;
         let cluster = &self.cluster;
+        let me = cluster.identity().addr;
+        let live = current.1.max(1);
+        let rank = cluster.members().filter(|m| m.addr < me).count() as u32;
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
                 let key = keys[l][id.0];
-                pool.set_remote(id, cluster.remote(key));
+                let remote = cluster.remote(key);
+                if let Some(limit) = pool.budget(id).map(|b| b.limit()) {
+                    // A live peer that has not reported the backend yet is
+                    // taken to hold its fair part.
+                    let silent = (live - 1).saturating_sub(remote.reporters);
+                    let fair = u64::from(limit) / u64::from(high);
+                    pool.set_budget_view(
+                        id,
+                        BudgetView {
+                            peer_claims: cluster.view().claims(key) + u64::from(silent) * fair,
+                            live_nodes: live,
+                            fleet_nodes: high,
+                            rank,
+                        },
+                    );
+                }
+                pool.set_remote(id, remote);
                 pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
             }
         });

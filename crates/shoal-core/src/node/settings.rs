@@ -48,7 +48,14 @@ pub struct Settings {
     /// The fleet size foca's settings start from (they follow the live
     /// node count from then on).
     pub expected_nodes: u32,
+    /// How long the largest fleet seen is remembered for fleet-wide
+    /// budgets: a node that sees at most half of it meanwhile keeps to its
+    /// fair part of each budget (it may be cut off; decision 48).
+    pub budget_hold: Duration,
 }
+
+/// Default of [`Settings::budget_hold`].
+pub const BUDGET_HOLD_DEFAULT: Duration = Duration::from_secs(60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -87,6 +94,7 @@ impl Settings {
             resolve_interval: Duration::from_secs(30),
             leave_linger: Duration::from_millis(300),
             expected_nodes: 3,
+            budget_hold: BUDGET_HOLD_DEFAULT,
         }
     }
 

@@ -446,6 +446,7 @@ impl Sim<'_> {
             .ids()
             .map(|id| ReportEntry {
                 drain: cluster.drain_mark(keys[id.0]),
+                claim: proc.pool.budget(id).map(|b| b.reported()),
                 ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
             })
             .collect();
