@@ -7,22 +7,32 @@
 //! connection only while its exact count is below its claim. The claim is
 //! re-decided from the fleet's claims, never from counts alone, because a
 //! count says nothing of what its node is about to open:
-//! - *free* = budget − Σ peers' claims − own count (a live peer with no
-//!   report yet is taken to claim its fair part, budget ÷ fleet size);
+//! - *free* = budget − Σ peers' claims − own count, over the peers this
+//!   node *hears*: those whose report of the backend is fresh; a member
+//!   SWIM holds alive whose report is not fresh (lost, cut off one way, or
+//!   crashed and not yet declared down) is taken to claim its fair part,
+//!   budget ÷ fleet size;
 //! - a node may take at most its part of *free*, `free ÷ n` rounded by
 //!   rank (the first `free mod n` nodes in address order take one more),
 //!   so `n` nodes holding the same view, stale or not, take at most *free*
 //!   together;
 //! - it takes it when a client finds the count at the claim (a *raise*, at
-//!   most once between two of its reports, so a peer never misses more
-//!   than one raise of it); when it reports, the claim shrinks to the count
+//!   most once until a peer's report or a membership change brings a newer
+//!   view, or [`crate::node::Settings::budget_raise_interval`] passes) and
+//!   publishes the raised claim at once
+//!   (the driver sees [`Budget::has_unpublished_raise`] through the pool
+//!   and calls [`crate::node::Node::handle_budget_raised`]), so a peer
+//!   deciding its own raise misses it for one network latency at most;
+//!   at each periodic report, the claim shrinks to the count
 //!   plus the clients that arrived since the last report (the share
-//!   follows demand: an idle node holds only what it has open). A report
-//!   never raises a claim, so every claim's growth is a raise that its
-//!   peers count once they hear of it.
+//!   follows demand: an idle node holds only what it has open), and when
+//!   the claims it hears exceed the budget (after a partition heals) it
+//!   gives back its part of the excess. A report never raises a claim, so
+//!   every claim's growth is a raise that its peers count once they hear
+//!   of it.
 //!
-//! **A node cut off from most of the fleet** (live nodes, itself included,
-//! at most half of the largest fleet seen within the hold,
+//! **A node cut off from most of the fleet** (the nodes it hears, itself
+//! included, at most half of the largest fleet seen within the hold,
 //! [`crate::node::Settings::budget_hold`]) cannot tell a partition from
 //! the others' crash, so it falls back to its fair part of the budget
 //! (budget ÷ that largest fleet, by rank) and borrows nothing. The side
@@ -36,18 +46,21 @@
 //! ([`BudgetView`]) and reads the claim when it reports.
 
 /// The fleet as one backend's budget sees it (written by the node).
+/// `fleet_nodes` follows SWIM's live count (held); the rest follows the
+/// reports.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct BudgetView {
-    /// Σ of the live peers' claims, a peer without a report counted at
-    /// its fair part.
+    /// Σ of the claims of the peers this node hears (fresh reports), plus
+    /// the fair part of each live member it does not hear.
     pub peer_claims: u64,
-    /// Live nodes, this one included: the free budget is split this many
-    /// ways.
+    /// The nodes this node hears, itself included: the free budget is
+    /// split this many ways.
     pub live_nodes: u32,
     /// The largest fleet seen within the hold, this node included: the
     /// fair part is budget ÷ this.
     pub fleet_nodes: u32,
-    /// This node's place among the live nodes in address order (0 first).
+    /// This node's place among the nodes it hears, in address order (0
+    /// first).
     pub rank: u32,
 }
 
@@ -93,6 +106,8 @@ pub struct Budget {
     refused: u64,
     /// The claim of the last report.
     reported: u32,
+    /// A raise not published yet.
+    unpublished: bool,
 }
 
 impl Budget {
@@ -107,6 +122,7 @@ impl Budget {
             view: BudgetView::default(),
             refused: 0,
             reported: 0,
+            unpublished: false,
         }
     }
 
@@ -160,6 +176,11 @@ impl Budget {
         self.refused
     }
 
+    /// Whether a raise waits to be published.
+    pub fn has_unpublished_raise(&self) -> bool {
+        self.unpublished
+    }
+
     /// The claim the last report carried.
     pub fn reported(&self) -> u32 {
         self.reported
@@ -173,13 +194,17 @@ impl Budget {
     // ----- inputs -----
 
     /// A connection was opened with `active` open before it (it was
-    /// admitted): takes the raise if the claim was reached.
-    pub fn handle_open(&mut self, active: u32) {
+    /// admitted): takes the raise if the claim was reached; true if so
+    /// (publish it at once).
+    pub fn handle_open(&mut self, active: u32) -> bool {
         self.arrivals += 1;
         if !self.view.is_cut_off() && u64::from(active) >= self.claim {
             self.claim = self.raised_claim(active);
             self.raised = true;
+            self.unpublished = true;
+            return true;
         }
+        false
     }
 
     /// A client could not have this backend because of the budget alone.
@@ -187,22 +212,43 @@ impl Budget {
         self.refused += 1;
     }
 
-    /// The fleet's side changed.
-    pub fn set_view(&mut self, view: BudgetView) {
-        self.view = view;
+    /// [`crate::node::Settings::budget_raise_interval`] passed: a raise is
+    /// allowed again.
+    pub fn handle_raise_tick(&mut self) {
+        self.raised = false;
     }
 
-    /// This node reports now, with `active` open: the claim shrinks to the
-    /// count plus the demand since the last report (never below the
-    /// count: open connections are held). A report never raises the
-    /// claim: a peer may have raised since its last report, which this
-    /// node cannot see yet, and only raises are limited to one per report.
-    /// Returns the claim to report.
-    pub fn handle_report(&mut self, active: u32) -> u32 {
-        let a = u64::from(active);
-        self.claim = self.claim.min(a + self.arrivals).max(a);
+    /// The fleet's side changed (a peer's report arrived, or membership
+    /// changed): a raise is allowed again, decided on this newer view.
+    pub fn set_view(&mut self, view: BudgetView) {
+        self.view = view;
         self.raised = false;
-        self.arrivals = 0;
+    }
+
+    /// This node reports now, with `active` open; `periodic` for the
+    /// report of each interval, not for one published at once (a raise, a
+    /// health flip, a drain). A periodic report shrinks the claim to the
+    /// count plus the demand since the last periodic report (never below
+    /// the count: open connections are held) and allows the next raise. A
+    /// report never raises the claim: every growth is a raise, published
+    /// at once. Returns the claim to report.
+    pub fn handle_report(&mut self, active: u32, periodic: bool) -> u32 {
+        if periodic {
+            let a = u64::from(active);
+            let mut claim = self.claim.min(a + self.arrivals);
+            // Over-subscribed (after a partition heals, both sides' claims
+            // meet): each node gives back its part of the excess, so the
+            // fleet's claims are within the budget again after one round;
+            // open connections stay, none replaces them until then.
+            let over = (self.view.peer_claims + claim).saturating_sub(u64::from(self.limit));
+            if over > 0 && !self.view.is_cut_off() {
+                claim = claim.saturating_sub(part(over, self.view.live_nodes, self.view.rank));
+            }
+            self.claim = claim.max(a);
+            self.raised = false;
+            self.arrivals = 0;
+        }
+        self.unpublished = false;
         self.reported = u32::try_from(self.claim).unwrap_or(u32::MAX);
         self.reported
     }
@@ -262,7 +308,7 @@ mod tests {
         let mut b = Budget::new(100);
         b.set_view(view(20, 3, 3, 1));
         // Idle: claims its count only.
-        assert_eq!(b.handle_report(5), 5);
+        assert_eq!(b.handle_report(5, true), 5);
         // Still admits: one raise is allowed per report.
         assert!(b.admits(5));
         b.handle_open(5);
@@ -272,16 +318,16 @@ mod tests {
             assert!(b.admits(a));
             b.handle_open(a);
         }
-        assert!(!b.admits(30), "one raise per report");
+        assert!(!b.admits(30), "one raise per view");
         // A report never raises the claim; after it, one raise again:
         // 30 + (100 - 20 - 30) / 3, by rank 1.
-        assert_eq!(b.handle_report(30), 30);
+        assert_eq!(b.handle_report(30, true), 30);
         assert!(b.admits(30));
         b.handle_open(30);
         assert_eq!(b.share(), 47);
         // Connections closed, few arrivals: the claim shrinks to the
         // count plus the demand since the report.
-        assert_eq!(b.handle_report(10), 11);
+        assert_eq!(b.handle_report(10, true), 11);
     }
 
     #[test]
@@ -292,11 +338,11 @@ mod tests {
         assert!(b.view().is_cut_off());
         assert!(b.admits(9));
         assert!(!b.admits(10));
-        assert_eq!(b.handle_report(4), 4);
+        assert_eq!(b.handle_report(4, true), 4);
         // 2 of 3 is a majority: it may take what the third held.
         b.set_view(view(10, 2, 3, 0));
         assert!(!b.view().is_cut_off());
-        b.handle_report(10);
+        b.handle_report(10, true);
         assert!(b.admits(10));
         b.handle_open(10);
         assert_eq!(b.share(), 15); // 10 + (30 - 10 - 10) / 2

@@ -153,12 +153,14 @@ impl Backend {
         self.budget.as_ref().is_some_and(|b| !b.admits(self.active))
     }
 
-    /// Counts a new connection.
-    fn open(&mut self) {
-        if let Some(b) = &mut self.budget {
-            b.handle_open(self.active);
-        }
+    /// Counts a new connection; true if it raised the budget claim.
+    fn open(&mut self) -> bool {
+        let raised = self
+            .budget
+            .as_mut()
+            .is_some_and(|b| b.handle_open(self.active));
         self.active += 1;
+        raised
     }
 
     fn fleet_down(&self, live_nodes: u32) -> bool {
@@ -181,6 +183,8 @@ pub struct Pool {
     events: VecDeque<PoolEvent>,
     candidates: Vec<Candidate>,
     live_nodes: u32,
+    /// A budget claim was raised since the node last read the claims.
+    raised: bool,
 }
 
 impl Pool {
@@ -226,6 +230,7 @@ impl Pool {
             rr_cursor: 0,
             events: VecDeque::new(),
             live_nodes: 1,
+            raised: false,
         }
     }
 
@@ -329,7 +334,7 @@ impl Pool {
         if self.backends.len() > SAMPLED_POOL_MIN
             && let Some(index) = self.sample(rng, tried)
         {
-            self.backends[index].open();
+            self.raised |= self.backends[index].open();
             return Ok(BackendId(index));
         }
         self.acquire_with(tried, |candidates, rr_cursor| {
@@ -447,7 +452,7 @@ impl Pool {
             self.candidates.iter().any(|c| c.index == index),
             "chooser returned {index}, not a candidate"
         );
-        self.backends[index].open();
+        self.raised |= self.backends[index].open();
         Ok(BackendId(index))
     }
 
@@ -485,13 +490,34 @@ impl Pool {
         }
     }
 
-    /// This node reports `id` now: its budget claim is re-decided (see
+    /// This node reports `id` now (`periodic`: the report of an
+    /// interval): its budget claim is re-decided (see
     /// [`Budget::handle_report`]) and returned for the report; `None`
     /// without a budget.
-    pub fn handle_report(&mut self, id: BackendId) -> Option<u32> {
+    pub fn handle_report(&mut self, id: BackendId, periodic: bool) -> Option<u32> {
+        // The node reports every backend at once.
+        self.raised = false;
         let b = &mut self.backends[id.0];
         let active = b.active;
-        b.budget.as_mut().map(|budget| budget.handle_report(active))
+        b.budget
+            .as_mut()
+            .map(|budget| budget.handle_report(active, periodic))
+    }
+
+    /// Allows every budget a raise again (the node's raise tick).
+    pub fn handle_budget_tick(&mut self) {
+        for b in &mut self.backends {
+            if let Some(budget) = &mut b.budget {
+                budget.handle_raise_tick();
+            }
+        }
+    }
+
+    /// Whether a backend's budget claim was raised and not yet published:
+    /// the driver then calls [`crate::node::Node::handle_budget_raised`],
+    /// so the fleet hears of the raise within a hop. O(1).
+    pub fn has_unpublished_raise(&self) -> bool {
+        self.raised
     }
 
     /// How many nodes are live in the fleet, this one included (1 alone).

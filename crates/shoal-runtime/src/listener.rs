@@ -321,7 +321,14 @@ async fn serve_client(
             let mut b = state.lock();
             let Balancer { pool, rng } = &mut *b;
             match pool.acquire(rng, &tried) {
-                Ok(id) => id,
+                Ok(id) => {
+                    if pool.has_unpublished_raise() {
+                        // The fleet task publishes at once, as after a
+                        // health flip (decision 48).
+                        state.flips.notify_one();
+                    }
+                    id
+                }
                 Err(why) => break Err(Refused::NoBackend(why)),
             }
         };

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 14] = [
+pub const SCENARIO_FILES: [(&str, &str); 17] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -74,6 +74,18 @@ pub const SCENARIO_FILES: [(&str, &str); 14] = [
     (
         "convergence-1000",
         include_str!("../../scenarios/convergence-1000.toml"),
+    ),
+    (
+        "budget-burst",
+        include_str!("../../scenarios/budget-burst.toml"),
+    ),
+    (
+        "budget-partition",
+        include_str!("../../scenarios/budget-partition.toml"),
+    ),
+    (
+        "budget-crash",
+        include_str!("../../scenarios/budget-crash.toml"),
     ),
 ];
 

@@ -37,6 +37,7 @@
 //! for, [`Node::handle_seeds`] for an [`Action::Resolve`] (every one must
 //! be answered, with an empty list if resolution failed),
 //! [`Node::handle_health_changed`] after a pool's health flip,
+//! [`Node::handle_budget_raised`] after a pool raised a budget claim,
 //! [`Node::handle_timeout`] once [`Node::poll_timeout`] has passed, and
 //! [`Node::handle_leave`].
 //!
@@ -302,6 +303,9 @@ pub struct Node {
     /// The largest fleet seen (this node included) and until when it is
     /// held: fleet-wide budgets split their fair parts over it.
     fleet_high: (u32, Instant),
+    /// When the pools' budgets may raise again; `None` while no pool has
+    /// a budget (no wake-ups for nothing).
+    budget_tick: Option<Instant>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
 }
@@ -349,6 +353,7 @@ impl Node {
             events: VecDeque::new(),
             pushed: None,
             fleet_high: (1, now),
+            budget_tick: None,
             entries: Vec::new(),
             stats: NodeStats::default(),
         };
@@ -550,6 +555,15 @@ impl Node {
         self.after(now, pools);
     }
 
+    /// A pool raised a budget claim ([`Pool::has_unpublished_raise`]):
+    /// publish at once, so peers count it before they raise their own.
+    pub fn handle_budget_raised(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.publishing() {
+            self.publish(now, pools, true);
+        }
+        self.after(now, pools);
+    }
+
     /// Fires whatever is due at `now` (call once [`Node::poll_timeout`]
     /// has passed; an early call does nothing harmful).
     pub fn handle_timeout(&mut self, now: Instant, pools: &mut dyn Pools) {
@@ -566,6 +580,12 @@ impl Node {
             if let Some(sync) = self.syncs.remove(&id) {
                 self.sync_failed(now, sync, SyncFailure::TimedOut);
             }
+        }
+        if let Some(tick) = self.budget_tick
+            && now >= tick
+        {
+            self.budget_tick = Some(now + self.settings.budget_raise_interval);
+            pools.each(&mut |_, pool| pool.handle_budget_tick());
         }
         match &mut self.state {
             State::Warming { deadline, .. } => {
@@ -678,6 +698,9 @@ impl Node {
             } => t = t.min(next_sync).min(next_reseed).min(next_resolve),
             State::Leaving { close_at } => t = t.min(close_at),
             State::Closed => {}
+        }
+        if let Some(tick) = self.budget_tick {
+            t = t.min(tick);
         }
         self.syncs.values().fold(t, |t, s| t.min(s.deadline))
     }
@@ -842,7 +865,7 @@ impl Node {
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
                 entries.push(ReportEntry {
-                    claim: pool.handle_report(id),
+                    claim: pool.handle_report(id, !urgent),
                     ..ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
                 });
             }
@@ -925,24 +948,31 @@ impl Node {
         let keys = &self.keys;
         let cluster = &self.cluster;
         let me = cluster.identity().addr;
+        // Budgets split over the peers this node hears: those with a fresh
+        // report (decision 48).
         let live = current.1.max(1);
-        let rank = cluster.members().filter(|m| m.addr < me).count() as u32;
+        let rank = cluster.view().origins().filter(|a| *a < me).count() as u32;
+        let mut has_budget = false;
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
                 let key = keys[l][id.0];
                 let remote = cluster.remote(key);
                 if let Some(limit) = pool.budget(id).map(|b| b.limit()) {
-                    // A live peer that has not reported the backend yet is
-                    // taken to hold its fair part.
-                    let silent = (live - 1).saturating_sub(remote.reporters);
-                    let fair = u64::from(limit) / u64::from(high);
+                    has_budget = true;
+                    // A member SWIM holds alive but whose report is not
+                    // fresh (lost, or it cannot reach us) is taken to hold
+                    // its fair part: its claim is unknown, not zero.
+                    let heard = remote.reporters + 1;
+                    let silent = live.saturating_sub(heard);
+                    let fleet_nodes = high.max(heard);
+                    let fair = u64::from(limit) / u64::from(fleet_nodes);
                     pool.set_budget_view(
                         id,
                         BudgetView {
                             peer_claims: cluster.view().claims(key) + u64::from(silent) * fair,
-                            live_nodes: live,
-                            fleet_nodes: high,
+                            live_nodes: heard,
+                            fleet_nodes,
                             rank,
                         },
                     );
@@ -951,6 +981,9 @@ impl Node {
                 pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
             }
         });
+        if has_budget && self.budget_tick.is_none() {
+            self.budget_tick = Some(now + self.settings.budget_raise_interval);
+        }
     }
 
     fn push_event(&mut self, event: NodeEvent) {

@@ -433,6 +433,22 @@ fn a_leaving_node_reports_no_defunct() {
     assert_eq!(net.nodes[2].stats().defunct, 0);
 }
 
+/// A client on node `i`, driven as the shells do: a budget raise is
+/// published at once.
+fn acquire(
+    net: &mut Net,
+    i: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<BackendId, crate::pool::NoBackend> {
+    let r = net.pools[i].acquire(rng, &[]);
+    if net.pools[i].has_unpublished_raise() {
+        let now = net.now;
+        net.nodes[i].handle_budget_raised(now, &mut net.pools[i]);
+        net.flush(i);
+    }
+    r
+}
+
 /// A fleet-wide budget holds over three nodes that all take clients
 /// faster than reports travel; a crashed node's share comes back to the
 /// others once it is declared down, and a node cut off from the other two
@@ -460,7 +476,7 @@ fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
     let mut refused = 0;
     for c in 0..100 {
         let i = c % 3;
-        match net.pools[i].acquire(&mut rng, &[]) {
+        match acquire(&mut net, i, &mut rng) {
             Ok(id) => assert_eq!(id, b),
             Err(why) => {
                 assert!(why.is_budget(), "{why}");
@@ -475,7 +491,7 @@ fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
     for _ in 0..20 {
         net.run_for(Duration::from_millis(100));
         for i in 0..3 {
-            let _ = net.pools[i].acquire(&mut rng, &[]);
+            let _ = acquire(&mut net, i, &mut rng);
         }
         assert!(total(&net) <= 30, "{}", total(&net));
     }
@@ -488,7 +504,7 @@ fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
     for step in 0..300 {
         net.run_for(Duration::from_millis(100));
         for i in 0..2 {
-            let _ = net.pools[i].acquire(&mut rng, &[]);
+            let _ = acquire(&mut net, i, &mut rng);
         }
         if net.pools[0].active(b) + net.pools[1].active(b) == 30 {
             returned = Some(step);
@@ -519,6 +535,6 @@ fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
     }
     assert_eq!(net.nodes[1].live_nodes(), 1);
     net.run_for(Duration::from_millis(300));
-    while net.pools[1].acquire(&mut rng, &[]).is_ok() {}
+    while acquire(&mut net, 1, &mut rng).is_ok() {}
     assert_eq!(net.pools[1].active(b), 10, "the fair part of 30 over 3");
 }

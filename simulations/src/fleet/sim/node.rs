@@ -339,6 +339,10 @@ impl Sim<'_> {
             let proc = self.proc(i);
             proc.node.handle_health_changed(now, &mut proc.pool);
         }
+        let proc = self.proc(i);
+        if proc.pool.has_unpublished_raise() {
+            proc.node.handle_budget_raised(now, &mut proc.pool);
+        }
     }
 
     /// Carries the node's outputs until it has none; false if the process
