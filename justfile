@@ -34,6 +34,12 @@ sim SCENARIO SEED="1":
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
 
+# The fleet-wide budget's figures (decision 48): each budget scenario over
+# seeds 1..N, its peak and refusals (and the crash's refill) per seed.
+budget-figures N="20":
+    cargo build --release -q -p shoal-sim
+    for s in budget-burst budget-partition budget-crash; do for seed in $(seq 1 {{N}}); do echo "$s seed $seed: $(./target/release/shoal-sim run $s --seed $seed | grep -E '^  budget [0-9]+:|refill after' | tr -s ' ' | tr '\n' ' ')"; done; done
+
 # Start the local three-node fleet of cluster/README.md (127.0.0.11-13:
 # certs, dnsmasq for lb.shoal.test, demo backends, 3 nodes; PIDs in
 # cluster/run/), or whatever part of it is not running.

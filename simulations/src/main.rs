@@ -307,7 +307,7 @@ fn swarm(args: &[String]) -> Result<bool> {
                 Ok(r) => {
                     simulated += r.end.as_secs_f64();
                     println!(
-                        "SEED={seed} {name}: ok trace={:016x} nodes={} policy={} clients={} refused={} drains={} events={} membership={:?} view={:?}",
+                        "SEED={seed} {name}: ok trace={:016x} nodes={} policy={} clients={} refused={} drains={} events={} membership={:?} view={:?}{}",
                         r.trace_hash,
                         r.nodes,
                         r.chooser,
@@ -316,7 +316,12 @@ fn swarm(args: &[String]) -> Result<bool> {
                         r.drains.commands,
                         r.events,
                         r.membership_convergence,
-                        r.view_convergence
+                        r.view_convergence,
+                        r.budget.as_ref().map_or(String::new(), |b| format!(
+                            " budget={} peak={:.3}",
+                            b.limit,
+                            f64::from(b.peak) / f64::from(b.limit)
+                        ))
                     );
                     closest.update(&r);
                 }

@@ -31,6 +31,8 @@ pub enum Invariant {
     /// command was lost on its own node, or a live node lacks the newest
     /// drain mark past the drain bound.
     Drain,
+    /// A backend's fleet-wide count went past its budget's bound.
+    Budget,
     /// A scenario's `[expect]` table was not met (the faults did not show).
     Expectation,
 }
@@ -46,6 +48,7 @@ impl fmt::Display for Invariant {
             Invariant::Membership => "membership",
             Invariant::View => "view",
             Invariant::Drain => "drain",
+            Invariant::Budget => "budget",
             Invariant::Expectation => "expectation",
         })
     }

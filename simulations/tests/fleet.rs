@@ -104,6 +104,25 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert!(r.warm_starts.max >= Duration::from_secs(12), "{r}");
                     assert_eq!(r.members.restarts, 1, "{r}");
                 }
+                // Fleet-wide budgets (decision 48): the burst reached the
+                // budget and stayed within 5 % of it; the partition went
+                // over it (each side holding its part) within its bound;
+                // the crashed node's share came back.
+                "budget-burst" => {
+                    let b = r.budget.as_ref().expect("a budget");
+                    assert!(r.clients.refused_budget > 0, "{r}");
+                    assert!(u64::from(b.peak) * 100 <= u64::from(b.limit) * 105, "{r}");
+                }
+                "budget-partition" => {
+                    let b = r.budget.as_ref().expect("a budget");
+                    assert!(r.members.downs > 0, "{r}");
+                    assert!(b.peak > b.limit, "the split shows: {r}");
+                }
+                "budget-crash" => {
+                    let b = r.budget.as_ref().expect("a budget");
+                    assert_eq!(b.refills.count, 1, "{r}");
+                    assert!(b.peak <= b.limit * 105 / 100, "{r}");
+                }
                 other => panic!("no expectations for `{other}`"),
             }
         }

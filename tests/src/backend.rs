@@ -58,6 +58,32 @@ impl From<std::io::Error> for PeerEnd {
     }
 }
 
+/// `Echo` connections that carried bytes (clients, not health checks,
+/// which connect and close): open now, and the most open at once.
+#[derive(Debug, Default)]
+pub struct ClientGauge {
+    pub open: AtomicUsize,
+    pub peak: AtomicUsize,
+}
+
+/// One client connection counted by a [`ClientGauge`] until dropped (also
+/// when the connection's task is cancelled).
+struct ClientCounted<'a>(&'a ClientGauge);
+
+impl<'a> ClientCounted<'a> {
+    fn new(g: &'a ClientGauge) -> Self {
+        let now = g.open.fetch_add(1, Ordering::SeqCst) + 1;
+        g.peak.fetch_max(now, Ordering::SeqCst);
+        ClientCounted(g)
+    }
+}
+
+impl Drop for ClientCounted<'_> {
+    fn drop(&mut self) {
+        self.0.open.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
 /// A running test backend.
 #[derive(Debug)]
 pub struct Backend {
@@ -75,6 +101,9 @@ pub struct Backend {
     /// How each finished `Echo` connection ended, in order, with the
     /// bytes it echoed (health checks echo none).
     pub ends: Arc<Mutex<Vec<(usize, PeerEnd)>>>,
+    /// Client connections (those that carried bytes) open and at peak,
+    /// counted here at the backend.
+    pub clients: Arc<ClientGauge>,
     kill: watch::Sender<bool>,
     reset: watch::Sender<u64>,
     task: JoinHandle<()>,
@@ -97,7 +126,9 @@ impl Backend {
         let received = Arc::new(AtomicUsize::new(0));
         let served = Arc::new(AtomicUsize::new(0));
         let ends = Arc::new(Mutex::new(Vec::new()));
+        let clients = Arc::new(ClientGauge::default());
         let task = {
+            let clients = clients.clone();
             let (open, accepted, received, ends) = (
                 open.clone(),
                 accepted.clone(),
@@ -116,13 +147,14 @@ impl Backend {
                     open.fetch_add(1, Ordering::SeqCst);
                     let (open, received, ends) = (open.clone(), received.clone(), ends.clone());
                     let served = served.clone();
+                    let clients = clients.clone();
                     let mut killed = killed.clone();
                     let mut resets = resets.clone();
                     resets.mark_unchanged();
                     tokio::spawn(async move {
                         let mut stream = stream;
                         tokio::select! {
-                            _ = serve(&mut stream, behaviour, addr, &received, &served, &ends) => {},
+                            _ = serve(&mut stream, behaviour, addr, &received, &served, &ends, &clients) => {},
                             _ = killed.changed() => {},
                             _ = resets.changed() => {
                                 let _ = stream.set_zero_linger();
@@ -142,6 +174,7 @@ impl Backend {
             received,
             served,
             ends,
+            clients,
             kill,
             reset,
             task,
@@ -190,11 +223,13 @@ async fn serve(
     received: &AtomicUsize,
     served: &AtomicUsize,
     ends: &Mutex<Vec<(usize, PeerEnd)>>,
+    clients: &ClientGauge,
 ) {
     let mut buf = vec![0u8; 64 * 1024];
     match behaviour {
         Behaviour::Echo => {
             let mut echoed = 0usize;
+            let mut counted = None;
             let end = loop {
                 match s.read(&mut buf).await {
                     Ok(0) => break PeerEnd::Eof,
@@ -202,6 +237,7 @@ async fn serve(
                         Ok(()) => {
                             if echoed == 0 {
                                 served.fetch_add(1, Ordering::SeqCst);
+                                counted = Some(ClientCounted::new(clients));
                             }
                             echoed += n;
                         }
@@ -211,6 +247,7 @@ async fn serve(
                 }
             };
             ends.lock().unwrap().push((echoed, end));
+            drop(counted);
             let _ = s.shutdown().await;
         }
         Behaviour::CountThenReply => {

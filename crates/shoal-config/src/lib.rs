@@ -48,6 +48,11 @@ pub struct DnsConfig {
     pub ttl_s: u32,
 }
 
+/// Backends one node takes, over all its listeners: what its load report
+/// can carry.
+pub const BACKENDS_MAX: usize =
+    shoal_core::cluster::report::ENTRIES_PER_SHARD_MAX * shoal_core::cluster::report::SHARDS_MAX;
+
 /// Largest `dns.ttl_s`: an hour. A long TTL defeats the answer's point
 /// (clients keep a dead node's address that long).
 pub const DNS_TTL_S_MAX: u32 = 3_600;
@@ -115,6 +120,9 @@ pub struct ListenerConfig {
     /// backend is skipped, and a client for whom every backend is full is
     /// refused (closed at once).
     pub backend_max_connections: Option<u32>,
+    /// Concurrent connections the whole fleet opens to any one backend
+    /// (each node keeps to its share; decision 48). Both limits apply.
+    pub fleet_max_connections: Option<u32>,
     pub connect_timeout: Duration,
     /// How many other backends a client is tried on after a failed connect.
     pub retries: u32,
@@ -582,6 +590,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         let max_connections = positive("max_connections", l.max_connections)?;
         let backend_max_connections =
             positive("backend_max_connections", l.backend_max_connections)?;
+        let fleet_max_connections = positive("fleet_max_connections", l.fleet_max_connections)?;
         if l.backlog == 0 {
             return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
         }
@@ -624,6 +633,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             backends,
             max_connections,
             backend_max_connections,
+            fleet_max_connections,
             retries: l.retries,
             backlog: l.backlog,
             send_proxy,
@@ -631,6 +641,16 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             proxy_header_timeout,
             health,
         });
+    }
+    // Every backend is an entry of this node's load report, which has a
+    // bound (shoal_core::cluster::report::SHARDS_MAX shards).
+    let backends: usize = listeners.iter().map(|l| l.backends.len()).sum();
+    if backends > BACKENDS_MAX {
+        return Err(cx.invalid(
+            "listener",
+            format!("{backends} backends"),
+            format!("a node takes at most {BACKENDS_MAX} backends over all its listeners"),
+        ));
     }
     let mut cluster = raw
         .cluster

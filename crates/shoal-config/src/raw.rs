@@ -94,6 +94,7 @@ pub struct RawListener {
     pub backends: Vec<String>,
     pub max_connections: Option<u32>,
     pub backend_max_connections: Option<u32>,
+    pub fleet_max_connections: Option<u32>,
     #[serde(default = "default_connect_timeout_ms")]
     pub connect_timeout_ms: u64,
     #[serde(default = "default_retries")]

@@ -457,3 +457,51 @@ fn dns_errors_name_the_field_and_value() {
     .unwrap();
     assert_eq!(c.dns.unwrap().bind.port(), 0);
 }
+
+#[test]
+fn fleet_max_connections_is_read_and_zero_is_refused_by_name() {
+    let c = Config::from_toml(
+        &GOOD.replace(
+            "policy = \"least-conn\"",
+            "policy = \"least-conn\"\nfleet_max_connections = 30",
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(c.listeners[0].fleet_max_connections, Some(30));
+    assert_eq!(
+        Config::from_toml(GOOD, "t").unwrap().listeners[0].fleet_max_connections,
+        None
+    );
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nfleet_max_connections = 0",
+    ));
+    assert!(
+        e.contains("fleet_max_connections = 0: must be at least 1"),
+        "{e}"
+    );
+}
+
+#[test]
+fn more_backends_than_a_report_carries_are_refused() {
+    let list = |n: usize| {
+        (0..n)
+            .map(|i| format!("\"10.{}.{}.{}:80\"", i >> 16, (i >> 8) & 255, i & 255))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let text = |n: usize| {
+        GOOD.replace(
+            "backends = [\"127.0.0.1:5001\", \"127.0.0.1:5002\", \"[::1]:5003\"]",
+            &format!("backends = [{}]", list(n)),
+        )
+    };
+    assert!(Config::from_toml(&text(BACKENDS_MAX), "t").is_ok());
+    let e = err(&text(BACKENDS_MAX + 1));
+    assert!(
+        e.contains(&format!("{} backends", BACKENDS_MAX + 1))
+            && e.contains(&format!("at most {BACKENDS_MAX} backends")),
+        "{e}"
+    );
+}

@@ -18,6 +18,7 @@ fn pool(backends: usize, peers: u32) -> (Pool, SmallRng) {
         .map(|i| BackendSpec {
             name: format!("10.0.{}.{}:80", i / 250, i % 250),
             max_connections: None,
+            fleet_max_connections: None,
         })
         .collect();
     let mut p = Pool::new(

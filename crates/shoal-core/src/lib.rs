@@ -16,6 +16,8 @@
 //!   (power of two choices, round-robin, random, first-available).
 //! - [`pool`]: a listener's backend pool: counts, health, check schedule; the
 //!   `handle_*` / `poll_*` type the runtime drives.
+//! - [`budget`]: one backend's fleet-wide connection budget: this node's
+//!   claim on it and whether a new connection fits.
 //! - [`cluster`]: the fleet: SWIM membership (foca) with its timer queue,
 //!   node identities, load reports and the view of the fleet's load.
 //! - [`node`]: one fleet node as a state machine: the [`cluster::Cluster`],
@@ -28,6 +30,7 @@
 //!   node gives for the fleet's name, from its view of the members.
 //! - [`wire`]: the one codec module: every byte between nodes.
 
+pub mod budget;
 pub mod cluster;
 pub mod dns;
 pub mod health;

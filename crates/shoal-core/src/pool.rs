@@ -31,8 +31,15 @@
 //! not down by the fleet: a majority of the live nodes (this one
 //! included) report it down. Until this node's own checks have proven the
 //! backend (just after start), a majority of the peers that report it is
-//! enough, so a new node benefits from the fleet's checks at once.
+//! enough, so a new node benefits from the fleet's checks at once. A
+//! backend with a fleet-wide budget must also be below this node's share
+//! of it ([`crate::budget`]); a backend over it is skipped like a full
+//! one, so the client gets another backend that has room. The driver
+//! (the [`crate::node::Node`]) writes the fleet's side of each budget with
+//! [`Pool::set_budget_view`] and reads the claims it reports with
+//! [`Pool::handle_report`].
 
+use crate::budget::{Budget, BudgetView};
 use crate::cluster::view::RemoteLoad;
 use crate::health::{Health, HealthConfig};
 use crate::policy::{self, Candidate, Policy};
@@ -65,6 +72,9 @@ pub struct BackendSpec {
     pub name: String,
     /// This node's limit of concurrent connections to the backend.
     pub max_connections: Option<u32>,
+    /// The fleet's limit of concurrent connections to the backend (a
+    /// budget shared by every node, see [`crate::budget`]).
+    pub fleet_max_connections: Option<u32>,
 }
 
 /// Why a health state changed.
@@ -90,7 +100,7 @@ pub enum PoolEvent {
 /// No backend could take a connection; the counts say why.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "no backend available ({down} down, {fleet_down} down by the fleet, {draining} draining, {full} at max_connections, {tried} already tried for this client)"
+    "no backend available ({down} down, {fleet_down} down by the fleet, {draining} draining, {full} at max_connections, {over_budget} at this node's share of fleet_max_connections, {tried} already tried for this client)"
 )]
 pub struct NoBackend {
     pub down: usize,
@@ -98,7 +108,17 @@ pub struct NoBackend {
     /// Drained by an operator (fleet-wide): takes no new connection.
     pub draining: usize,
     pub full: usize,
+    /// At this node's share of the fleet-wide budget.
+    pub over_budget: usize,
     pub tried: usize,
+}
+
+impl NoBackend {
+    /// Whether the fleet-wide budget was what refused the client: some
+    /// backend that was up had room here but not in the budget.
+    pub fn is_budget(&self) -> bool {
+        self.over_budget > 0
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -110,6 +130,7 @@ struct Backend {
     checking: bool,
     remote: RemoteLoad,
     draining: bool,
+    budget: Option<Budget>,
 }
 
 impl Backend {
@@ -118,10 +139,28 @@ impl Backend {
         self.health.is_up()
             && !self.draining
             && !self.fleet_down(live_nodes)
-            && self
-                .spec
-                .max_connections
-                .is_none_or(|max| self.active < max)
+            && !self.full()
+            && !self.over_budget()
+    }
+
+    fn full(&self) -> bool {
+        self.spec
+            .max_connections
+            .is_some_and(|max| self.active >= max)
+    }
+
+    fn over_budget(&self) -> bool {
+        self.budget.as_ref().is_some_and(|b| !b.admits(self.active))
+    }
+
+    /// Counts a new connection; true if it raised the budget claim.
+    fn open(&mut self) -> bool {
+        let raised = self
+            .budget
+            .as_mut()
+            .is_some_and(|b| b.handle_open(self.active));
+        self.active += 1;
+        raised
     }
 
     fn fleet_down(&self, live_nodes: u32) -> bool {
@@ -144,6 +183,8 @@ pub struct Pool {
     events: VecDeque<PoolEvent>,
     candidates: Vec<Candidate>,
     live_nodes: u32,
+    /// A budget claim was raised since the node last read the claims.
+    raised: bool,
 }
 
 impl Pool {
@@ -169,7 +210,6 @@ impl Pool {
         let backends = specs
             .into_iter()
             .map(|spec| Backend {
-                spec,
                 health: Health::new(),
                 active: 0,
                 next_check: Instant::from_nanos(
@@ -178,6 +218,8 @@ impl Pool {
                 checking: false,
                 remote: RemoteLoad::default(),
                 draining: false,
+                budget: spec.fleet_max_connections.map(Budget::new),
+                spec,
             })
             .collect::<Vec<_>>();
         Pool {
@@ -188,6 +230,7 @@ impl Pool {
             rr_cursor: 0,
             events: VecDeque::new(),
             live_nodes: 1,
+            raised: false,
         }
     }
 
@@ -265,6 +308,11 @@ impl Pool {
         self.live_nodes
     }
 
+    /// The backend's fleet-wide budget on this node, if it has one.
+    pub fn budget(&self, id: BackendId) -> Option<&Budget> {
+        self.backends[id.0].budget.as_ref()
+    }
+
     // ----- inputs -----
 
     /// Chooses a backend for a new client and counts the connection.
@@ -286,7 +334,7 @@ impl Pool {
         if self.backends.len() > SAMPLED_POOL_MIN
             && let Some(index) = self.sample(rng, tried)
         {
-            self.backends[index].active += 1;
+            self.raised |= self.backends[index].open();
             return Ok(BackendId(index));
         }
         self.acquire_with(tried, |candidates, rr_cursor| {
@@ -357,6 +405,7 @@ impl Pool {
             fleet_down: 0,
             draining: 0,
             full: 0,
+            over_budget: 0,
             tried: 0,
         };
         let fleet = self.policy != Policy::LocalLeastConn;
@@ -370,8 +419,10 @@ impl Pool {
                 why.draining += 1;
             } else if b.fleet_down(self.live_nodes) {
                 why.fleet_down += 1;
-            } else if b.spec.max_connections.is_some_and(|max| b.active >= max) {
+            } else if b.full() {
                 why.full += 1;
+            } else if b.over_budget() {
+                why.over_budget += 1;
             } else {
                 let remote = if fleet { u64::from(b.remote.active) } else { 0 };
                 self.candidates.push(Candidate {
@@ -380,12 +431,28 @@ impl Pool {
                 });
             }
         }
-        let index = choose(&self.candidates, &mut self.rr_cursor).ok_or(why)?;
+        let Some(index) = choose(&self.candidates, &mut self.rr_cursor) else {
+            if self.candidates.is_empty() && why.over_budget > 0 {
+                // The budget alone kept these backends from the client.
+                for (index, b) in self.backends.iter_mut().enumerate() {
+                    if !tried.contains(&BackendId(index))
+                        && b.health.is_up()
+                        && !b.draining
+                        && !b.fleet_down(self.live_nodes)
+                        && !b.full()
+                        && let Some(budget) = b.budget.as_mut().filter(|x| !x.admits(b.active))
+                    {
+                        budget.handle_refused();
+                    }
+                }
+            }
+            return Err(why);
+        };
         assert!(
             self.candidates.iter().any(|c| c.index == index),
             "chooser returned {index}, not a candidate"
         );
-        self.backends[index].active += 1;
+        self.raised |= self.backends[index].open();
         Ok(BackendId(index))
     }
 
@@ -414,6 +481,43 @@ impl Pool {
     /// backend takes no new connection; established ones are left alone.
     pub fn set_draining(&mut self, id: BackendId, draining: bool) {
         self.backends[id.0].draining = draining;
+    }
+
+    /// The fleet's side of `id`'s budget (ignored if it has none).
+    pub fn set_budget_view(&mut self, id: BackendId, view: BudgetView) {
+        if let Some(b) = &mut self.backends[id.0].budget {
+            b.set_view(view);
+        }
+    }
+
+    /// This node reports `id` now (`periodic`: the report of an
+    /// interval): its budget claim is re-decided (see
+    /// [`Budget::handle_report`]) and returned for the report; `None`
+    /// without a budget.
+    pub fn handle_report(&mut self, id: BackendId, periodic: bool) -> Option<u32> {
+        // The node reports every backend at once.
+        self.raised = false;
+        let b = &mut self.backends[id.0];
+        let active = b.active;
+        b.budget
+            .as_mut()
+            .map(|budget| budget.handle_report(active, periodic))
+    }
+
+    /// Allows every budget a raise again (the node's raise tick).
+    pub fn handle_budget_tick(&mut self) {
+        for b in &mut self.backends {
+            if let Some(budget) = &mut b.budget {
+                budget.handle_raise_tick();
+            }
+        }
+    }
+
+    /// Whether a backend's budget claim was raised and not yet published:
+    /// the driver then calls [`crate::node::Node::handle_budget_raised`],
+    /// so the fleet hears of the raise within a hop. O(1).
+    pub fn has_unpublished_raise(&self) -> bool {
+        self.raised
     }
 
     /// How many nodes are live in the fleet, this one included (1 alone).
@@ -508,6 +612,7 @@ mod tests {
             .map(|i| BackendSpec {
                 name: format!("127.0.0.1:{}", 5000 + i),
                 max_connections: max,
+                fleet_max_connections: None,
             })
             .collect();
         let p = Pool::new(
@@ -566,6 +671,7 @@ mod tests {
                 fleet_down: 0,
                 draining: 0,
                 full: 2,
+                over_budget: 0,
                 tried: 0
             })
         );
@@ -855,7 +961,7 @@ mod proptests {
             ops in proptest::collection::vec(op(), 0..200),
         ) {
             let mut rng = SmallRng::seed_from_u64(seed);
-            let specs = (0..n).map(|i| BackendSpec { name: i.to_string(), max_connections: max }).collect();
+            let specs = (0..n).map(|i| BackendSpec { name: i.to_string(), max_connections: max, fleet_max_connections: None }).collect();
             let mut p = Pool::new(Policy::LeastConn, HealthConfig::default(), specs, Instant::ZERO, &mut rng);
             let mut open: Vec<BackendId> = Vec::new();
             let mut now = Instant::ZERO;

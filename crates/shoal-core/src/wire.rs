@@ -48,7 +48,8 @@ use serde::de::DeserializeOwned;
 /// 2: report entries carry a drain mark (fleet state); version 1 nodes
 /// and version 2 nodes refuse each other's messages.
 /// 3: shard 0 of a report carries the origin's client-facing addresses
-/// (`ReportShard::clients`, decision 51).
+/// (`ReportShard::clients`, decision 51), and report entries carry a
+/// budget claim (decision 48).
 pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
@@ -445,6 +446,7 @@ mod tests {
                 version: u64::MAX - i,
                 draining: true,
             }),
+            claim: Some(u32::MAX - i as u32),
         }
     }
 
@@ -476,10 +478,10 @@ mod tests {
         assert_eq!(s.len(), 1);
         let d = encode_reports(&s, DATAGRAM).unwrap();
         assert_eq!(d.len(), 1);
-        // Room to spare below the datagram: a shard 0 of the widest
-        // entries, each with a drain mark, and the most client addresses
-        // stays under 1030 bytes.
-        assert!(d[0].len() <= 1030, "{} bytes", d[0].len());
+        // A shard 0 of the widest entries, each with a drain mark and a
+        // budget claim, and the most client addresses: it fits the
+        // datagram.
+        assert!(d[0].len() <= DATAGRAM, "{} bytes", d[0].len());
         assert!(is_reports(&d[0]));
         assert_eq!(decode_reports(&d[0]).unwrap(), s);
     }
@@ -505,9 +507,9 @@ mod tests {
         let whole = bincode::serde::encode_to_vec(&small, config::<PACKET_BYTES_MAX>()).unwrap();
         assert_eq!(&d[0][2..], &whole[..]);
 
-        // 1000 backends of worst-case entries: 32 shards of ~900 bytes,
+        // 1000 backends of worst-case entries: 36 shards of ~950 bytes,
         // one per datagram.
-        for (backends, per) in [(1000u64, 1usize), (95, 3)] {
+        for (backends, per) in [(1000u64, 1usize), (83, 3)] {
             let all = shards("[::1]:7946", backends);
             let d = encode_reports(&all, DATAGRAM).unwrap();
             let mut back = Vec::new();
@@ -522,7 +524,7 @@ mod tests {
             if per == 1 {
                 assert_eq!(d.len(), all.len());
             } else {
-                // 3 shards of 32, 32 and 31 worst-case entries (~900
+                // 3 shards of 28, 28 and 27 worst-case entries (~950
                 // bytes each): none can share a datagram.
                 assert_eq!(d.len(), 3, "{sizes:?}");
             }
@@ -566,7 +568,7 @@ mod tests {
 
     #[test]
     fn garbage_oversized_foreign_and_malformed_report_datagrams_are_errors() {
-        let good = encode_reports(&shards("10.0.0.1:7946", 30), DATAGRAM)
+        let good = encode_reports(&shards("10.0.0.1:7946", 26), DATAGRAM)
             .unwrap()
             .remove(0);
         let mut rng = rand::rngs::SmallRng::seed_from_u64(9);

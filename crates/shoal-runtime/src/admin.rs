@@ -329,6 +329,23 @@ pub struct BackendStatus {
     /// Drained fleet-wide: no node opens a new connection to it; the
     /// counts above are the connections left.
     pub draining: bool,
+    /// Its fleet-wide budget, when `fleet_max_connections` is set.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub fleet_budget: Option<BudgetStatus>,
+}
+
+/// A backend's fleet-wide budget in `/status` (decision 48).
+#[derive(Debug, Serialize)]
+pub struct BudgetStatus {
+    /// `fleet_max_connections`.
+    pub limit: u32,
+    /// The connections this node may hold now.
+    pub share: u64,
+    /// Whether this node sees at most half of the fleet and keeps to its
+    /// fair part.
+    pub cut_off: bool,
+    /// Clients refused because of the budget alone.
+    pub refused: u64,
 }
 
 impl AdminState {
@@ -365,6 +382,23 @@ impl AdminState {
                         m.backend_cluster
                             .get_or_create(&labels)
                             .set(i64::try_from(cluster).unwrap_or(i64::MAX));
+                        let fleet_budget = b.pool.budget(id).map(|budget| {
+                            m.backend_budget
+                                .get_or_create(&labels)
+                                .set(i64::from(budget.limit()));
+                            m.backend_share
+                                .get_or_create(&labels)
+                                .set(i64::try_from(budget.share()).unwrap_or(i64::MAX));
+                            // A counter mirroring the core's count.
+                            let refused = m.backend_budget_refused.get_or_create(&labels);
+                            refused.inc_by(budget.refused().saturating_sub(refused.get()));
+                            BudgetStatus {
+                                limit: budget.limit(),
+                                share: budget.share(),
+                                cut_off: budget.view().is_cut_off(),
+                                refused: budget.refused(),
+                            }
+                        });
                         BackendStatus {
                             address,
                             up,
@@ -374,6 +408,7 @@ impl AdminState {
                             remote_connections: remote.active,
                             cluster_connections: cluster,
                             draining,
+                            fleet_budget,
                         }
                     })
                     .collect();

@@ -64,6 +64,7 @@ pub struct ListenerState {
     client_connections: Counter,
     no_backend: Counter,
     proxy_header_errors: Counter,
+    budget_refused: Counter,
     pub active: Gauge,
     /// Woken on every health flip, so the fleet publishes at once.
     pub flips: Arc<Notify>,
@@ -104,6 +105,7 @@ impl ListenerState {
             .map(|a| BackendSpec {
                 name: a.to_string(),
                 max_connections: config.backend_max_connections,
+                fleet_max_connections: config.fleet_max_connections,
             })
             .collect();
         let pool = Pool::new(config.policy, config.health, specs, clock.now(), &mut rng);
@@ -149,6 +151,10 @@ impl ListenerState {
             no_backend: metrics.no_backend.get_or_create(&listener_labels).clone(),
             proxy_header_errors: metrics
                 .proxy_header_errors
+                .get_or_create(&listener_labels)
+                .clone(),
+            budget_refused: metrics
+                .budget_refused
                 .get_or_create(&listener_labels)
                 .clone(),
             active: metrics
@@ -398,7 +404,14 @@ async fn serve_client(
             let mut b = state.lock();
             let Balancer { pool, rng } = &mut *b;
             match pool.acquire(rng, &tried) {
-                Ok(id) => id,
+                Ok(id) => {
+                    if pool.has_unpublished_raise() {
+                        // The fleet task publishes at once, as after a
+                        // health flip (decision 48).
+                        state.flips.notify_one();
+                    }
+                    id
+                }
                 Err(why) => break Err(Refused::NoBackend(why)),
             }
         };
@@ -446,11 +459,20 @@ async fn serve_client(
         Err(why) => {
             let reason = match (&why, tried.is_empty()) {
                 (Refused::Local, _) => "local-resource",
+                // Some backend had room here but not in the fleet's
+                // budget: not a "no backend" (decision 48).
+                (Refused::NoBackend(w), _) if w.is_budget() => "over-budget",
                 (Refused::NoBackend(_), true) => "no-backend",
                 _ => "connect-failed",
             };
-            if !matches!(why, Refused::Local) {
-                state.no_backend.inc();
+            match &why {
+                Refused::Local => {}
+                Refused::NoBackend(w) if w.is_budget() => {
+                    state.budget_refused.inc();
+                }
+                _ => {
+                    state.no_backend.inc();
+                }
             }
             let no_backend = match why {
                 Refused::NoBackend(w) => Some(w.to_string()),

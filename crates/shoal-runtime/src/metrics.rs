@@ -159,6 +159,10 @@ pub struct Metrics {
     pub listener_active: Family<ListenerLabels, Gauge>,
     pub no_backend: Family<ListenerLabels, Counter>,
     pub proxy_header_errors: Family<ListenerLabels, Counter>,
+    pub budget_refused: Family<ListenerLabels, Counter>,
+    pub backend_budget: Family<BackendLabels, Gauge>,
+    pub backend_share: Family<BackendLabels, Gauge>,
+    pub backend_budget_refused: Family<BackendLabels, Counter>,
     pub local_resource_errors: Family<LocalErrorLabels, Counter>,
     pub cluster_members: Gauge,
     pub gossip_messages: Family<FlowLabels, Counter>,
@@ -202,6 +206,10 @@ impl Metrics {
             listener_active: Family::default(),
             no_backend: Family::default(),
             proxy_header_errors: Family::default(),
+            budget_refused: Family::default(),
+            backend_budget: Family::default(),
+            backend_share: Family::default(),
+            backend_budget_refused: Family::default(),
             local_resource_errors: Family::default(),
             cluster_members: Gauge::default(),
             gossip_messages: Family::default(),
@@ -273,6 +281,26 @@ impl Metrics {
             "shoal_listener_proxy_header_errors",
             "Clients closed because they did not start with a valid PROXY protocol header (accept_proxy listeners)",
             m.proxy_header_errors.clone(),
+        );
+        registry.register(
+            "shoal_listener_budget_refused",
+            "Clients closed because every backend that could take them was at this node's share of its fleet_max_connections",
+            m.budget_refused.clone(),
+        );
+        registry.register(
+            "shoal_backend_fleet_budget",
+            "The backend's fleet_max_connections: connections the whole fleet may open to it",
+            m.backend_budget.clone(),
+        );
+        registry.register(
+            "shoal_backend_fleet_share",
+            "This node's share of the backend's fleet_max_connections (new connections open while its own count is below it)",
+            m.backend_share.clone(),
+        );
+        registry.register(
+            "shoal_backend_budget_refused",
+            "Times the backend's fleet budget alone kept it from a client that was then refused",
+            m.backend_budget_refused.clone(),
         );
         registry.register(
             "shoal_local_resource_errors",

@@ -39,6 +39,11 @@ pub struct ClientTally {
     /// Not counted in the sum: clients whose first address was down and
     /// who reached another node.
     pub redirected: u64,
+    /// Of `refused_no_backend`: refused by a fleet-wide budget.
+    pub refused_budget: u64,
+    /// Of those: while every backend that could take them held less than
+    /// 95 % of its budget fleet-wide.
+    pub refused_budget_under: u64,
 }
 
 impl ClientTally {
@@ -202,6 +207,18 @@ pub struct DrainStats {
     pub staleness_max: Duration,
 }
 
+/// A fleet-wide budget (`fleet_max_connections`, decision 48).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BudgetStats {
+    pub limit: u32,
+    /// The largest fleet-wide count on one backend (set up or
+    /// established), and when (from the start).
+    pub peak: u32,
+    pub peak_at: Duration,
+    /// From each crash to the fleet holding 95 % of the budget again.
+    pub refills: Summary,
+}
+
 /// Membership events the nodes reported.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct MemberStats {
@@ -270,6 +287,8 @@ pub struct FleetReport {
     /// (never arrived, or expired). Non-zero means remote counts vanish.
     pub view_gaps: (u64, u64),
     pub drains: DrainStats,
+    /// Fleet-wide budgets, when the scenario sets one.
+    pub budget: Option<BudgetStats>,
     pub members: MemberStats,
     pub net: NetStats,
     /// Only from [`super::sim::run_keep_going`]: the first violation of
@@ -430,6 +449,19 @@ impl fmt::Display for FleetReport {
                 ms(self.bounds.drain)
             )?;
             summary(f, "drain spread (all hold it)", &d.spread, None)?;
+        }
+        if let Some(b) = &self.budget {
+            writeln!(
+                f,
+                "  budget {}: peak {} ({:.3} of the budget) at {}; refused by it {} ({} with the fleet under 95 %)",
+                b.limit,
+                b.peak,
+                f64::from(b.peak) / f64::from(b.limit.max(1)),
+                ms(b.peak_at),
+                self.clients.refused_budget,
+                self.clients.refused_budget_under
+            )?;
+            summary(f, "budget refill after a crash", &b.refills, None)?;
         }
         let m = &self.members;
         writeln!(

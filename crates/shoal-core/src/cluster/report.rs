@@ -21,19 +21,19 @@ use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry, 11 more with a drain mark, plus ~70 of header) a full shard
-/// stays under 950 bytes, so one always fits a report datagram, and small
+/// an entry, 11 more with a drain mark, 6 more with a budget claim, plus
+/// ~70 of header, and shard 0's client addresses) a full shard stays near
+/// 1000 bytes, so one always fits a report datagram (1100), and small
 /// shards share one.
-pub const ENTRIES_PER_SHARD_MAX: usize = 32;
+pub const ENTRIES_PER_SHARD_MAX: usize = 28;
 
 /// Client-facing IP addresses a node advertises in its report, at most
 /// (decision 51): four IPv6 addresses add 69 bytes to shard 0, which
-/// keeps a full shard 0 of the widest entries under 1030 bytes, inside
-/// one report datagram.
+/// keeps a full shard 0 of the widest entries inside one report datagram.
 pub const CLIENT_ADDRS_MAX: usize = 4;
 
-/// Shards in one report: bounds the report of one node to 32 × 256 =
-/// 8,192 backends.
+/// Shards in one report: bounds the report of one node to 28 × 256 =
+/// 7,168 backends.
 pub const SHARDS_MAX: usize = 256;
 
 /// A backend as the fleet knows it: FNV-1a 64 of `listener \xff backend`.
@@ -67,6 +67,10 @@ pub struct ReportEntry {
     /// any: fleet state rides on the reports, so every member that hears
     /// from the origin learns it (see [`DrainMark`]).
     pub drain: Option<DrainMark>,
+    /// The connections the origin may hold to the backend under a
+    /// fleet-wide budget (its claim, see [`crate::budget`]); `None` when
+    /// the origin has no budget for it.
+    pub claim: Option<u32>,
 }
 
 impl ReportEntry {
@@ -78,7 +82,15 @@ impl ReportEntry {
             healthy,
             active,
             drain: None,
+            claim: None,
         }
+    }
+
+    /// What the entry holds against a fleet-wide budget: its claim, or its
+    /// count when it claims none (an origin without the budget configured
+    /// still holds what it has open).
+    pub fn claimed(&self) -> u64 {
+        u64::from(self.claim.unwrap_or(self.active).max(self.active))
     }
 }
 
@@ -250,7 +262,7 @@ mod tests {
 
     #[test]
     fn reports_are_split_into_numbered_shards() {
-        let entries: Vec<_> = (0..95).map(entry).collect();
+        let entries: Vec<_> = (0..83).map(entry).collect();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries, &[ip]);
         assert_eq!(s.len(), 3);
@@ -261,7 +273,7 @@ mod tests {
                 .enumerate()
                 .all(|(i, x)| x.shard == i as u16 && x.shards == 3 && x.seq == 7)
         );
-        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 95);
+        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 83);
         let empty = shard("127.0.0.1:1".parse().unwrap(), 1, 1, &[], &[]);
         assert_eq!(empty.len(), 1);
         assert!(empty[0].clients.is_empty());

@@ -40,9 +40,28 @@ struct Held {
 pub struct LoadView {
     origins: BTreeMap<SocketAddr, BTreeMap<u16, Held>>,
     totals: BTreeMap<BackendKey, RemoteLoad>,
+    /// Σ of the peers' budget claims per backend ([`ReportEntry::claimed`]).
+    claims: BTreeMap<BackendKey, u64>,
     generation: u64,
     /// Bumped whenever any origin's client addresses may have changed.
     clients_generation: u64,
+}
+
+fn add_claims(claims: &mut BTreeMap<BackendKey, u64>, entries: &[ReportEntry]) {
+    for e in entries {
+        *claims.entry(e.key).or_default() += e.claimed();
+    }
+}
+
+fn subtract_claims(claims: &mut BTreeMap<BackendKey, u64>, entries: &[ReportEntry]) {
+    for e in entries {
+        if let Some(c) = claims.get_mut(&e.key) {
+            *c = c.saturating_sub(e.claimed());
+            if *c == 0 {
+                claims.remove(&e.key);
+            }
+        }
+    }
 }
 
 fn add(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
@@ -71,6 +90,12 @@ impl LoadView {
     /// The fleet's load on `key`, zero if no peer reports it.
     pub fn remote(&self, key: BackendKey) -> RemoteLoad {
         self.totals.get(&key).copied().unwrap_or_default()
+    }
+
+    /// Σ of the peers' claims on `key` against its fleet-wide budget (a
+    /// peer's count where it claims nothing).
+    pub fn claims(&self, key: BackendKey) -> u64 {
+        self.claims.get(&key).copied().unwrap_or(0)
     }
 
     /// Changes on every update; drivers compare it to skip unchanged views.
@@ -142,9 +167,11 @@ impl LoadView {
         for i in stale {
             if let Some(old) = held.remove(&i) {
                 subtract(&mut self.totals, &old.shard.entries);
+                subtract_claims(&mut self.claims, &old.shard.entries);
             }
         }
         add(&mut self.totals, &shard.entries);
+        add_claims(&mut self.claims, &shard.entries);
         held.insert(
             shard.shard,
             Held {
@@ -165,6 +192,7 @@ impl LoadView {
         };
         for h in held.values() {
             subtract(&mut self.totals, &h.shard.entries);
+            subtract_claims(&mut self.claims, &h.shard.entries);
         }
         if held.contains_key(&0) {
             self.clients_generation += 1;
@@ -186,6 +214,7 @@ impl LoadView {
             for i in old {
                 if let Some(h) = held.remove(&i) {
                     subtract(&mut self.totals, &h.shard.entries);
+                    subtract_claims(&mut self.claims, &h.shard.entries);
                     dropped += 1;
                     if i == 0 {
                         self.clients_generation += 1;
@@ -250,8 +279,13 @@ mod tests {
                 reporters: 2
             }
         );
-        v.apply(T0, shard(1, 1, 2, 0, 1, &[(10, true, 1), (11, true, 0)]));
+        // Without claims, a peer holds what it has open.
+        assert_eq!(v.claims(BackendKey(10)), 7);
+        let mut claiming = shard(1, 1, 2, 0, 1, &[(10, true, 1), (11, true, 0)]);
+        claiming.entries[0].claim = Some(9);
+        v.apply(T0, claiming);
         assert_eq!(v.remote(BackendKey(10)).active, 5);
+        assert_eq!(v.claims(BackendKey(10)), 9 + 4);
         assert_eq!(v.remote(BackendKey(11)).down_votes, 1);
         assert_eq!(v.remote(BackendKey(99)), RemoteLoad::default());
     }
@@ -282,6 +316,7 @@ mod tests {
         assert!(v.remove_origin(SocketAddr::from(([127, 0, 0, 1], 2))));
         assert!(v.generation() > g);
         assert_eq!(v.remote(BackendKey(10)), RemoteLoad::default());
+        assert_eq!(v.claims(BackendKey(10)), 0);
         assert_eq!(v.origins().count(), 0);
     }
 }

@@ -37,6 +37,7 @@
 //! for, [`Node::handle_seeds`] for an [`Action::Resolve`] (every one must
 //! be answered, with an empty list if resolution failed),
 //! [`Node::handle_health_changed`] after a pool's health flip,
+//! [`Node::handle_budget_raised`] after a pool raised a budget claim,
 //! [`Node::handle_timeout`] once [`Node::poll_timeout`] has passed, and
 //! [`Node::handle_leave`].
 //!
@@ -62,6 +63,7 @@ mod tests;
 
 pub use settings::{Settings, SettingsError};
 
+use crate::budget::BudgetView;
 use crate::cluster::identity::NodeId;
 use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
@@ -300,8 +302,15 @@ pub struct Node {
     next_sync_id: u64,
     actions: VecDeque<Action>,
     events: VecDeque<NodeEvent>,
-    /// `(view generation, live nodes)` last written into the pools.
-    pushed: Option<(u64, u32)>,
+    /// `(view generation, live nodes, fleet high-water)` last written into
+    /// the pools.
+    pushed: Option<(u64, u32, u32)>,
+    /// The largest fleet seen (this node included) and until when it is
+    /// held: fleet-wide budgets split their fair parts over it.
+    fleet_high: (u32, Instant),
+    /// When the pools' budgets may raise again; `None` while no pool has
+    /// a budget (no wake-ups for nothing).
+    budget_tick: Option<Instant>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
     /// `(clients generation, phase)` of the last answer polled.
@@ -350,6 +359,8 @@ impl Node {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             pushed: None,
+            fleet_high: (1, now),
+            budget_tick: None,
             entries: Vec::new(),
             stats: NodeStats::default(),
             answered: None,
@@ -570,6 +581,15 @@ impl Node {
         self.after(now, pools);
     }
 
+    /// A pool raised a budget claim ([`Pool::has_unpublished_raise`]):
+    /// publish at once, so peers count it before they raise their own.
+    pub fn handle_budget_raised(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.publishing() {
+            self.publish(now, pools, true);
+        }
+        self.after(now, pools);
+    }
+
     /// Fires whatever is due at `now` (call once [`Node::poll_timeout`]
     /// has passed; an early call does nothing harmful).
     pub fn handle_timeout(&mut self, now: Instant, pools: &mut dyn Pools) {
@@ -586,6 +606,12 @@ impl Node {
             if let Some(sync) = self.syncs.remove(&id) {
                 self.sync_failed(now, sync, SyncFailure::TimedOut);
             }
+        }
+        if let Some(tick) = self.budget_tick
+            && now >= tick
+        {
+            self.budget_tick = Some(now + self.settings.budget_raise_interval);
+            pools.each(&mut |_, pool| pool.handle_budget_tick());
         }
         match &mut self.state {
             State::Warming { deadline, .. } => {
@@ -711,6 +737,9 @@ impl Node {
             } => t = t.min(next_sync).min(next_reseed).min(next_resolve),
             State::Leaving { close_at } => t = t.min(close_at),
             State::Closed => {}
+        }
+        if let Some(tick) = self.budget_tick {
+            t = t.min(tick);
         }
         self.syncs.values().fold(t, |t, s| t.min(s.deadline))
     }
@@ -880,11 +909,10 @@ impl Node {
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
-                entries.push(ReportEntry::new(
-                    keys[l][id.0],
-                    pool.is_up(id),
-                    pool.active(id),
-                ));
+                entries.push(ReportEntry {
+                    claim: pool.handle_report(id, !urgent),
+                    ..ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
+                });
             }
         });
         self.cluster.publish_report(now, &entries, urgent);
@@ -932,26 +960,75 @@ impl Node {
             }
             self.publish(now, pools, false);
         }
-        self.push_view(pools);
+        self.push_view(now, pools);
     }
 
-    /// Writes the fleet's load and size into the pools when they changed.
-    fn push_view(&mut self, pools: &mut dyn Pools) {
-        let current = (self.cluster.view_generation(), self.cluster.live_nodes());
+    /// The largest fleet seen within [`Settings::budget_hold`], this node
+    /// included: it rises at once and falls to the live count only after
+    /// the hold, so a node cut off from the rest keeps to its fair part of
+    /// each budget for that long.
+    fn fleet_high(&mut self, now: Instant) -> u32 {
+        let live = self.cluster.live_nodes().max(1);
+        let (high, until) = &mut self.fleet_high;
+        if live >= *high || now >= *until {
+            *high = live;
+            *until = now + self.settings.budget_hold;
+        }
+        *high
+    }
+
+    /// Writes the fleet's load, size and budget claims into the pools when
+    /// they changed.
+    fn push_view(&mut self, now: Instant, pools: &mut dyn Pools) {
+        let high = self.fleet_high(now);
+        let current = (
+            self.cluster.view_generation(),
+            self.cluster.live_nodes(),
+            high,
+        );
         if self.pushed == Some(current) {
             return;
         }
         self.pushed = Some(current);
         let keys = &self.keys;
         let cluster = &self.cluster;
+        let me = cluster.identity().addr;
+        // Budgets split over the peers this node hears: those with a fresh
+        // report (decision 48).
+        let live = current.1.max(1);
+        let rank = cluster.view().origins().filter(|a| *a < me).count() as u32;
+        let mut has_budget = false;
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
                 let key = keys[l][id.0];
-                pool.set_remote(id, cluster.remote(key));
+                let remote = cluster.remote(key);
+                if let Some(limit) = pool.budget(id).map(|b| b.limit()) {
+                    has_budget = true;
+                    // A member SWIM holds alive but whose report is not
+                    // fresh (lost, or it cannot reach us) is taken to hold
+                    // its fair part: its claim is unknown, not zero.
+                    let heard = remote.reporters + 1;
+                    let silent = live.saturating_sub(heard);
+                    let fleet_nodes = high.max(heard);
+                    let fair = u64::from(limit) / u64::from(fleet_nodes);
+                    pool.set_budget_view(
+                        id,
+                        BudgetView {
+                            peer_claims: cluster.view().claims(key) + u64::from(silent) * fair,
+                            live_nodes: heard,
+                            fleet_nodes,
+                            rank,
+                        },
+                    );
+                }
+                pool.set_remote(id, remote);
                 pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
             }
         });
+        if has_budget && self.budget_tick.is_none() {
+            self.budget_tick = Some(now + self.settings.budget_raise_interval);
+        }
     }
 
     fn push_event(&mut self, event: NodeEvent) {

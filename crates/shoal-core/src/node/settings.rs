@@ -54,7 +54,23 @@ pub struct Settings {
     /// at most [`crate::cluster::report::CLIENT_ADDRS_MAX`] count.
     /// Default: none.
     pub client_addrs: Vec<IpAddr>,
+    /// How long the largest fleet seen is remembered for fleet-wide
+    /// budgets: a node that sees at most half of it meanwhile keeps to its
+    /// fair part of each budget (it may be cut off; decision 48).
+    pub budget_hold: Duration,
+    /// A node raises a budget claim at most once per this long, unless a
+    /// newer view of the fleet arrives first (decision 48): much longer
+    /// than a hop, so two raises of one node are never both unseen by a
+    /// peer deciding its own; short enough that a burst fills the budget
+    /// in a few rounds.
+    pub budget_raise_interval: Duration,
 }
+
+/// Default of [`Settings::budget_raise_interval`].
+pub const BUDGET_RAISE_INTERVAL_DEFAULT: Duration = Duration::from_millis(20);
+
+/// Default of [`Settings::budget_hold`].
+pub const BUDGET_HOLD_DEFAULT: Duration = Duration::from_secs(60);
 
 impl Default for Settings {
     fn default() -> Self {
@@ -94,6 +110,8 @@ impl Settings {
             leave_linger: Duration::from_millis(300),
             expected_nodes: 3,
             client_addrs: Vec::new(),
+            budget_hold: BUDGET_HOLD_DEFAULT,
+            budget_raise_interval: BUDGET_RAISE_INTERVAL_DEFAULT,
         }
     }
 

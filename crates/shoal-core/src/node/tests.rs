@@ -23,10 +23,16 @@ fn keys() -> Vec<Vec<BackendKey>> {
 }
 
 fn pool(now: Instant) -> Pool {
+    budget_pool(now, None)
+}
+
+/// Three backends, each with the fleet-wide budget `budget`.
+fn budget_pool(now: Instant, budget: Option<u32>) -> Pool {
     let specs = (0..3)
         .map(|b| BackendSpec {
             name: format!("b{b}"),
             max_connections: None,
+            fleet_max_connections: budget,
         })
         .collect();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
@@ -500,4 +506,110 @@ fn a_warming_node_is_left_out_of_every_answer_until_it_serves() {
     assert_eq!(net.nodes[1].phase(), Phase::Serving);
     assert_eq!(answer_v4(&net, 0), ips(&[0, 1]));
     assert_eq!(answer_v4(&net, 1), ips(&[0, 1]));
+}
+
+/// A client on node `i`, driven as the shells do: a budget raise is
+/// published at once.
+fn acquire(
+    net: &mut Net,
+    i: usize,
+    rng: &mut Xoshiro256PlusPlus,
+) -> Result<BackendId, crate::pool::NoBackend> {
+    let r = net.pools[i].acquire(rng, &[]);
+    if net.pools[i].has_unpublished_raise() {
+        let now = net.now;
+        net.nodes[i].handle_budget_raised(now, &mut net.pools[i]);
+        net.flush(i);
+    }
+    r
+}
+
+/// A fleet-wide budget holds over three nodes that all take clients
+/// faster than reports travel; a crashed node's share comes back to the
+/// others once it is declared down, and a node cut off from the other two
+/// keeps to its fair third.
+#[test]
+fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
+    let mut net = Net::new(3, Seeds::Zero);
+    let now = net.now;
+    net.pools = (0..3).map(|_| budget_pool(now, Some(30))).collect();
+    for i in 0..3 {
+        net.flush(i);
+    }
+    net.run_for(Duration::from_secs(3));
+    assert!((0..3).all(|i| net.nodes[i].live_nodes() == 3));
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(5);
+    let b = BackendId(0);
+    // Only backend 0 takes clients here.
+    for i in 0..3 {
+        for other in [1, 2] {
+            net.pools[i].set_draining(BackendId(other), true);
+        }
+    }
+    let total = |net: &Net| (0..3).map(|i| net.pools[i].active(b)).sum::<u32>();
+    // 100 clients spread over the nodes, between two report ticks.
+    let mut refused = 0;
+    for c in 0..100 {
+        let i = c % 3;
+        match acquire(&mut net, i, &mut rng) {
+            Ok(id) => assert_eq!(id, b),
+            Err(why) => {
+                assert!(why.is_budget(), "{why}");
+                refused += 1;
+            }
+        }
+    }
+    assert_eq!(total(&net), 30, "the budget is taken whole, not more");
+    assert_eq!(refused, 70);
+    assert!((0..3).all(|i| net.pools[i].budget(b).unwrap().refused() > 0));
+    // Reports go round; clients keep coming: the total stays at 30.
+    for _ in 0..20 {
+        net.run_for(Duration::from_millis(100));
+        for i in 0..3 {
+            let _ = acquire(&mut net, i, &mut rng);
+        }
+        assert!(total(&net) <= 30, "{}", total(&net));
+    }
+    // Node 2 crashes holding its connections: once it is declared down,
+    // nodes 0 and 1 may take its part.
+    let held_by_2 = net.pools[2].active(b);
+    assert!(held_by_2 > 0);
+    net.closed[2] = true;
+    let mut returned = None;
+    for step in 0..300 {
+        net.run_for(Duration::from_millis(100));
+        for i in 0..2 {
+            let _ = acquire(&mut net, i, &mut rng);
+        }
+        if net.pools[0].active(b) + net.pools[1].active(b) == 30 {
+            returned = Some(step);
+            break;
+        }
+    }
+    assert!(
+        returned.is_some(),
+        "node 2's share never came back: live {} {}, active {} {}, budgets {:?} {:?}",
+        net.nodes[0].live_nodes(),
+        net.nodes[1].live_nodes(),
+        net.pools[0].active(b),
+        net.pools[1].active(b),
+        net.pools[0].budget(b),
+        net.pools[1].budget(b)
+    );
+    assert!(net.nodes[0].live_nodes() == 2 && net.nodes[1].live_nodes() == 2);
+    // Node 1 alone of 3 (node 0 gone too) is cut off: its fair third only.
+    for _ in 0..net.pools[1].active(b) {
+        assert!(net.pools[1].release(b));
+    }
+    net.closed[0] = true;
+    for _ in 0..300 {
+        net.run_for(Duration::from_millis(100));
+        if net.nodes[1].live_nodes() == 1 {
+            break;
+        }
+    }
+    assert_eq!(net.nodes[1].live_nodes(), 1);
+    net.run_for(Duration::from_millis(300));
+    while acquire(&mut net, 1, &mut rng).is_ok() {}
+    assert_eq!(net.pools[1].active(b), 10, "the fair part of 30 over 3");
 }

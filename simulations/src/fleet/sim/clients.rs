@@ -135,6 +135,19 @@ impl Sim<'_> {
             Err(why) => {
                 self.record(Record::Refused, client, 0);
                 self.t.clients.refused_no_backend += 1;
+                if why.is_budget() {
+                    self.t.clients.refused_budget += 1;
+                    if let Some(limit) = self.s.backends.fleet_max_connections {
+                        // Under by more than 5 % on every backend the
+                        // client could still have had.
+                        let under = self.backends.iter().enumerate().all(|(k, b)| {
+                            tried.contains(&BackendId(k))
+                                || !b.state.is_up()
+                                || u64::from(b.global_active) * 100 < u64::from(limit) * 95
+                        });
+                        self.t.clients.refused_budget_under += u64::from(under);
+                    }
+                }
                 self.remove_client(client);
                 let checked = self.check_refusal(i, client, &tried, why);
                 self.soft(checked)
@@ -174,7 +187,9 @@ impl Sim<'_> {
         let b = &mut self.backends[id.0];
         b.stats.chosen += 1;
         b.global_active += 1;
-        let (state, epoch) = (b.state, b.epoch);
+        let (count, state, epoch) = (b.global_active, b.state, b.epoch);
+        let checked = self.check_budget(count);
+        self.soft(checked)?;
         self.nodes[i].connecting[id.0].insert(client);
         let delay = self.answer_delay(
             state,

@@ -19,6 +19,9 @@ impl Sim<'_> {
         let now = self.now();
         match action {
             Action::Crash(i) => {
+                if self.s.backends.fleet_max_connections.is_some() && self.nodes[i].proc.is_some() {
+                    self.t.budget_crashes.push(now);
+                }
                 self.exit_node(i, true);
                 Ok(())
             }

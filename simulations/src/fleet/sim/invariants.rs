@@ -6,7 +6,7 @@
 //! The list and their meaning are in [`crate::fleet`].
 
 use super::{ClientId, Sim, nanos, since_start};
-use crate::fleet::report::{Balance, DrainStats, FleetReport, Summary};
+use crate::fleet::report::{Balance, BudgetStats, DrainStats, FleetReport, Summary};
 use crate::trace::Record;
 use crate::violation::{Invariant, Violation, millis};
 use shoal_core::cluster::identity::NodeId;
@@ -312,6 +312,12 @@ impl Sim<'_> {
                 .max_connections
                 .is_some_and(|max| proc.pool.active(id) >= max);
             let full = self.s.backends.capacity.is_some_and(|c| b.established >= c);
+            // Over this node's share of the fleet's budget: the budget's
+            // own figures judge those refusals.
+            let over_budget = proc
+                .pool
+                .budget(id)
+                .is_some_and(|x| !x.admits(proc.pool.active(id)));
             let drained = proc
                 .node
                 .cluster()
@@ -321,6 +327,7 @@ impl Sim<'_> {
                 || !b.state.is_up()
                 || now <= b.trusted_at
                 || limit
+                || over_budget
                 || full
                 || drained
             {
@@ -435,6 +442,16 @@ impl Sim<'_> {
                 spread: Summary::of(&t.drain_spread),
                 staleness_max: t.drain_staleness_max,
             },
+            budget: self
+                .s
+                .backends
+                .fleet_max_connections
+                .map(|limit| BudgetStats {
+                    limit,
+                    peak: t.budget_peak.0,
+                    peak_at: since_start(t.budget_peak.1),
+                    refills: Summary::of(&t.budget_refills),
+                }),
             violations: self.noted,
             members: t.members.clone(),
             net: t.net,
@@ -608,6 +625,45 @@ impl Sim<'_> {
         Ok(())
     }
 
+    /// The budget invariant, at every connection a pool counts (so every
+    /// peak is seen, not only those at a sample): a backend's fleet-wide
+    /// count (set up or established) within the budget times
+    /// `fleet_overshoot_max_permille`. Also records the peak, and ends the
+    /// refill of each crash once the fleet holds 95 % of the budget again.
+    pub(super) fn check_budget(&mut self, count: u32) -> Result<(), Violation> {
+        let Some(limit) = self.s.backends.fleet_max_connections else {
+            return Ok(());
+        };
+        let now = self.now();
+        if count > self.t.budget_peak.0 {
+            self.t.budget_peak = (count, now);
+        }
+        if !self.t.budget_crashes.is_empty() {
+            let total: u64 = self
+                .backends
+                .iter()
+                .map(|b| u64::from(b.global_active))
+                .sum();
+            let budget = u64::from(limit) * self.backends.len() as u64;
+            if total * 100 >= budget * 95 {
+                let crashes = std::mem::take(&mut self.t.budget_crashes);
+                self.t
+                    .budget_refills
+                    .extend(crashes.into_iter().map(|at| now - at));
+            }
+        }
+        let permille = u64::from(self.s.backends.fleet_overshoot_max_permille);
+        if u64::from(count) * 1000 > u64::from(limit) * permille {
+            return Err(self.violation(
+                Invariant::Budget,
+                format!(
+                    "{count} connections to one backend fleet-wide, budget {limit} × {permille}‰"
+                ),
+            ));
+        }
+        Ok(())
+    }
+
     pub(super) fn check_expectations(&self) -> Result<(), Violation> {
         let e = &self.s.expect;
         let t = &self.t;
@@ -716,6 +772,34 @@ impl Sim<'_> {
             &mut failed,
         );
         at_least("drains", t.drain_commands, e.drains_min, &mut failed);
+        at_least(
+            "budget_refused",
+            t.clients.refused_budget,
+            e.budget_refused_min,
+            &mut failed,
+        );
+        at_most(
+            "budget_refused_under",
+            t.clients.refused_budget_under,
+            e.budget_refused_under_max,
+            &mut failed,
+        );
+        if let Some(max) = e.budget_refill_max_ms {
+            if let Some(r) = t.budget_refills.iter().max()
+                && *r > Duration::from_millis(max)
+            {
+                failed.push(format!(
+                    "budget refill {} > budget_refill_max_ms {max}",
+                    millis(nanos(*r))
+                ));
+            }
+            if !t.budget_crashes.is_empty() {
+                failed.push(format!(
+                    "{} crashes never saw the budget refilled",
+                    t.budget_crashes.len()
+                ));
+            }
+        }
         at_least(
             "drains_clock_behind",
             t.drains_clock_behind,

@@ -410,6 +410,11 @@ struct Tallies {
     connects_drained_elsewhere: u64,
     drain_spread: Vec<Duration>,
     drain_staleness_max: Duration,
+    /// The largest fleet-wide count on a budgeted backend, and when.
+    budget_peak: (u32, Instant),
+    /// Crashes whose budget refill is awaited.
+    budget_crashes: Vec<Instant>,
+    budget_refills: Vec<Duration>,
 }
 
 /// A drain mark the members its issuer reached in one hop must hold by
@@ -507,6 +512,7 @@ impl<'a> Sim<'a> {
             .map(|i| BackendSpec {
                 name: format!("10.1.0.{}:8080", i + 1),
                 max_connections: s.backends.max_connections,
+                fleet_max_connections: s.backends.fleet_max_connections,
             })
             .collect();
         let keys = specs

@@ -348,6 +348,10 @@ impl Sim<'_> {
             let proc = self.proc(i);
             proc.node.handle_health_changed(now, &mut proc.pool);
         }
+        let proc = self.proc(i);
+        if proc.pool.has_unpublished_raise() {
+            proc.node.handle_budget_raised(now, &mut proc.pool);
+        }
     }
 
     /// Carries the node's outputs until it has none; false if the process
@@ -455,6 +459,7 @@ impl Sim<'_> {
             .ids()
             .map(|id| ReportEntry {
                 drain: cluster.drain_mark(keys[id.0]),
+                claim: proc.pool.budget(id).map(|b| b.reported()),
                 ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
             })
             .collect();
