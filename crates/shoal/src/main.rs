@@ -1,4 +1,5 @@
-//! The `shoal` command: `run`, `check-config`, `demo`.
+//! The `shoal` command: `run`, `check-config`, `demo`, `ctl`, `status`,
+//! `certs`.
 //!
 //! Exit codes: 0 after a clean stop, 2 for a bad configuration, a bad
 //! certificate, a bad `--log-level` or a socket that cannot be bound, 1 for
@@ -10,10 +11,16 @@
 //!   `run` and `check-config`.
 //! - [`demo`]: `shoal demo`.
 //! - [`ctl`]: `shoal ctl`, commands to a running node's admin endpoint.
+//! - [`status`]: `shoal status`, and the admin HTTP client and in-place
+//!   redraw that `ctl` and `demo` share.
+//! - [`view`]: the fleet table drawn from a node's `/status`, for
+//!   `status` and `demo`.
 
 mod ctl;
 mod demo;
 mod load;
+mod status;
+mod view;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -72,6 +79,12 @@ enum Command {
     /// Operate a running fleet through any node's admin endpoint: drain
     /// or undrain a backend fleet-wide.
     Ctl(ctl::CtlArgs),
+    /// Show the fleet at a glance, as one node sees it: its members and
+    /// the age of their last report, and per backend each node's checks
+    /// and connections, the verdict, drains and the local and fleet-wide
+    /// counts. The same table `shoal demo` draws; the admin endpoint's
+    /// page (`GET /`) shows it in a browser.
+    Status(status::StatusArgs),
     /// Generate the cluster CA and node certificates (mutual TLS between
     /// nodes: a node without a certificate from the CA cannot join).
     #[command(subcommand)]
@@ -248,6 +261,7 @@ fn main() -> ExitCode {
             Ok(refused) => Failure::Usage(refused.to_string()),
             Err(e) => Failure::Other(e),
         }),
+        Command::Status(args) => status::run(args).map_err(Failure::Other),
         Command::Demo(args) => init_logging(&cli).and_then(|()| {
             let rt = runtime().map_err(Failure::Other)?;
             rt.block_on(demo::run(args.clone()))
