@@ -73,8 +73,9 @@ enum Command {
         file: PathBuf,
     },
     /// Start a local fleet on loopback: demo backends, three shoal nodes
-    /// with generated certificates, and a table of each node's local and
-    /// fleet-wide counts; runs until Ctrl-C or --duration.
+    /// with generated certificates, and the fleet table of `shoal status`
+    /// (redrawn in place on a terminal, with the logs sent to a file it
+    /// names); runs until Ctrl-C or --duration.
     Demo(demo::DemoArgs),
     /// Operate a running fleet through any node's admin endpoint: drain
     /// or undrain a backend fleet-wide.
@@ -114,17 +115,32 @@ enum CertsCommand {
 }
 
 /// A bad filter is bad input (exit 2). The parse error's `Display` already
-/// holds its cause, so it is printed once, not as a chain.
-fn init_logging(cli: &Cli) -> Result<(), Failure> {
+/// holds its cause, so it is printed once, not as a chain. Logs go to
+/// stderr, or to `file` (created or truncated; no colours) if given.
+fn init_logging(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), Failure> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
         Failure::Usage(format!(
             "--log-level (or RUST_LOG) {:?} is not a valid filter: {e}",
             cli.log_level
         ))
     })?;
+    let writer = match file {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(path) => {
+            let f = std::fs::File::create(path).map_err(|e| {
+                Failure::Usage(format!(
+                    "log file {}: cannot create it: {e}",
+                    path.display()
+                ))
+            })?;
+            BoxMakeWriter::new(std::sync::Arc::new(f))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(file.is_none())
+        .with_writer(writer);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -231,7 +247,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(Failure::Usage(e)),
         },
-        Command::Run { config } => init_logging(&cli)
+        Command::Run { config } => init_logging(&cli, None)
             .and_then(|()| load::load(config).map_err(Failure::Usage))
             .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
@@ -262,10 +278,13 @@ fn main() -> ExitCode {
             Err(e) => Failure::Other(e),
         }),
         Command::Status(args) => status::run(args).map_err(Failure::Other),
-        Command::Demo(args) => init_logging(&cli).and_then(|()| {
-            let rt = runtime().map_err(Failure::Other)?;
-            rt.block_on(demo::run(args.clone()))
-        }),
+        Command::Demo(args) => {
+            let log_file = args.log_file();
+            init_logging(&cli, log_file.as_deref()).and_then(|()| {
+                let rt = runtime().map_err(Failure::Other)?;
+                rt.block_on(demo::run(args.clone(), log_file))
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,
