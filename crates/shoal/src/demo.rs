@@ -42,8 +42,9 @@ pub struct DemoArgs {
     /// Port 0 gives every node a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the first node serves /metrics and /status; node N uses the
-    /// port plus N-1. Port 0 gives every node a free port.
+    /// Where the first node serves its status page (/), /status and
+    /// /metrics; node N uses the port plus N-1. Port 0 gives every node a
+    /// free port.
     #[arg(long, default_value = "127.0.0.1:9100")]
     admin: SocketAddr,
     /// Balancing policy: least-conn (fleet-wide), local-least-conn,

@@ -250,7 +250,7 @@ pub struct FleetStatus {
     pub identity: NodeId,
     pub phase: Phase,
     pub live_nodes: u32,
-    /// Live peers, in membership order.
+    /// Live peers, by name.
     pub members: Vec<MemberStatus>,
 }
 
@@ -414,7 +414,7 @@ impl Node {
             let held = entries.entry(shard.origin).or_default();
             held.extend(shard.entries.iter().map(|e| (e.key, *e)));
         }
-        let members = self
+        let mut members: Vec<MemberStatus> = self
             .cluster
             .members()
             .map(|id| MemberStatus {
@@ -423,6 +423,9 @@ impl Node {
                 entries: entries.remove(&id.addr).unwrap_or_default(),
             })
             .collect();
+        // By name, so that tables and pages drawn from it keep their rows
+        // and columns in place from one refresh to the next.
+        members.sort_by(|a, b| (&a.id.name, a.id.addr).cmp(&(&b.id.name, b.id.addr)));
         FleetStatus {
             identity: self.identity().clone(),
             phase: self.phase(),
