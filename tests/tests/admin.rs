@@ -237,19 +237,6 @@ async fn an_admin_client_that_stops_reading_its_answers_is_closed_after_the_idle
     assert!(answers < REQUESTS, "closed before every answer was written");
 }
 
-/// `/status` backend `addr` of listener `web`: whether it is draining.
-async fn draining(shoal: &Shoal, addr: std::net::SocketAddr) -> bool {
-    let s = shoal.status().await;
-    let b = s["listeners"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["address"] == addr.to_string())
-        .cloned()
-        .unwrap_or_else(|| panic!("no backend {addr} in {s}"));
-    b["draining"].as_bool().unwrap()
-}
-
 #[tokio::test]
 async fn commands_without_the_command_header_are_refused_so_other_sites_cannot_post_them() {
     let backend = Backend::start(Behaviour::Echo).await;
@@ -266,10 +253,7 @@ async fn commands_without_the_command_header_are_refused_so_other_sites_cannot_p
         assert_eq!(code, 403, "POST {path}: {body}");
         assert!(body.contains("x-shoal-command"), "names the header: {body}");
     }
-    assert!(
-        !draining(&shoal, backend.addr).await,
-        "refused: not drained"
-    );
+    assert!(!shoal.draining(backend.addr).await, "refused: not drained");
     assert_eq!(
         shoal.status().await["accepting"],
         true,
@@ -280,7 +264,7 @@ async fn commands_without_the_command_header_are_refused_so_other_sites_cannot_p
         .await
         .unwrap();
     assert_eq!(code, 200, "{body}");
-    assert!(draining(&shoal, backend.addr).await);
+    assert!(shoal.draining(backend.addr).await);
 }
 
 #[tokio::test]

@@ -11,24 +11,13 @@ mod browser;
 
 use browser::Browser;
 use shoal_e2e::backend::{Backend, Behaviour};
-use shoal_e2e::fleet::{Certs, fleet_config};
-use shoal_e2e::node::Shoal;
+use shoal_e2e::fleet::{Certs, start_fleet};
 use shoal_e2e::{WAIT, eventually};
 use std::net::SocketAddr;
 
 /// A listener name that is markup: drawn as HTML it would make an `<i>`
 /// element.
 const LISTENER: &str = "<i>web</i>";
-
-async fn draining_in_status(node: &Shoal, backend: SocketAddr) -> bool {
-    let s = node.status().await;
-    s["listeners"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["address"] == backend.to_string())
-        .is_some_and(|b| b["draining"] == true)
-}
 
 #[tokio::test]
 async fn a_drain_clicked_on_one_nodes_page_shows_as_draining_on_another() {
@@ -39,32 +28,10 @@ async fn a_drain_clicked_on_one_nodes_page_shows_as_draining_on_another() {
         Backend::start(Behaviour::Echo).await,
     ];
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
-    let certs = Certs::new();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut nodes: Vec<Shoal> = Vec::new();
-    for i in 1..=3 {
-        let seeds: Vec<String> = nodes
-            .first()
-            .map(|n| vec![n.cluster.unwrap().to_string()])
-            .unwrap_or_default();
-        let config = fleet_config(
-            &format!("node-{i}"),
-            &addrs,
-            any,
-            &seeds,
-            &certs.node(&format!("node-{i}")),
-            "",
-            "",
-        )
-        .replace("name = \"web\"", &format!("name = \"{LISTENER}\""));
-        nodes.push(Shoal::start(&config).await);
-    }
-    for node in &nodes {
-        eventually("every node to see the fleet", WAIT, || async {
-            (node.live_nodes().await == 3).then_some(())
-        })
-        .await;
-    }
+    let nodes = start_fleet(&Certs::new(), 3, &addrs, |config| {
+        config.replace("name = \"web\"", &format!("name = \"{LISTENER}\""))
+    })
+    .await;
 
     browser.goto(nodes[0].admin.unwrap(), "/").await;
     let mut names = eventually("node-1's page to list three nodes", WAIT, || async {
@@ -145,10 +112,10 @@ async fn a_drain_clicked_on_one_nodes_page_shows_as_draining_on_another() {
     // What the page showed is what the fleet holds.
     for node in &nodes {
         eventually("every node to hold the drain", WAIT, || async {
-            draining_in_status(node, addrs[0]).await.then_some(())
+            node.draining(addrs[0]).await.then_some(())
         })
         .await;
-        assert!(!draining_in_status(node, addrs[1]).await);
+        assert!(!node.draining(addrs[1]).await);
     }
     browser.client.clone().close().await.unwrap();
 }

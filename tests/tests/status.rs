@@ -3,8 +3,8 @@
 //! logs go to the file it was given.
 
 use shoal_e2e::backend::{Backend, Behaviour};
-use shoal_e2e::fleet::{Certs, fleet_config};
-use shoal_e2e::node::{Shoal, shoal_bin};
+use shoal_e2e::fleet::{Certs, start_fleet};
+use shoal_e2e::node::shoal_bin;
 use shoal_e2e::{WAIT, eventually};
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -36,18 +36,7 @@ async fn shoal_status_draws_every_member_and_each_nodes_view_of_each_backend() {
         Backend::start(Behaviour::Echo).await,
     ];
     let addrs: Vec<SocketAddr> = backends.iter().map(|b| b.addr).collect();
-    let certs = Certs::new();
-    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
-    let mut nodes: Vec<Shoal> = Vec::new();
-    for i in 1..=3 {
-        let seeds: Vec<String> = nodes
-            .first()
-            .map(|n| vec![n.cluster.unwrap().to_string()])
-            .unwrap_or_default();
-        let name = format!("node-{i}");
-        let config = fleet_config(&name, &addrs, any, &seeds, &certs.node(&name), "", "");
-        nodes.push(Shoal::start(&config).await);
-    }
+    let nodes = start_fleet(&Certs::new(), 3, &addrs, |config| config).await;
     // A client through node 2, so node 1's table shows node 2's count.
     let mut held = tokio::net::TcpStream::connect(nodes[1].listener("web"))
         .await
