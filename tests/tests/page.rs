@@ -1,8 +1,8 @@
 //! The admin endpoint's status page (`GET /`) in a real browser: headless
 //! Chromium loads node 1's page of a three-node fleet, sees the three
 //! nodes, clicks a backend's drain button, and node 2's page then shows
-//! that backend draining. The listener's name holds HTML, which the page
-//! must show as text.
+//! that backend draining (and an undrain clicked there shows on node 1's).
+//! The listener's name holds HTML, which the page must show as text.
 //!
 //! Needs the Debian packages chromium and chromium-driver (`.ci/run`
 //! installs them); without them the test fails naming them.
@@ -117,5 +117,25 @@ async fn a_drain_clicked_on_one_nodes_page_shows_as_draining_on_another() {
         .await;
         assert!(!node.draining(addrs[1]).await);
     }
+
+    // Undone from node-2's page, it is undone on node-1's.
+    eventually(
+        "a click on the undrain button of node-2's page",
+        WAIT,
+        || async {
+            browser
+                .click(&format!("{row} button.undrain"))
+                .await
+                .then_some(())
+        },
+    )
+    .await;
+    browser.goto(nodes[0].admin.unwrap(), "/").await;
+    eventually("node-1's page to show the undrain", WAIT, || async {
+        let undrained = browser.attr(&row, "data-draining").await.as_deref() == Some("false");
+        let button = browser.texts(&format!("{row} button")).await;
+        (undrained && button == ["drain"]).then_some(())
+    })
+    .await;
     browser.client.clone().close().await.unwrap();
 }
