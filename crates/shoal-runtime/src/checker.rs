@@ -7,6 +7,7 @@
 
 use crate::listener::ListenerState;
 use crate::metrics::{CheckLabels, CheckResult, LocalOp, Metrics};
+use shoal_core::proxy_header::{self, ProxyVersion};
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -35,10 +36,23 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-/// A probe: can a TCP connection be opened within `timeout`?
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
+/// A probe: can a TCP connection be opened within `timeout`? With
+/// `send_proxy`, the probe then sends the PROXY protocol header that says
+/// "no client" (v1 `UNKNOWN`, v2 `LOCAL`), as HAProxy's `check-send-proxy`
+/// does, so a backend that requires the header sees a well-formed
+/// connection; whether that write succeeds does not change the verdict.
+pub async fn probe(
+    addr: SocketAddr,
+    timeout: Duration,
+    send_proxy: Option<ProxyVersion>,
+) -> Result<(), ProbeError> {
     match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
-        Ok(Ok(_stream)) => Ok(()),
+        Ok(Ok(stream)) => {
+            if let Some(v) = send_proxy {
+                let _ = stream.try_write(&proxy_header::encode_local(v));
+            }
+            Ok(())
+        }
         Ok(Err(e)) => Err(ProbeError::Connect(e)),
         Err(_) => Err(ProbeError::Timeout(timeout)),
     }
@@ -56,8 +70,9 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
             while let Some(id) = b.pool.poll_check(now) {
                 let addr = state.config.backends[id.0];
                 let tx = tx.clone();
+                let send_proxy = state.config.send_proxy;
                 tokio::spawn(async move {
-                    let result = probe(addr, timeout).await;
+                    let result = probe(addr, timeout, send_proxy).await;
                     let _ = tx.send((id, result)).await;
                 });
             }

@@ -64,10 +64,10 @@ use rand::SeedableRng;
 // free to change between platforms and releases; a simulator seed must
 // replay the same foca choices anywhere.
 use rand::rngs::Xoshiro256PlusPlus;
-use report::{BackendKey, DrainMark, Inbox, ReportEntry, ReportShard};
+use report::{BackendKey, CLIENT_ADDRS_MAX, DrainMark, Inbox, ReportEntry, ReportShard};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -362,6 +362,11 @@ pub struct Cluster {
     owners: BTreeMap<String, NodeId>,
     /// Whether [`ClusterEvent::NameTaken`] was told (once per taker).
     name_taken_by: Option<NodeId>,
+    /// The addresses this node's shard 0 advertises to clients (see
+    /// [`Cluster::set_clients`]).
+    own_clients: Vec<IpAddr>,
+    /// Bumped on every membership change foca notifies.
+    members_generation: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -415,6 +420,8 @@ impl Cluster {
             live_names: BTreeMap::new(),
             owners: BTreeMap::new(),
             name_taken_by: None,
+            own_clients: Vec::new(),
+            members_generation: 0,
         }
     }
 
@@ -466,6 +473,21 @@ impl Cluster {
         self.drains.iter().map(|(k, m)| (*k, *m))
     }
 
+    /// The client addresses live peer `addr` advertises in its newest
+    /// shard 0, if this node holds one (within the report TTL).
+    pub fn clients_of(&self, addr: SocketAddr) -> Option<&[IpAddr]> {
+        self.view.clients_of(addr)
+    }
+
+    /// Changes whenever the live members or the client addresses they
+    /// advertise may have changed (what the fleet's DNS answer is made
+    /// of); far less often than [`Cluster::view_generation`].
+    pub fn clients_generation(&self) -> u64 {
+        self.view
+            .clients_generation()
+            .wrapping_add(self.members_generation)
+    }
+
     /// Counters for metrics.
     pub fn stats(&self) -> ClusterStats {
         self.stats
@@ -477,6 +499,13 @@ impl Cluster {
     }
 
     // ----- inputs -----
+
+    /// The addresses at which this node takes clients now (empty while
+    /// it does not), advertised in shard 0 of its next publication and
+    /// every one after (at most [`CLIENT_ADDRS_MAX`]; more are dropped).
+    pub fn set_clients(&mut self, clients: &[IpAddr]) {
+        self.own_clients = clients[..clients.len().min(CLIENT_ADDRS_MAX)].to_vec();
+    }
 
     /// Announces this node to every seed address but its own and, while
     /// it knows no live peer, to members it once knew (foca remembers down
@@ -755,13 +784,21 @@ impl Cluster {
                 ..*e
             })
             .collect();
-        let fresh = report::shard(me, self.epoch, self.report_seq + 1, &entries);
+        let fresh = report::shard(
+            me,
+            self.epoch,
+            self.report_seq + 1,
+            &entries,
+            &self.own_clients,
+        );
         let refresh = self.config.report_refresh;
         let recent = self.resend_window();
         let mut changed = vec![true; fresh.len()];
         for (i, new) in fresh.iter().enumerate() {
             if let Some(old) = self.own_shards.get(i) {
-                changed[i] = old.entries != new.entries || old.shards != new.shards;
+                changed[i] = old.entries != new.entries
+                    || old.shards != new.shards
+                    || old.clients != new.clients;
             }
         }
         let due: Vec<usize> = (0..fresh.len())
@@ -907,11 +944,17 @@ impl Cluster {
 
     /// Applies a peer's shard if its origin is not held down and it is
     /// newer than what is held.
-    fn accept(&mut self, now: Instant, shard: ReportShard) -> bool {
+    fn accept(&mut self, now: Instant, mut shard: ReportShard) -> bool {
         // A shard from an origin foca holds down is stale news.
         if self.down.contains(&shard.origin) || !self.inbox.offer(&shard) {
             return false;
         }
+        // Report datagrams are checked when decoded; shards from a sync
+        // are held to the same bound here.
+        if shard.shard != 0 {
+            shard.clients.clear();
+        }
+        shard.clients.truncate(CLIENT_ADDRS_MAX);
         for e in &shard.entries {
             if let Some(mark) = e.drain {
                 self.adopt_drain(e.key, mark);
@@ -1075,6 +1118,7 @@ impl Cluster {
         while let Some(n) = self.runtime.to_notify() {
             let event = match n {
                 OwnedNotification::MemberUp(id) => {
+                    self.members_generation += 1;
                     self.down.remove(&id.addr);
                     self.live.insert(id.addr);
                     welcome.insert(id.addr);
@@ -1082,6 +1126,7 @@ impl Cluster {
                     ClusterEvent::MemberUp(id)
                 }
                 OwnedNotification::MemberDown(id) => {
+                    self.members_generation += 1;
                     self.view.remove_origin(id.addr);
                     self.down.insert(id.addr);
                     self.live.remove(&id.addr);
@@ -1092,6 +1137,7 @@ impl Cluster {
                 }
                 // A restarted member lost our shards with its old life.
                 OwnedNotification::Rename(from, to) => {
+                    self.members_generation += 1;
                     welcome.insert(to.addr);
                     self.name_down(&from);
                     self.name_up(&to);
