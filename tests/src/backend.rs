@@ -323,9 +323,25 @@ pub async fn read_until_end(s: &mut TcpStream, max: usize) -> (Vec<u8>, std::io:
 
 /// One HTTP/1.0 GET; returns (status, body).
 pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, String)> {
+    let (status, _, body) = http_request(addr, "GET", path, &[]).await?;
+    Ok((status, body))
+}
+
+/// One HTTP/1.0 request with no body and `headers` added; returns
+/// (status, response head, body).
+pub async fn http_request(
+    addr: SocketAddr,
+    method: &str,
+    path: &str,
+    headers: &[(&str, &str)],
+) -> anyhow::Result<(u16, String, String)> {
     let mut s = TcpStream::connect(addr).await?;
-    s.write_all(format!("GET {path} HTTP/1.0\r\nhost: {addr}\r\n\r\n").as_bytes())
-        .await?;
+    let mut request = format!("{method} {path} HTTP/1.0\r\nhost: {addr}\r\n");
+    for (name, value) in headers {
+        request.push_str(&format!("{name}: {value}\r\n"));
+    }
+    request.push_str("\r\n");
+    s.write_all(request.as_bytes()).await?;
     let mut out = Vec::new();
     s.read_to_end(&mut out).await?;
     let text = String::from_utf8(out)?;
@@ -337,5 +353,5 @@ pub async fn http_get(addr: SocketAddr, path: &str) -> anyhow::Result<(u16, Stri
         .nth(1)
         .and_then(|s| s.parse().ok())
         .ok_or_else(|| anyhow::anyhow!("no status in {head:?}"))?;
-    Ok((status, body.to_owned()))
+    Ok((status, head.to_owned(), body.to_owned()))
 }

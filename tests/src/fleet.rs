@@ -92,3 +92,33 @@ warm_start_timeout_ms = 2000
         key = certs.key.display(),
     )
 }
+
+/// Starts `n` nodes, `node-1` … `node-n`, over `backends` (listener
+/// `web`, cluster on port 0, node-1 the others' seed) with `fleet_config`,
+/// each configuration passed through `edit` first; returns once every
+/// node sees `n` live members.
+pub async fn start_fleet(
+    certs: &Certs,
+    n: u32,
+    backends: &[SocketAddr],
+    edit: impl Fn(String) -> String,
+) -> Vec<crate::node::Shoal> {
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let mut nodes: Vec<crate::node::Shoal> = Vec::new();
+    for i in 1..=n {
+        let seeds: Vec<String> = nodes
+            .first()
+            .map(|n| vec![n.cluster.unwrap().to_string()])
+            .unwrap_or_default();
+        let name = format!("node-{i}");
+        let config = fleet_config(&name, backends, any, &seeds, &certs.node(&name), "", "");
+        nodes.push(crate::node::Shoal::start(&edit(config)).await);
+    }
+    for node in &nodes {
+        crate::eventually("every node to see the fleet", crate::WAIT, || async {
+            (node.live_nodes().await == u64::from(n)).then_some(())
+        })
+        .await;
+    }
+    nodes
+}

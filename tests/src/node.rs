@@ -386,6 +386,17 @@ impl Shoal {
     }
 
     /// `/status`'s fleet size (`cluster.live_nodes`, 1 without a fleet).
+    /// Whether `/status` shows `backend` of the first listener drained.
+    pub async fn draining(&self, backend: SocketAddr) -> bool {
+        let s = self.status().await;
+        s["listeners"][0]["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|b| b["address"] == backend.to_string())
+            .is_some_and(|b| b["draining"] == true)
+    }
+
     pub async fn live_nodes(&self) -> u64 {
         let s = self.status().await;
         s["cluster"]["live_nodes"].as_u64().unwrap_or(1)

@@ -1,7 +1,7 @@
 //! The admin endpoint (its series, its bounds, its part in shutdown) and
 //! the per-connection log line.
 
-use shoal_e2e::backend::{Backend, Behaviour};
+use shoal_e2e::backend::{Backend, Behaviour, http_request};
 use shoal_e2e::node::Shoal;
 use shoal_e2e::{WAIT, config, echo_round_trip, eventually};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -235,4 +235,60 @@ async fn an_admin_client_that_stops_reading_its_answers_is_closed_after_the_idle
     let got = read_until_closed(&mut slow, "a connection that stopped reading").await;
     let answers = got.windows(9).filter(|w| w == b"HTTP/1.1 ").count();
     assert!(answers < REQUESTS, "closed before every answer was written");
+}
+
+#[tokio::test]
+async fn commands_without_the_command_header_are_refused_so_other_sites_cannot_post_them() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let admin = shoal.admin.unwrap();
+    let drain = format!("/backends/web/{}/drain", backend.addr);
+    // What a cross-site HTML form sends: no custom header, a form body type.
+    let form = [
+        ("origin", "http://other.example"),
+        ("content-type", "application/x-www-form-urlencoded"),
+    ];
+    for path in [drain.as_str(), "/drain-node"] {
+        let (code, _, body) = http_request(admin, "POST", path, &form).await.unwrap();
+        assert_eq!(code, 403, "POST {path}: {body}");
+        assert!(body.contains("x-shoal-command"), "names the header: {body}");
+    }
+    assert!(!shoal.draining(backend.addr).await, "refused: not drained");
+    assert_eq!(
+        shoal.status().await["accepting"],
+        true,
+        "refused: still accepting"
+    );
+    // The status page and `shoal ctl` send it.
+    let (code, _, body) = http_request(admin, "POST", &drain, &[("x-shoal-command", "1")])
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{body}");
+    assert!(shoal.draining(backend.addr).await);
+}
+
+#[tokio::test]
+async fn the_status_page_is_one_self_contained_html_file() {
+    let backend = Backend::start(Behaviour::Echo).await;
+    let shoal = Shoal::start(&config(&[backend.addr], "")).await;
+    let (code, head, body) = http_request(shoal.admin.unwrap(), "GET", "/", &[])
+        .await
+        .unwrap();
+    assert_eq!(code, 200, "{head}");
+    let head = head.to_ascii_lowercase();
+    assert!(head.contains("content-type: text/html"), "{head}");
+    assert!(head.contains("frame-ancestors 'none'"), "{head}");
+    assert!(body.contains("fetch(\"/status\""), "reads /status");
+    assert!(body.contains("x-shoal-command"), "posts with the header");
+    // Nothing loaded from elsewhere, and fleet data never parsed as HTML.
+    for external in [
+        "http://",
+        "https://",
+        "src=",
+        "href=",
+        "innerHTML",
+        "@import",
+    ] {
+        assert!(!body.contains(external), "the page holds {external}");
+    }
 }

@@ -49,16 +49,6 @@ fn ctl(verb: &str, backend: &str, admin: &str, extra: &[&str]) -> std::process::
         .unwrap()
 }
 
-async fn draining_on(node: &Shoal, backend: SocketAddr) -> bool {
-    let s = node.status().await;
-    s["listeners"][0]["backends"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|b| b["address"] == backend.to_string())
-        .is_some_and(|b| b["draining"] == true)
-}
-
 #[tokio::test]
 async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connections_end() {
     let backends = [
@@ -95,7 +85,7 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
     );
     for node in &nodes {
         eventually("every node to hold the drain", WAIT, || async {
-            draining_on(node, addrs[0]).await.then_some(())
+            node.draining(addrs[0]).await.then_some(())
         })
         .await;
     }
@@ -177,7 +167,7 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
     })
     .await;
     assert!(
-        draining_on(&restarted, addrs[0]).await,
+        restarted.draining(addrs[0]).await,
         "learned at the warm start"
     );
     let before = backends[0].served.load(Ordering::SeqCst);
@@ -188,7 +178,7 @@ async fn a_drain_on_one_node_holds_for_the_fleet_and_wait_returns_when_connectio
     let out = ctl("undrain", &addrs[0].to_string(), &admin, &[]);
     assert!(out.status.success(), "{out:?}");
     eventually("the undrain to reach the restarted node", WAIT, || async {
-        (!draining_on(&restarted, addrs[0]).await).then_some(())
+        (!restarted.draining(addrs[0]).await).then_some(())
     })
     .await;
     drop((late, more));

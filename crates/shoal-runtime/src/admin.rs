@@ -1,5 +1,18 @@
-//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format) and
-//! `GET /status` (JSON: listeners, backends, health and counts).
+//! The admin HTTP endpoint: `GET /metrics` (Prometheus text format),
+//! `GET /status` (JSON: listeners, backends, health and counts, and each
+//! peer's view of each backend from its reports), `GET /` (the status page,
+//! one self-contained HTML file that reads `/status`), and the commands
+//! `POST /backends/{listener}/{backend}/drain`, `.../undrain` and
+//! `POST /drain-node`.
+//!
+//! The endpoint has no authentication: it is for a loopback or management
+//! address. So that a web page from another origin cannot make an
+//! operator's browser post a command (a plain HTML form can post
+//! cross-site, and the answer need not be readable for the harm to be
+//! done), every POST must carry the header [`COMMAND_HEADER`]: a form
+//! cannot set headers, and a cross-origin `fetch` that sets one needs a
+//! CORS preflight, which this endpoint never grants. `shoal ctl` and the
+//! status page send it.
 //!
 //! [`serve`] is its accept loop. Every bound is from `[node]`
 //! ([`AdminLimits`]): connections past `admin_connections_max` are closed at
@@ -15,7 +28,7 @@ use crate::listener::ListenerState;
 use crate::metrics::{BackendLabels, Metrics};
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{StatusCode, header};
+use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Json, Response};
 use axum::routing::{get, post};
 use hyper_util::rt::{TokioIo, TokioTimer};
@@ -284,6 +297,8 @@ pub struct Status {
 pub struct ClusterStatus {
     /// This node's identity, `name@addr#epoch.bump`.
     pub identity: String,
+    /// This node's cluster (QUIC) address.
+    pub addr: String,
     /// `warming` (joined; listeners not accepting until the warm start
     /// ends), `serving`, `leaving` or `closed`.
     pub phase: &'static str,
@@ -298,6 +313,19 @@ pub struct MemberStatus {
     pub addr: String,
     /// Age of its newest load report here, if one is held.
     pub report_age_ms: Option<u64>,
+}
+
+/// One node's view of one backend in `/status` (`backends[].nodes`): this
+/// node's own, then each live peer's from its newest report held here.
+#[derive(Debug, Serialize)]
+pub struct NodeView {
+    pub node: String,
+    /// The node's own checks; `null` if no report of the peer carries the
+    /// backend (none arrived yet, or it aged out).
+    pub checks_up: Option<bool>,
+    /// The node's exact count of open connections to the backend; `null`
+    /// as above.
+    pub active_connections: Option<u32>,
 }
 
 /// One listener in `/status`.
@@ -332,6 +360,9 @@ pub struct BackendStatus {
     /// Its fleet-wide budget, when `fleet_max_connections` is set.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub fleet_budget: Option<BudgetStatus>,
+    /// Each node's checks and count: this node first, then the live peers
+    /// (with `[cluster]`; this node alone without).
+    pub nodes: Vec<NodeView>,
 }
 
 /// A backend's fleet-wide budget in `/status` (decision 48).
@@ -351,6 +382,7 @@ pub struct BudgetStatus {
 impl AdminState {
     /// A snapshot of every listener, also copied into the gauges.
     pub fn status(&self, fleet: Option<FleetStatus>) -> Status {
+        let members = fleet.as_ref().map_or(&[][..], |f| &f.members[..]);
         let listeners = self
             .listeners
             .iter()
@@ -371,6 +403,20 @@ impl AdminState {
                         let remote = b.pool.remote(id);
                         let cluster = b.pool.cluster_active(id);
                         let draining = b.pool.is_draining(id);
+                        let key = BackendKey::new(&l.config.name, &address);
+                        let mut nodes = vec![NodeView {
+                            node: self.node_name.clone(),
+                            checks_up: Some(checks_up),
+                            active_connections: Some(active),
+                        }];
+                        nodes.extend(members.iter().map(|m| {
+                            let entry = m.entries.get(&key);
+                            NodeView {
+                                node: m.id.name.clone(),
+                                checks_up: entry.map(|e| e.healthy),
+                                active_connections: entry.map(|e| e.active),
+                            }
+                        }));
                         let m = &self.metrics;
                         m.backend_draining
                             .get_or_create(&labels)
@@ -409,6 +455,7 @@ impl AdminState {
                             cluster_connections: cluster,
                             draining,
                             fleet_budget,
+                            nodes,
                         }
                     })
                     .collect();
@@ -423,6 +470,7 @@ impl AdminState {
             .collect();
         let cluster = fleet.map(|f| ClusterStatus {
             identity: format!("{:?}", f.identity),
+            addr: f.identity.addr.to_string(),
             phase: match f.phase {
                 Phase::Warming => "warming",
                 Phase::Serving => "serving",
@@ -433,10 +481,10 @@ impl AdminState {
             members: f
                 .members
                 .iter()
-                .map(|(id, age)| MemberStatus {
-                    name: id.name.clone(),
-                    addr: id.addr.to_string(),
-                    report_age_ms: age.map(|a| a.as_millis() as u64),
+                .map(|m| MemberStatus {
+                    name: m.id.name.clone(),
+                    addr: m.id.addr.to_string(),
+                    report_age_ms: m.report_age.map(|a| a.as_millis() as u64),
                 })
                 .collect(),
         });
@@ -450,9 +498,19 @@ impl AdminState {
     }
 }
 
+/// The header every POST must carry (any value), so that only a client
+/// that can set headers on a same-origin request can command the node: not
+/// a cross-site form, not a cross-origin `fetch` (see the module doc).
+pub const COMMAND_HEADER: &str = "x-shoal-command";
+
+/// The status page: one self-contained file (inline CSS and JS, no
+/// external URL) that reads `/status` every 2 s and posts drains.
+const PAGE_HTML: &str = include_str!("admin_page.html");
+
 /// The endpoint's routes.
 pub fn router(state: AdminState) -> Router {
     Router::new()
+        .route("/", get(page))
         .route("/metrics", get(metrics))
         .route("/status", get(status))
         .route("/backends/{listener}/{backend}/drain", post(drain))
@@ -482,7 +540,46 @@ pub struct DrainNodeAnswer {
     pub open: i64,
 }
 
-async fn drain_node(State(s): State<AdminState>) -> Json<DrainNodeAnswer> {
+/// Refuses a POST without [`COMMAND_HEADER`], naming what is missing.
+fn refuse_without_command_header(headers: &HeaderMap) -> Option<Response> {
+    if headers.contains_key(COMMAND_HEADER) {
+        return None;
+    }
+    Some(
+        (
+            StatusCode::FORBIDDEN,
+            format!(
+                "commands need the header `{COMMAND_HEADER}: 1` (shoal ctl and the status page send it; \
+                 it keeps pages of other sites from posting commands through a browser)\n"
+            ),
+        )
+            .into_response(),
+    )
+}
+
+async fn page() -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            // The page runs only its own inline script and talks only to
+            // this endpoint; no other site may frame it (clickjacking of
+            // the drain buttons).
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; \
+                 connect-src 'self'; frame-ancestors 'none'; form-action 'none'; base-uri 'none'",
+            ),
+            (header::X_FRAME_OPTIONS, "DENY"),
+            (header::CACHE_CONTROL, "no-store"),
+        ],
+        PAGE_HTML,
+    )
+}
+
+async fn drain_node(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_without_command_header(&headers) {
+        return refused;
+    }
     if !s.drain_node.is_cancelled() {
         tracing::info!("drain-node requested on the admin endpoint");
     }
@@ -491,20 +588,29 @@ async fn drain_node(State(s): State<AdminState>) -> Json<DrainNodeAnswer> {
         node: s.node_name.clone(),
         open: s.listeners.iter().map(|l| l.active.get()).sum(),
     })
+    .into_response()
 }
 
 async fn drain(
     State(s): State<AdminState>,
+    headers: HeaderMap,
     Path((listener, backend)): Path<(String, String)>,
 ) -> Response {
-    set_drain(&s, listener, backend, true).await
+    match refuse_without_command_header(&headers) {
+        Some(refused) => refused,
+        None => set_drain(&s, listener, backend, true).await,
+    }
 }
 
 async fn undrain(
     State(s): State<AdminState>,
+    headers: HeaderMap,
     Path((listener, backend)): Path<(String, String)>,
 ) -> Response {
-    set_drain(&s, listener, backend, false).await
+    match refuse_without_command_header(&headers) {
+        Some(refused) => refused,
+        None => set_drain(&s, listener, backend, false).await,
+    }
 }
 
 fn not_found(message: String) -> Response {

@@ -4,13 +4,12 @@
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
 use serde_json::Value;
+use shoal_runtime::admin::COMMAND_HEADER;
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 /// How often `--wait` reads the node's status.
 const WAIT_POLL_MS: u64 = 500;
-/// One HTTP exchange with the admin endpoint, at most.
-const REQUEST_TIMEOUT_MS: u64 = 5_000;
 
 #[derive(Debug, Args)]
 pub struct CtlArgs {
@@ -79,11 +78,7 @@ enum CtlCommand {
 pub struct Refused(pub String);
 
 pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
-    let agent: ureq::Agent = ureq::Agent::config_builder()
-        .http_status_as_error(false)
-        .timeout_global(Some(Duration::from_millis(REQUEST_TIMEOUT_MS)))
-        .build()
-        .into();
+    let agent = crate::status::agent();
     match &args.command {
         CtlCommand::Drain {
             listener,
@@ -112,6 +107,7 @@ pub fn run(args: &CtlArgs) -> anyhow::Result<()> {
             let base = format!("http://{}", target.admin);
             let mut response = agent
                 .post(format!("{base}/drain-node"))
+                .header(COMMAND_HEADER, "1")
                 .send_empty()
                 .with_context(|| format!("admin endpoint {base}"))?;
             let status = response.status();
@@ -165,6 +161,7 @@ fn command(
     );
     let mut response = agent
         .post(&url)
+        .header(COMMAND_HEADER, "1")
         .send_empty()
         .with_context(|| format!("admin endpoint {base}"))?;
     let status = response.status();
@@ -230,13 +227,7 @@ fn wait_until_zero(
     let deadline = Instant::now() + timeout;
     let mut last = None;
     loop {
-        let status: Value = agent
-            .get(format!("{base}/status"))
-            .call()
-            .with_context(|| format!("admin endpoint {base}"))?
-            .body_mut()
-            .read_json()
-            .with_context(|| format!("admin endpoint {base}: reading /status"))?;
+        let status = crate::status::get_status(agent, base)?;
         let left = count(&status)?;
         if last != Some(left) {
             println!("{what}: {left} connections left");

@@ -4,18 +4,26 @@
 //! shoal nodes in one process (certificates from an in-memory CA, joined
 //! through the first node as seed), and demo clients that hold connections
 //! open, arriving at the nodes with a skew (the first node gets half, as a
-//! sticky DNS cache would cause). Every few seconds it prints, for each
-//! node, its own count and its estimate of the fleet's count per backend:
-//! the estimates agree across nodes, and the backends stay balanced even
-//! though one node holds most clients.
+//! sticky DNS cache would cause). Every few seconds it draws the fleet
+//! table of `shoal status` from the first node's `/status` (each node's
+//! count per backend and the fleet-wide one): the backends stay balanced
+//! even though one node holds most clients.
+//!
+//! On a terminal the table is redrawn in place and the logs go to a file
+//! (named on screen), so per-connection lines do not push the table away;
+//! when stdout is not a terminal, tables follow each other and the logs
+//! stay on stderr unless `--log-file` is given.
 
+use crate::status::{Screen, get_status};
 use crate::{Failure, log_ready, shutdown_signal};
 use rand::RngExt;
 use rand::rngs::SmallRng;
 use shoal_config::Config;
 use shoal_runtime::Node;
-use shoal_runtime::listener::ListenerState;
+use std::fmt::Write;
+use std::io::IsTerminal;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -34,8 +42,9 @@ pub struct DemoArgs {
     /// Port 0 gives every node a free port.
     #[arg(long, default_value = "127.0.0.1:8080")]
     listen: SocketAddr,
-    /// Where the first node serves /metrics and /status; node N uses the
-    /// port plus N-1. Port 0 gives every node a free port.
+    /// Where the first node serves its status page (/), /status and
+    /// /metrics; node N uses the port plus N-1. Port 0 gives every node a
+    /// free port.
     #[arg(long, default_value = "127.0.0.1:9100")]
     admin: SocketAddr,
     /// Balancing policy: least-conn (fleet-wide), local-least-conn,
@@ -46,12 +55,30 @@ pub struct DemoArgs {
     /// seconds, half of them through the first node). 0 for none.
     #[arg(long, default_value_t = 24, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     clients: u32,
-    /// Seconds between two prints of the count table; 0 to never print.
-    #[arg(long, default_value_t = 3)]
+    /// Seconds between two draws of the fleet table (the one `shoal
+    /// status` draws, from the first node's /status); 0 to never draw.
+    #[arg(long, default_value_t = 2)]
     table_every: u64,
     /// Stop after this many seconds instead of waiting for Ctrl-C.
     #[arg(long, value_name = "SECONDS")]
     duration: Option<u64>,
+    /// Write the logs to FILE. Default: on a terminal, where the table is
+    /// redrawn in place, a file in the temporary directory
+    /// (shoal-demo-PID.log, named on screen); otherwise stderr.
+    #[arg(long, value_name = "FILE")]
+    log_file: Option<PathBuf>,
+}
+
+impl DemoArgs {
+    /// Where the logs go: `--log-file`, or the default file on a
+    /// terminal, or `None` for stderr.
+    pub fn log_file(&self) -> Option<PathBuf> {
+        self.log_file.clone().or_else(|| {
+            std::io::stdout().is_terminal().then(|| {
+                std::env::temp_dir().join(format!("shoal-demo-{}.log", std::process::id()))
+            })
+        })
+    }
 }
 
 /// The longest request head a demo backend reads.
@@ -165,41 +192,25 @@ async fn demo_client(nodes: Arc<Vec<SocketAddr>>, mut rng: SmallRng) {
     }
 }
 
-fn print_table(started: tokio::time::Instant, names: &[String], states: &[Arc<ListenerState>]) {
-    let mut out = format!(
-        "[{:>4}s] local/fleet-wide connections per backend\n",
+/// One frame of the demo's view: its banner, the time, and the fleet
+/// table drawn from the first node's `/status` (or why it could not be
+/// read).
+async fn frame(banner: &str, started: tokio::time::Instant, admin: SocketAddr) -> String {
+    let base = format!("http://{admin}");
+    let status =
+        tokio::task::spawn_blocking(move || get_status(&crate::status::agent(), &base)).await;
+    let table = match status {
+        Ok(Ok(status)) => crate::view::render(&status),
+        Ok(Err(e)) => format!("{e:#}\n"),
+        Err(e) => format!("cannot read /status: {e}\n"),
+    };
+    format!(
+        "{banner}[{:>4}s] the fleet as node-1 sees it (each node: its checks and connections):\n\n{table}",
         started.elapsed().as_secs()
-    );
-    let Some(first) = states.first() else { return };
-    let backends: Vec<String> = first
-        .config
-        .backends
-        .iter()
-        .map(|b| b.to_string())
-        .collect();
-    out.push_str(&format!("{:<8}", ""));
-    for b in &backends {
-        out.push_str(&format!("{b:>18}"));
-    }
-    out.push_str(&format!("{:>10}\n", "members"));
-    for (name, s) in names.iter().zip(states) {
-        let b = s.lock();
-        out.push_str(&format!("{name:<8}"));
-        for id in b.pool.ids() {
-            let cell = format!(
-                "{}/{}{}",
-                b.pool.active(id),
-                b.pool.cluster_active(id),
-                if b.pool.is_up(id) { "" } else { " down" }
-            );
-            out.push_str(&format!("{cell:>18}"));
-        }
-        out.push_str(&format!("{:>10}\n", b.pool.live_nodes()));
-    }
-    println!("{out}");
+    )
 }
 
-pub async fn run(args: DemoArgs) -> Result<(), Failure> {
+pub async fn run(args: DemoArgs, log_file: Option<PathBuf>) -> Result<(), Failure> {
     let signal = shutdown_signal();
     let mut backends = Vec::new();
     for i in 1..=usize::from(args.backends) {
@@ -225,15 +236,15 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
         seed = seed.or(node.cluster_addr());
         nodes.push((name, node));
     }
-    println!(
-        "shoal demo: a fleet of {} nodes in front of {} demo backends\n",
+    let mut banner = format!(
+        "shoal demo: a fleet of {} nodes in front of {} demo backends\n\n",
         nodes.len(),
         backends.len()
     );
     for (i, b) in backends.iter().enumerate() {
-        println!("  backend {}: {b}", i + 1);
+        let _ = writeln!(banner, "  backend {}: {b}", i + 1);
     }
-    println!();
+    banner.push('\n');
     let mut listen = Vec::new();
     for (name, node) in &nodes {
         let l = node.listener_addrs()[0].1;
@@ -242,39 +253,51 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             .cluster_addr()
             .map(|a| a.to_string())
             .unwrap_or_default();
-        println!(
-            "  {name}: clients http://{l}/   status http://{admin}/status   fleet (QUIC) {cluster}"
+        let _ = writeln!(
+            banner,
+            "  {name}: clients http://{l}/   status page http://{admin}/   fleet (QUIC) {cluster}"
         );
         listen.push(l);
     }
-    println!();
-    println!(
-        "  try it:   curl http://{}/          (each answer names the backend)",
-        listen[0]
+    let admin = nodes[0].1.admin_addr().ok_or_else(|| {
+        Failure::Other(anyhow::anyhow!("the first demo node has no admin endpoint"))
+    })?;
+    let _ = write!(
+        banner,
+        "\n  try it:   curl http://{}/          (each answer names the backend)\n\
+         \x20 status:   shoal status --admin {admin}   (this table), curl http://{admin}/status (JSON)\n\
+         \x20 drain:    shoal ctl drain demo {} --admin {admin}   (or the page's buttons)\n",
+        listen[0], backends[0],
     );
-    println!(
-        "  status:   curl http://{}/status    (each node's own and fleet-wide counts)",
-        nodes[0]
-            .1
-            .admin_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default()
-    );
-    println!("  stop:     Ctrl-C\n");
+    match &log_file {
+        Some(path) => {
+            let _ = writeln!(banner, "  logs:     {}", path.display());
+        }
+        None => banner.push_str("  logs:     stderr\n"),
+    }
+    banner.push_str("  stop:     Ctrl-C\n\n");
     if args.clients > 0 {
-        println!(
+        let _ = writeln!(
+            banner,
             "  {} demo clients hold connections open; half arrive through node-1, yet the backends stay even\n",
             args.clients
         );
     }
+    let screen = Screen::stdout();
+    if screen.in_place() {
+        print!("\x1b[2J");
+    }
+    // On a terminal the banner is part of every frame; elsewhere it is
+    // printed once, ahead of the tables.
+    let banner = if screen.in_place() {
+        banner
+    } else {
+        println!("{banner}");
+        String::new()
+    };
     for (_, node) in &nodes {
         log_ready(node);
     }
-    let names: Vec<String> = nodes.iter().map(|(n, _)| n.clone()).collect();
-    let states: Vec<Arc<ListenerState>> = nodes
-        .iter()
-        .map(|(_, n)| n.listener_states()[0].clone())
-        .collect();
     let stop = tokio_util::sync::CancellationToken::new();
     let mut runs = Vec::new();
     for (_, node) in nodes {
@@ -294,10 +317,12 @@ pub async fn run(args: DemoArgs) -> Result<(), Failure> {
             return std::future::pending().await;
         }
         let mut tick = tokio::time::interval(Duration::from_secs(args.table_every));
-        tick.tick().await;
         loop {
             tick.tick().await;
-            print_table(started, &names, &states);
+            if screen.show(&frame(&banner, started, admin).await).is_err() {
+                // Nobody reads stdout any more; the demo runs on.
+                return std::future::pending().await;
+            }
         }
     };
     let until = async {

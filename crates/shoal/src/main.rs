@@ -1,4 +1,5 @@
-//! The `shoal` command: `run`, `check-config`, `demo`.
+//! The `shoal` command: `run`, `check-config`, `demo`, `ctl`, `status`,
+//! `certs`.
 //!
 //! Exit codes: 0 after a clean stop, 2 for a bad configuration, a bad
 //! certificate, a bad `--log-level` or a socket that cannot be bound, 1 for
@@ -10,10 +11,16 @@
 //!   `run` and `check-config`.
 //! - [`demo`]: `shoal demo`.
 //! - [`ctl`]: `shoal ctl`, commands to a running node's admin endpoint.
+//! - [`status`]: `shoal status`, and the admin HTTP client and in-place
+//!   redraw that `ctl` and `demo` share.
+//! - [`view`]: the fleet table drawn from a node's `/status`, for
+//!   `status` and `demo`.
 
 mod ctl;
 mod demo;
 mod load;
+mod status;
+mod view;
 
 use anyhow::Context;
 use clap::{Parser, Subcommand, ValueEnum};
@@ -75,12 +82,19 @@ enum Command {
         file: PathBuf,
     },
     /// Start a local fleet on loopback: demo backends, three shoal nodes
-    /// with generated certificates, and a table of each node's local and
-    /// fleet-wide counts; runs until Ctrl-C or --duration.
+    /// with generated certificates, and the fleet table of `shoal status`
+    /// (redrawn in place on a terminal, with the logs sent to a file it
+    /// names); runs until Ctrl-C or --duration.
     Demo(demo::DemoArgs),
     /// Operate a running fleet through any node's admin endpoint: drain
     /// or undrain a backend fleet-wide.
     Ctl(ctl::CtlArgs),
+    /// Show the fleet at a glance, as one node sees it: its members and
+    /// the age of their last report, and per backend each node's checks
+    /// and connections, the verdict, drains and the local and fleet-wide
+    /// counts. The same table `shoal demo` draws; the admin endpoint's
+    /// page (`GET /`) shows it in a browser.
+    Status(status::StatusArgs),
     /// Generate the cluster CA and node certificates (mutual TLS between
     /// nodes: a node without a certificate from the CA cannot join).
     #[command(subcommand)]
@@ -110,8 +124,10 @@ enum CertsCommand {
 }
 
 /// A bad filter is bad input (exit 2). The parse error's `Display` already
-/// holds its cause, so it is printed once, not as a chain.
-fn init_logging(cli: &Cli) -> Result<(), Failure> {
+/// holds its cause, so it is printed once, not as a chain. Logs go to
+/// stderr, or to `file` (created or truncated; no colours) if given.
+fn init_logging(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), Failure> {
+    use tracing_subscriber::fmt::writer::BoxMakeWriter;
     let filter = tracing_subscriber::EnvFilter::try_new(&cli.log_level).map_err(|e| {
         Failure::Usage(format!(
             "--log-level (or RUST_LOG) {:?} is not a valid filter: {e}",
@@ -120,7 +136,8 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
     })?;
     // Colour only on a terminal: log files and journald would keep the
     // escape codes. NO_COLOR (no-color.org) turns it off there too.
-    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+    let ansi = file.is_none()
+        && std::io::IsTerminal::is_terminal(&std::io::stderr())
         && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
     // hickory-server logs every request it answers at info, and at warn
     // some that a stranger can send: the DNS server ([dns]) counts and
@@ -134,10 +151,22 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
                 .map_err(|e| Failure::Usage(format!("internal log directive: {e}")))?,
         )
     };
+    let writer = match file {
+        None => BoxMakeWriter::new(std::io::stderr),
+        Some(path) => {
+            let f = std::fs::File::create(path).map_err(|e| {
+                Failure::Usage(format!(
+                    "log file {}: cannot create it: {e}",
+                    path.display()
+                ))
+            })?;
+            BoxMakeWriter::new(std::sync::Arc::new(f))
+        }
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_ansi(ansi)
-        .with_writer(std::io::stderr);
+        .with_writer(writer);
     match cli.log_format {
         LogFormat::Text => builder.init(),
         LogFormat::Json => builder.json().flatten_event(true).init(),
@@ -245,7 +274,7 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(Failure::Usage(e)),
         },
-        Command::Run { config, take_over } => init_logging(&cli)
+        Command::Run { config, take_over } => init_logging(&cli, None)
             .and_then(|()| load::load(config).map_err(Failure::Usage))
             .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
@@ -287,10 +316,14 @@ fn main() -> ExitCode {
             Ok(refused) => Failure::Usage(refused.to_string()),
             Err(e) => Failure::Other(e),
         }),
-        Command::Demo(args) => init_logging(&cli).and_then(|()| {
-            let rt = runtime().map_err(Failure::Other)?;
-            rt.block_on(demo::run(args.clone()))
-        }),
+        Command::Status(args) => status::run(args).map_err(Failure::Other),
+        Command::Demo(args) => {
+            let log_file = args.log_file();
+            init_logging(&cli, log_file.as_deref()).and_then(|()| {
+                let rt = runtime().map_err(Failure::Other)?;
+                rt.block_on(demo::run(args.clone(), log_file))
+            })
+        }
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -27,7 +27,14 @@ fn help_explains_every_command_and_flag() {
     let out = shoal(&["--help"]);
     assert!(out.status.success());
     let text = String::from_utf8(out.stdout).unwrap();
-    for word in ["run", "check-config", "demo", "--log-level", "--log-format"] {
+    for word in [
+        "run",
+        "check-config",
+        "demo",
+        "status",
+        "--log-level",
+        "--log-format",
+    ] {
         assert!(text.contains(word), "--help lacks {word}:\n{text}");
     }
     let demo = String::from_utf8(shoal(&["demo", "--help"]).stdout).unwrap();
@@ -37,8 +44,17 @@ fn help_explains_every_command_and_flag() {
         "--admin",
         "--policy",
         "--duration",
+        "--log-file",
+        "in place",
     ] {
         assert!(demo.contains(word), "demo --help lacks {word}:\n{demo}");
+    }
+    let status = String::from_utf8(shoal(&["status", "--help"]).stdout).unwrap();
+    for word in ["--admin", "--watch", "--json"] {
+        assert!(
+            status.contains(word),
+            "status --help lacks {word}:\n{status}"
+        );
     }
 }
 

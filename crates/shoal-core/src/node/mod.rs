@@ -257,8 +257,20 @@ pub struct FleetStatus {
     pub identity: NodeId,
     pub phase: Phase,
     pub live_nodes: u32,
-    /// Live peers and the age of their newest report, if any.
-    pub members: Vec<(NodeId, Option<Duration>)>,
+    /// Live peers, by name.
+    pub members: Vec<MemberStatus>,
+}
+
+/// One live peer in [`FleetStatus`].
+#[derive(Debug, Clone)]
+pub struct MemberStatus {
+    pub id: NodeId,
+    /// Age of its newest report shard held here, if any.
+    pub report_age: Option<Duration>,
+    /// Its entries from the report shards held here (its own verdict and
+    /// exact count per backend), so an operator sees each node's view of
+    /// each backend from any one node. Empty while no report is held.
+    pub entries: BTreeMap<BackendKey, ReportEntry>,
 }
 
 #[derive(Debug)]
@@ -434,11 +446,23 @@ impl Node {
     /// The fleet as `/status` shows it: built on each call, O(members).
     pub fn status(&self, now: Instant) -> FleetStatus {
         let view = self.cluster.view();
-        let members = self
+        let mut entries: BTreeMap<SocketAddr, BTreeMap<BackendKey, ReportEntry>> = BTreeMap::new();
+        for shard in view.shards() {
+            let held = entries.entry(shard.origin).or_default();
+            held.extend(shard.entries.iter().map(|e| (e.key, *e)));
+        }
+        let mut members: Vec<MemberStatus> = self
             .cluster
             .members()
-            .map(|id| (id.clone(), view.age_of(id.addr, now)))
+            .map(|id| MemberStatus {
+                id: id.clone(),
+                report_age: view.age_of(id.addr, now),
+                entries: entries.remove(&id.addr).unwrap_or_default(),
+            })
             .collect();
+        // By name, so that tables and pages drawn from it keep their rows
+        // and columns in place from one refresh to the next.
+        members.sort_by(|a, b| (&a.id.name, a.id.addr).cmp(&(&b.id.name, b.id.addr)));
         FleetStatus {
             identity: self.identity().clone(),
             phase: self.phase(),

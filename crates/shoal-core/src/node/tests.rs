@@ -321,8 +321,14 @@ fn status_lists_members_with_their_report_age() {
     assert!(
         s.members
             .iter()
-            .all(|(_, age)| age.is_some_and(|a| a < Duration::from_secs(1)))
+            .all(|m| m.report_age.is_some_and(|a| a < Duration::from_secs(1)))
     );
+    // Each peer's own entries, one per backend of every pool.
+    let backends: usize = keys().iter().map(Vec::len).sum();
+    for m in &s.members {
+        assert_eq!(m.entries.len(), backends, "{m:?}");
+        assert!(m.entries.values().all(|e| e.healthy), "{m:?}");
+    }
 }
 
 #[test]
