@@ -16,6 +16,8 @@
 //!   hosts file the test rewrites.
 //! - [`netns`]: re-runs a test inside network, mount and PID namespaces
 //!   with `/etc` files of its own.
+//! - [`netlab`]: nodes in network namespaces of their own on one
+//!   bridge, and partitions cut and healed with nftables.
 //! - [`needs`]: fails a test that lacks root or a tool, naming it.
 //! - [`eventually`]: polling with a bound, instead of sleeping.
 
@@ -23,6 +25,7 @@ pub mod backend;
 pub mod dnsmasq;
 pub mod fleet;
 pub mod needs;
+pub mod netlab;
 pub mod netns;
 pub mod node;
 pub mod soak;

@@ -9,7 +9,7 @@ use super::{
     STATUS_TIMEOUT_MS, STEADY_LIMIT_MS, progress,
 };
 use crate::backend::{Backend, Behaviour, http_get};
-use crate::fleet::{Certs, NodeCerts, fleet_config};
+use crate::fleet::{Certs, NodeCerts, fleet_config, pinned};
 use crate::node::Shoal;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
@@ -126,17 +126,13 @@ fn node_config(
 ) -> Result<String> {
     let mut text = fleet_config(slot_name, backends, cluster, seeds, certs, "", "");
     let drain = "drain_timeout_ms = 10000\n";
-    let listener_bind = "bind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\n";
-    let admin = "admin = \"127.0.0.1:0\"\n";
     ensure!(
-        text.contains(drain) && text.contains(listener_bind) && text.contains(admin),
+        text.contains(drain),
         "the harness's fleet_config changed; update the soak:\n{text}"
     );
     text = text.replace(drain, &format!("drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n"));
     if let Some((listener, admin_addr)) = fixed {
-        text = text
-            .replacen(listener_bind, &format!("bind = \"{listener}\"\n"), 1)
-            .replace(admin, &format!("admin = \"{admin_addr}\"\n"));
+        text = pinned(&text, listener, admin_addr)?;
     }
     Ok(text)
 }
