@@ -18,7 +18,7 @@
 //! 735325373) ended "NOT settled" with counts left on four nodes.
 
 use shoal_e2e::chaos::{self, Resolution};
-use shoal_e2e::netns;
+use shoal_e2e::{netns, soak};
 use std::time::Duration;
 
 /// The inner run's bound: 60 s of load, the fleet's start, a fault under
@@ -35,15 +35,7 @@ fn a_minute_of_chaos_ends_with_one_fleet_and_nothing_left() {
         );
         return;
     }
-    let seed = std::env::var("SHOAL_CHAOS_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64 % 1_000_000_007)
-                .unwrap_or(1)
-        });
+    let seed = soak::seed_from_env("SHOAL_CHAOS_SEED");
     eprintln!("SHOAL_CHAOS_SEED={seed}");
     let outcome = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)

@@ -56,12 +56,7 @@ fn main() -> ExitCode {
         eprintln!("--fault-s {}: 1..=3600", args.fault_s);
         return ExitCode::from(2);
     }
-    let seed = args.seed.unwrap_or_else(|| {
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .map(|d| d.as_nanos() as u64 % 1_000_000_007)
-            .unwrap_or(1)
-    });
+    let seed = args.seed.unwrap_or_else(shoal_e2e::soak::clock_seed);
     if !shoal_e2e::netns::inside() {
         // The same program, seed fixed, inside namespaces of its own.
         println!("SEED={seed}");

@@ -539,27 +539,16 @@ impl Fleet {
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         tally_logs(&mut self.inner.logs.lock().unwrap(), &name, &process);
         drop(process);
-        if self.inner.detect {
-            // The slot is empty now: every running node is another.
-            let gone = self
-                .until_all(signalled, |_, s| !member_names(s).contains(&name))
-                .await;
-            match gone {
-                Some(d) => {
-                    times.detected = Some(d);
-                    note = join(
-                        &note,
-                        &format!("gone from every member list after {} ms", d.as_millis()),
-                    );
-                }
-                None => {
-                    finding = Some(format!(
-                        "{name} still a member somewhere {DETECT_LIMIT_MS} ms after its {}",
-                        if term { "SIGTERM" } else { "kill" }
-                    ))
-                }
-            }
-        }
+        // The slot is empty now: every running node is another.
+        let late = format!(
+            "{name} still a member somewhere {DETECT_LIMIT_MS} ms after its {}",
+            if term { "SIGTERM" } else { "kill" }
+        );
+        let gone = |_: usize, s: &Value| !member_names(s).contains(&name);
+        let seen = "gone from every member list";
+        finding = finding.or(self
+            .detect(signalled, gone, times, &mut note, seen, late)
+            .await);
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
 
         match self.restart_node(i).await {
@@ -650,29 +639,15 @@ impl Fleet {
         let killed = Instant::now();
         let addr = backend.kill().await;
         let mut note = format!("{open} connections open at the kill");
-        if self.inner.detect {
-            match self
-                .until_all(killed, |_, s| backend_is_down(s, addr))
-                .await
-            {
-                Some(d) => {
-                    times.detected = Some(d);
-                    note = join(
-                        &note,
-                        &format!("down on every node after {} ms", d.as_millis()),
-                    );
-                }
-                None => {
-                    return (
-                        note,
-                        Some(format!(
-                            "backend-{} not down on every node {DETECT_LIMIT_MS} ms after its kill",
-                            b + 1
-                        )),
-                    );
-                }
-            }
-        }
+        let late = format!(
+            "backend-{} not down on every node {DETECT_LIMIT_MS} ms after its kill",
+            b + 1
+        );
+        let down = |_: usize, s: &Value| backend_is_down(s, addr);
+        let seen = "down on every node";
+        let finding = self
+            .detect(killed, down, times, &mut note, seen, late)
+            .await;
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
         let mut errors = Vec::new();
         for _ in 0..RESTART_TRIES {
@@ -680,7 +655,7 @@ impl Fleet {
                 Ok(again) => {
                     self.inner.backends.lock().await[b] = Some(again);
                     self.outage_ends(outage, t0);
-                    return (note, None);
+                    return (note, finding);
                 }
                 Err(e) => {
                     errors.push(panic_text(e));
@@ -707,6 +682,31 @@ impl Fleet {
         holds: impl Fn(usize, &Value) -> bool,
     ) -> Option<Duration> {
         self.until_all_for(since, DETECT_LIMIT_MS, holds).await
+    }
+
+    /// With [`super::Params::detect`]: [`Fleet::until_all`] for `holds`,
+    /// its time into `times` and "`seen` after N ms" into `note`, or
+    /// `Some(late)` (a finding) past the bound. Without: nothing.
+    async fn detect(
+        &self,
+        since: Instant,
+        holds: impl Fn(usize, &Value) -> bool,
+        times: &mut Times,
+        note: &mut String,
+        seen: &str,
+        late: String,
+    ) -> Option<String> {
+        if !self.inner.detect {
+            return None;
+        }
+        match self.until_all(since, holds).await {
+            Some(d) => {
+                times.detected = Some(d);
+                *note = join(note, &format!("{seen} after {} ms", d.as_millis()));
+                None
+            }
+            None => Some(late),
+        }
     }
 
     async fn until_all_for(
@@ -754,29 +754,20 @@ impl Fleet {
         let cut = Instant::now();
         lab.lock().unwrap().partition(&[a.clone(), b.clone()]);
         let mut note = String::new();
-        let mut finding = None;
-        if self.inner.detect {
-            let own_side = |j: usize, s: &Value| {
-                let mine = if a.contains(&j) { &a } else { &b };
-                let want: Vec<String> = mine
-                    .iter()
-                    .filter(|&&n| n != j)
-                    .map(|n| format!("node-{}", n + 1))
-                    .collect();
-                member_names(s) == want
-            };
-            match self.until_all(cut, own_side).await {
-                Some(d) => {
-                    times.detected = Some(d);
-                    note = format!("each side alone after {} ms", d.as_millis());
-                }
-                None => {
-                    finding = Some(format!(
-                        "the sides did not see each other gone within {DETECT_LIMIT_MS} ms"
-                    ))
-                }
-            }
-        }
+        let own_side = |j: usize, s: &Value| {
+            let mine = if a.contains(&j) { &a } else { &b };
+            let want: Vec<String> = mine
+                .iter()
+                .filter(|&&n| n != j)
+                .map(|n| format!("node-{}", n + 1))
+                .collect();
+            member_names(s) == want
+        };
+        let late = format!("the sides did not see each other gone within {DETECT_LIMIT_MS} ms");
+        let seen = "each side alone";
+        let mut finding = self
+            .detect(cut, own_side, times, &mut note, seen, late)
+            .await;
         tokio::time::sleep(Duration::from_millis(hold_ms)).await;
         lab.lock().unwrap().heal();
         let healed = Instant::now();

@@ -223,6 +223,23 @@ impl Params {
     }
 }
 
+/// A seed drawn from the clock (printed by whoever uses it).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_007)
+        .unwrap_or(1)
+}
+
+/// The seed in `$var` (a test run again with a printed seed), else
+/// [`clock_seed`].
+pub fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(clock_seed)
+}
+
 /// Progress to stderr, with the time since `t0`.
 pub(crate) fn progress(t0: Instant, msg: impl std::fmt::Display) {
     eprintln!("[{:>7.1}s] {msg}", t0.elapsed().as_secs_f64());
