@@ -94,6 +94,14 @@ study:
 soak MINUTES="30":
     cargo build --release -p shoal && cargo run --release -p shoal-e2e --bin soak -- --minutes {{MINUTES}} --out docs/soak.md
 
+# The chaos run (needs root): 5 nodes on hosts of their own (network
+# namespaces), clients through a round-robin name, a random fault schedule
+# (kill -9, SIGTERM, backend death, partition) from a printed seed; prints
+# each fault as it happens and the summary (exit 1 on a finding).
+# `cargo test` runs a 60-second variant (tests/tests/chaos.rs).
+chaos MINUTES="5":
+    cargo build --release -p shoal && cargo run --release -p shoal-e2e --bin chaos -- --minutes {{MINUTES}}
+
 # Fuzz one target (wire_datagram, wire_sync or config) for SECONDS:
 # `just fuzz wire_datagram 3600`. New inputs go to fuzz/corpus-work/,
 # crashes to fuzz/artifacts/; see fuzz/README.md.

@@ -122,3 +122,19 @@ pub async fn start_fleet(
     }
     nodes
 }
+
+/// `config` (from [`crate::config`] or [`fleet_config`]) with its
+/// listener bound at `listener` and its admin endpoint at `admin` rather
+/// than 127.0.0.1 port 0: a node restarted on its old addresses, or one
+/// on a host of its own ([`crate::netlab`]).
+pub fn pinned(config: &str, listener: SocketAddr, admin: SocketAddr) -> anyhow::Result<String> {
+    let listener_bind = "bind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\n";
+    let admin_bind = "admin = \"127.0.0.1:0\"\n";
+    anyhow::ensure!(
+        config.contains(listener_bind) && config.contains(admin_bind),
+        "the harness's config changed; update fleet::pinned:\n{config}"
+    );
+    Ok(config
+        .replacen(listener_bind, &format!("bind = \"{listener}\"\n"), 1)
+        .replace(admin_bind, &format!("admin = \"{admin}\"\n")))
+}

@@ -20,15 +20,21 @@
 //!   protocol peer nobody here wrote).
 //! - [`netns`]: re-runs a test inside network, mount and PID namespaces
 //!   with `/etc` files of its own.
+//! - [`chaos`]: the chaos run, the soak's fleet on a [`netlab`] with
+//!   clients through a round-robin name and partitions among its faults.
+//! - [`netlab`]: nodes in network namespaces of their own on one
+//!   bridge, and partitions cut and healed with nftables.
 //! - [`needs`]: fails a test that lacks root or a tool, naming it.
 //! - [`eventually`]: polling with a bound, instead of sleeping.
 
 pub mod backend;
+pub mod chaos;
 pub mod dnsmasq;
 pub mod dnsq;
 pub mod fleet;
 pub mod haproxy;
 pub mod needs;
+pub mod netlab;
 pub mod netns;
 pub mod node;
 pub mod soak;

@@ -31,15 +31,64 @@ pub fn inside() -> bool {
 /// Fails unless the inner run passed that one test. Its output is
 /// printed, so `--nocapture` shows it.
 pub fn run_inside(test: &str, etc: &[(&str, &str)]) {
+    run_inside_for(test, etc, Duration::from_millis(INNER_RUN_MS));
+}
+
+/// `'s'`, for a shell script.
+fn quoted(s: &str) -> String {
+    assert!(!s.contains('\''), "no quote in a path or argument: {s}");
+    format!("'{s}'")
+}
+
+/// `unshare` with new network, mount and PID namespaces running `sh -c
+/// script` (which should end by exec'ing the program to run), with
+/// [`INSIDE`] set.
+fn unshare(script: &str) -> Command {
     crate::needs::root("new network, mount and PID namespaces (unshare)");
     let unshare = crate::needs::tool("unshare", "util-linux");
     crate::needs::tool("mount", "mount");
     crate::needs::tool("ip", "iproute2");
+    let mut c = Command::new(&unshare);
+    // --kill-child: if unshare dies (killed, or with the outer run), the
+    // namespace's first process gets SIGKILL, and with it every process
+    // of the PID namespace.
+    c.args([
+        "--net",
+        "--mount",
+        "--propagation",
+        "private",
+        "--pid",
+        "--fork",
+        "--kill-child",
+        "--mount-proc",
+        "sh",
+        "-c",
+        script,
+    ])
+    .env(INSIDE, "1");
+    c
+}
+
+/// For a binary of this package (the chaos run): runs this program again
+/// with `args` inside new network, mount and PID namespaces (no `/etc`
+/// files of its own), its output going where this one's goes, and
+/// returns its exit status. Needs root, util-linux and iproute2.
+pub fn exec_inside(args: &[String]) -> std::io::Result<std::process::ExitStatus> {
+    let exe = std::env::current_exe()?;
+    let mut script = String::from("set -e\nip link set lo up\nexec ");
+    script += &quoted(&exe.display().to_string());
+    for a in args {
+        script += " ";
+        script += &quoted(a);
+    }
+    script += "\n";
+    unshare(&script).status()
+}
+
+/// [`run_inside`] with the inner run bounded by `limit` rather than
+/// [`INNER_RUN_MS`].
+pub fn run_inside_for(test: &str, etc: &[(&str, &str)], limit: Duration) {
     let dir = tempfile::tempdir().unwrap();
-    let quoted = |s: &str| {
-        assert!(!s.contains('\''), "no quote in a path: {s}");
-        format!("'{s}'")
-    };
     let mut script = String::from("set -e\nip link set lo up\n");
     for (i, (target, contents)) in etc.iter().enumerate() {
         let source = dir.path().join(format!("etc-{i}"));
@@ -56,42 +105,25 @@ pub fn run_inside(test: &str, etc: &[(&str, &str)]) {
         quoted(&exe.display().to_string()),
         quoted(test)
     );
-    // --kill-child: if unshare dies (killed below, or with the outer
-    // test), the namespace's first process gets SIGKILL, and with it
-    // every process of the PID namespace.
-    let child = Command::new(&unshare)
-        .args([
-            "--net",
-            "--mount",
-            "--propagation",
-            "private",
-            "--pid",
-            "--fork",
-            "--kill-child",
-            "--mount-proc",
-            "sh",
-            "-c",
-            &script,
-        ])
-        .env(INSIDE, "1")
+    let child = unshare(&script)
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
-        .unwrap_or_else(|e| panic!("spawn {}: {e}", unshare.display()));
+        .unwrap_or_else(|e| panic!("spawn unshare: {e}"));
     let pid = nix::unistd::Pid::from_raw(child.id() as i32);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let out = match rx.recv_timeout(Duration::from_millis(INNER_RUN_MS)) {
+    let out = match rx.recv_timeout(limit) {
         Ok(out) => out.expect("wait for unshare"),
         Err(_) => {
             // This PID is the unshare process this function started.
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGKILL);
             let out = rx.recv().unwrap().expect("wait for unshare");
             panic!(
-                "the inner run took longer than {INNER_RUN_MS} ms and was killed\n{}\n{}",
+                "the inner run took longer than {limit:?} and was killed\n{}\n{}",
                 String::from_utf8_lossy(&out.stdout),
                 String::from_utf8_lossy(&out.stderr)
             );

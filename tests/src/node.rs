@@ -169,6 +169,11 @@ pub struct Shoal {
 impl Shoal {
     /// Writes `config` to a file and runs `shoal run -c FILE`.
     pub async fn start(config: &str) -> Shoal {
+        Shoal::start_with(&[], config).await
+    }
+
+    /// [`Shoal::start`] behind `wrapper` (see [`Shoal::spawn_with`]).
+    pub async fn start_with(wrapper: &[String], config: &str) -> Shoal {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoal.toml");
         std::fs::write(&path, config).unwrap();
@@ -177,12 +182,31 @@ impl Shoal {
             "-c".to_owned(),
             path.display().to_string(),
         ];
-        Shoal::spawn(args, dir).await
+        Shoal::spawn_with(wrapper, args, dir).await
     }
 
     /// Runs `shoal --log-format json ARGS…` and waits for its `ready` event.
     pub async fn spawn(args: Vec<String>, dir: tempfile::TempDir) -> Shoal {
-        let mut child = Command::new(shoal_bin())
+        Shoal::spawn_with(&[], args, dir).await
+    }
+
+    /// [`Shoal::spawn`] behind `wrapper`, a command that execs the rest of
+    /// its arguments (so the PID is still shoal's), e.g. `ip netns exec
+    /// NAME` ([`crate::netlab::Lab::wrapper`]); empty: none.
+    pub async fn spawn_with(
+        wrapper: &[String],
+        args: Vec<String>,
+        dir: tempfile::TempDir,
+    ) -> Shoal {
+        let mut command = match wrapper.split_first() {
+            None => Command::new(shoal_bin()),
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(shoal_bin());
+                c
+            }
+        };
+        let mut child = command
             .args(["--log-format", "json", "--log-level", "debug"])
             .args(&args)
             .stdin(Stdio::null())

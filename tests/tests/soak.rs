@@ -14,15 +14,7 @@ use shoal_e2e::soak::{self, Params};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_churned_fleet_under_load_ends_with_nothing_left() {
-    let seed = std::env::var("SHOAL_SOAK_SEED")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos() as u64 % 1_000_000_007)
-                .unwrap_or(1)
-        });
+    let seed = soak::seed_from_env("SHOAL_SOAK_SEED");
     eprintln!("SHOAL_SOAK_SEED={seed}");
     let outcome = soak::run(Params::short(seed)).await.expect("the soak runs");
     assert!(

@@ -34,10 +34,7 @@ fn usage() -> &'static str {
 }
 
 fn parse_args() -> Result<Args> {
-    let seed = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_nanos() as u64 % 1_000_000_007)
-        .unwrap_or(1);
+    let seed = soak::clock_seed();
     let mut minutes = 30.0;
     let mut sample_s = 60.0;
     let mut churn_s = None;

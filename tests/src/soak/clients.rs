@@ -13,6 +13,7 @@ use super::{
 use anyhow::{Context, Result};
 use rand::rngs::SmallRng;
 use rand::{Rng, RngExt, SeedableRng};
+use shoal_seeds::{SeedLimits, SeedResolver};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -37,6 +38,8 @@ const CLIENT_STOP_LIMIT_MS: u64 =
 /// Where in its life a connection failed.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
+    /// Asking DNS for the node's address ([`Dial::Name`]).
+    Resolve,
     Connect,
     /// The n-th round trip (1-based).
     RoundTrip(u32),
@@ -47,9 +50,78 @@ pub enum Phase {
 impl std::fmt::Display for Phase {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
+            Phase::Resolve => write!(f, "resolve"),
             Phase::Connect => write!(f, "connect"),
             Phase::RoundTrip(n) => write!(f, "round trip {n}"),
             Phase::Close => write!(f, "close"),
+        }
+    }
+}
+
+/// How long a client's DNS query waits for the answer ([`Dial::Name`]).
+const RESOLVE_TIMEOUT_MS: u64 = 1000;
+
+/// How a client finds the node of each connection.
+#[derive(Debug, Clone)]
+pub enum Dial {
+    /// One of these listeners (node `i` at index `i`), drawn at random.
+    Nodes(Vec<SocketAddr>),
+    /// `seed` (`name:port`) resolved at one DNS server afresh for every
+    /// connection (a client without a cache: a changed answer shows at
+    /// once), one of the addresses drawn at random; `nodes` maps an
+    /// address back to its node.
+    Name {
+        resolver: SeedResolver,
+        seed: String,
+        nodes: Vec<SocketAddr>,
+    },
+}
+
+impl Dial {
+    /// `name` at the DNS server `dns`, on the port of `nodes` (the same
+    /// on every node, as behind a round-robin name).
+    pub fn name(dns: SocketAddr, name: &str, nodes: Vec<SocketAddr>) -> Result<Dial> {
+        let port = nodes.first().context("no node")?.port();
+        anyhow::ensure!(
+            nodes.iter().all(|n| n.port() == port),
+            "one name needs one port on every node: {nodes:?}"
+        );
+        let limits = SeedLimits {
+            query_timeout_ms: RESOLVE_TIMEOUT_MS,
+            query_attempts_max: 1,
+            ..SeedLimits::default()
+        };
+        Ok(Dial::Name {
+            resolver: SeedResolver::new(Some(dns), limits)?,
+            seed: format!("{name}:{port}"),
+            nodes,
+        })
+    }
+
+    /// The node (its index; [`NODES`] for an address of none) and the
+    /// address of the next connection, or why none was found.
+    async fn pick(&self, rng: &mut SmallRng) -> Result<(usize, SocketAddr), String> {
+        match self {
+            Dial::Nodes(nodes) => {
+                let node = rng.random_range(0..nodes.len());
+                Ok((node, nodes[node]))
+            }
+            Dial::Name {
+                resolver,
+                seed,
+                nodes,
+            } => {
+                let got = resolver.resolve(std::slice::from_ref(seed)).await;
+                if let Some(e) = got.errors.first() {
+                    return Err(format!("dns: {e}"));
+                }
+                if got.addrs.is_empty() {
+                    return Err("dns: no address".into());
+                }
+                let addr = got.addrs[rng.random_range(0..got.addrs.len())];
+                let node = nodes.iter().position(|n| *n == addr).unwrap_or(NODES);
+                Ok((node, addr))
+            }
         }
     }
 }
@@ -202,7 +274,7 @@ async fn client(
     id: usize,
     shape: Shape,
     seed: u64,
-    nodes: Arc<Vec<SocketAddr>>,
+    dial: Arc<Dial>,
     pace: Arc<Semaphore>,
     mut stop: watch::Receiver<bool>,
     tally: Arc<Mutex<Tally>>,
@@ -221,9 +293,11 @@ async fn client(
             },
             _ = stop.changed() => break,
         }
-        let node = rng.random_range(0..NODES);
         let started = t0.elapsed();
-        let (trips, result) = connection(nodes[node], shape, &mut rng, &mut stop).await;
+        let (node, (trips, result)) = match dial.pick(&mut rng).await {
+            Ok((node, addr)) => (node, connection(addr, shape, &mut rng, &mut stop).await),
+            Err(e) => (NODES, (0, Err((Phase::Resolve, e)))),
+        };
         {
             let mut t = tally.lock().unwrap();
             t.attempted += 1;
@@ -259,13 +333,9 @@ async fn client(
 }
 
 impl Load {
-    /// Starts `p.clients_short + p.clients_long` clients over `nodes`.
-    pub fn start(
-        p: &Params,
-        nodes: Vec<SocketAddr>,
-        t0: Instant,
-        stop: watch::Receiver<bool>,
-    ) -> Load {
+    /// Starts `p.clients_short + p.clients_long` clients, each finding
+    /// its nodes through `dial`.
+    pub fn start(p: &Params, dial: Dial, t0: Instant, stop: watch::Receiver<bool>) -> Load {
         let pace = Arc::new(Semaphore::new(0));
         let pacer = {
             let pace = pace.clone();
@@ -282,7 +352,7 @@ impl Load {
                 }
             })
         };
-        let nodes = Arc::new(nodes);
+        let dial = Arc::new(dial);
         let tally = Arc::new(Mutex::new(Tally::default()));
         let shapes = (0..p.clients_short)
             .map(|_| Shape {
@@ -300,7 +370,7 @@ impl Load {
                     id,
                     shape,
                     p.seed,
-                    nodes.clone(),
+                    dial.clone(),
                     pace.clone(),
                     stop.clone(),
                     tally.clone(),

@@ -5,11 +5,12 @@
 
 use super::plan::{Churn, Planned};
 use super::{
-    BACKENDS, DRAIN_TIMEOUT_MS, EXIT_MARGIN_MS, NODES, POLL_MS, SERVING_LIMIT_MS,
-    STATUS_TIMEOUT_MS, STEADY_LIMIT_MS, progress,
+    BACKENDS, DETECT_LIMIT_MS, DRAIN_TIMEOUT_MS, EXIT_MARGIN_MS, NODES, Net, POLL_MS,
+    REASSEMBLE_LIMIT_MS, SERVING_LIMIT_MS, STATUS_TIMEOUT_MS, STEADY_LIMIT_MS, progress,
 };
 use crate::backend::{Backend, Behaviour, http_get};
-use crate::fleet::{Certs, NodeCerts, fleet_config};
+use crate::fleet::{Certs, NodeCerts, fleet_config, pinned};
+use crate::netlab::{self, Lab};
 use crate::node::Shoal;
 use anyhow::{Context, Result, anyhow, bail, ensure};
 use serde_json::Value;
@@ -45,6 +46,9 @@ pub struct Outage {
 pub enum Target {
     Node(usize),
     Backend(usize),
+    /// The fleet split (from the cut to the reassembly). It explains no
+    /// client failure: clients and backends reach every node throughout.
+    Partition,
 }
 
 /// One churn event as it went.
@@ -58,6 +62,27 @@ pub struct Done {
     pub note: String,
     /// Something shoal did wrong during it.
     pub finding: Option<String>,
+    /// With [`super::Params::detect`]: from the kill (or the cut) until
+    /// every node that can see it had detected it.
+    pub detected: Option<Duration>,
+    /// A partition: from the heal until every node held every member.
+    pub reassembled: Option<Duration>,
+}
+
+/// What an event measured, filled in as it goes.
+#[derive(Debug, Default)]
+struct Times {
+    detected: Option<Duration>,
+    reassembled: Option<Duration>,
+}
+
+/// `a; b`, or whichever is not empty.
+fn join(a: &str, b: &str) -> String {
+    match (a.is_empty(), b.is_empty()) {
+        (true, _) => b.to_owned(),
+        (_, true) => a.to_owned(),
+        _ => format!("{a}; {b}"),
+    }
 }
 
 /// The state at the end check.
@@ -75,6 +100,8 @@ pub type LogTally = BTreeMap<String, BTreeMap<String, usize>>;
 #[derive(Debug)]
 struct NodeSlot {
     name: String,
+    /// What runs the process on the node's host (`ip netns exec …`).
+    wrapper: Vec<String>,
     certs: NodeCerts,
     listener: SocketAddr,
     admin: SocketAddr,
@@ -92,6 +119,9 @@ struct Inner {
     backend_addrs: Vec<SocketAddr>,
     listeners: Vec<SocketAddr>,
     admins: Vec<SocketAddr>,
+    /// The nodes' hosts, with [`Net::Lab`].
+    lab: Option<Arc<std::sync::Mutex<Lab>>>,
+    detect: bool,
     outages: std::sync::Mutex<Vec<Outage>>,
     logs: std::sync::Mutex<LogTally>,
 }
@@ -126,17 +156,13 @@ fn node_config(
 ) -> Result<String> {
     let mut text = fleet_config(slot_name, backends, cluster, seeds, certs, "", "");
     let drain = "drain_timeout_ms = 10000\n";
-    let listener_bind = "bind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\n";
-    let admin = "admin = \"127.0.0.1:0\"\n";
     ensure!(
-        text.contains(drain) && text.contains(listener_bind) && text.contains(admin),
+        text.contains(drain),
         "the harness's fleet_config changed; update the soak:\n{text}"
     );
     text = text.replace(drain, &format!("drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n"));
     if let Some((listener, admin_addr)) = fixed {
-        text = text
-            .replacen(listener_bind, &format!("bind = \"{listener}\"\n"), 1)
-            .replace(admin, &format!("admin = \"{admin_addr}\"\n"));
+        text = pinned(&text, listener, admin_addr)?;
     }
     Ok(text)
 }
@@ -156,7 +182,7 @@ fn panic_text(e: tokio::task::JoinError) -> String {
 
 /// Starts `shoal run` on `config` with the soak's log filter. The harness
 /// panics when a node does not become ready: caught here, it is an error.
-async fn spawn_node(config: String) -> Result<Shoal, String> {
+async fn spawn_node(config: String, wrapper: Vec<String>) -> Result<Shoal, String> {
     let dir = tempfile::tempdir().map_err(|e| format!("tempdir: {e}"))?;
     let path = dir.path().join("shoal.toml");
     std::fs::write(&path, config).map_err(|e| format!("write {}: {e}", path.display()))?;
@@ -167,7 +193,7 @@ async fn spawn_node(config: String) -> Result<Shoal, String> {
         "--log-level".to_owned(),
         LOG_LEVEL.to_owned(),
     ];
-    tokio::spawn(Shoal::spawn(args, dir))
+    tokio::spawn(async move { Shoal::spawn_with(&wrapper, args, dir).await })
         .await
         .map_err(panic_text)
 }
@@ -191,6 +217,38 @@ pub fn fd_count(pid: u32) -> Option<usize> {
         .map(|d| d.count())
 }
 
+/// Whether a node's `/status` shows all [`NODES`] members, each with a
+/// report held.
+fn is_whole(s: &Value) -> bool {
+    let members = s["cluster"]["members"].as_array();
+    s["cluster"]["live_nodes"].as_u64() == Some(NODES as u64)
+        && members
+            .is_some_and(|m| m.len() == NODES - 1 && m.iter().all(|m| m["report_age_ms"].is_u64()))
+}
+
+/// The names of the members a node's `/status` lists, sorted.
+fn member_names(s: &Value) -> Vec<String> {
+    let mut names: Vec<String> = s["cluster"]["members"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m["name"].as_str().map(str::to_owned))
+        .collect();
+    names.sort();
+    names
+}
+
+/// Whether a node's `/status` says backend `addr` is down.
+fn backend_is_down(s: &Value, addr: SocketAddr) -> bool {
+    let addr = addr.to_string();
+    s["listeners"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|l| l["backends"].as_array().into_iter().flatten())
+        .any(|b| b["address"].as_str() == Some(addr.as_str()) && b["up"] == false)
+}
+
 fn tally_logs(into: &mut LogTally, name: &str, node: &Shoal) {
     let per = into.entry(name.to_owned()).or_default();
     for l in node.logs() {
@@ -208,24 +266,59 @@ fn tally_logs(into: &mut LogTally, name: &str, node: &Shoal) {
 
 impl Fleet {
     /// [`BACKENDS`] echo backends, then [`NODES`] nodes, each seeded with
-    /// the ones before it; returns once the fleet is whole.
-    pub async fn start(t0: Instant) -> Result<Fleet> {
+    /// the ones before it (on loopback) or with every other (on a lab's
+    /// hosts, where every address is known beforehand); returns once the
+    /// fleet is whole. `detect`: see [`super::Params::detect`].
+    pub async fn start(t0: Instant, net: &Net, detect: bool) -> Result<Fleet> {
         let certs = Certs::new();
+        let lab = match net {
+            Net::Loopback => None,
+            Net::Lab { lab, .. } => Some(lab.clone()),
+        };
+        let backend_ip = match lab {
+            None => std::net::Ipv4Addr::LOCALHOST,
+            Some(_) => netlab::HOST_IP,
+        };
         let mut backends = Vec::new();
         for _ in 0..BACKENDS {
-            backends.push(Some(Backend::start(Behaviour::Echo).await));
+            let at = SocketAddr::from((backend_ip, 0));
+            backends.push(Some(Backend::start_at(at, Behaviour::Echo).await));
         }
         let backend_addrs: Vec<SocketAddr> = backends.iter().flatten().map(|b| b.addr).collect();
         let mut nodes: Vec<NodeSlot> = Vec::new();
         for i in 0..NODES {
             let name = format!("node-{}", i + 1);
             let node_certs = certs.node(&name);
-            let seeds: Vec<String> = nodes.iter().map(|n| n.cluster.to_string()).collect();
-            let text = node_config(&name, &backend_addrs, any_port(), &seeds, &node_certs, None)?;
-            let shoal = spawn_node(text)
+            let (text, wrapper) = match &lab {
+                None => {
+                    let seeds: Vec<String> = nodes.iter().map(|n| n.cluster.to_string()).collect();
+                    let text =
+                        node_config(&name, &backend_addrs, any_port(), &seeds, &node_certs, None)?;
+                    (text, Vec::new())
+                }
+                Some(lab) => {
+                    let seeds: Vec<String> = (0..NODES)
+                        .filter(|&j| j != i)
+                        .map(|j| netlab::cluster_addr(j).to_string())
+                        .collect();
+                    let fixed = (netlab::listener_addr(i), netlab::admin_addr(i));
+                    let cluster = netlab::cluster_addr(i);
+                    let text = node_config(
+                        &name,
+                        &backend_addrs,
+                        cluster,
+                        &seeds,
+                        &node_certs,
+                        Some(fixed),
+                    )?;
+                    (text, lab.lock().unwrap().wrapper(i))
+                }
+            };
+            let shoal = spawn_node(text, wrapper.clone())
                 .await
                 .map_err(|e| anyhow!("{name} did not start: {e}"))?;
             nodes.push(NodeSlot {
+                wrapper,
                 listener: shoal.listener("web"),
                 admin: shoal.admin.context("no admin address")?,
                 cluster: shoal.cluster.context("no cluster address")?,
@@ -240,6 +333,8 @@ impl Fleet {
                 _certs: certs,
                 listeners: nodes.iter().map(|n| n.listener).collect(),
                 admins: nodes.iter().map(|n| n.admin).collect(),
+                lab,
+                detect,
                 nodes: Mutex::new(nodes),
                 backends: Mutex::new(backends),
                 backend_addrs,
@@ -284,14 +379,7 @@ impl Fleet {
         loop {
             let mut whole = true;
             for &admin in &self.inner.admins {
-                let ok = status(admin).await.is_ok_and(|s| {
-                    let members = s["cluster"]["members"].as_array().cloned();
-                    s["cluster"]["live_nodes"].as_u64() == Some(NODES as u64)
-                        && members.is_some_and(|m| {
-                            m.len() == NODES - 1 && m.iter().all(|m| m["report_age_ms"].is_u64())
-                        })
-                });
-                whole &= ok;
+                whole &= status(admin).await.is_ok_and(|s| is_whole(&s));
             }
             if whole {
                 progress(
@@ -371,13 +459,24 @@ impl Fleet {
             }
             let started = t0.elapsed();
             progress(t0, format_args!("churn: {}", planned.what));
+            let mut times = Times::default();
             let (note, finding) = match planned.what {
-                Churn::Kill9 { node, down_ms } => self.node_down(node, false, down_ms, t0).await,
-                Churn::Sigterm { node, down_ms } => self.node_down(node, true, down_ms, t0).await,
+                Churn::Kill9 { node, down_ms } => {
+                    self.node_down(node, false, down_ms, t0, &mut times).await
+                }
+                Churn::Sigterm { node, down_ms } => {
+                    self.node_down(node, true, down_ms, t0, &mut times).await
+                }
                 Churn::Backend { backend, down_ms } => {
-                    self.backend_down(backend, down_ms, t0).await
+                    self.backend_down(backend, down_ms, t0, &mut times).await
+                }
+                Churn::Partition { side, hold_ms } => {
+                    self.partition(side, hold_ms, t0, &mut times).await
                 }
             };
+            if !note.is_empty() {
+                progress(t0, format_args!("  {note}"));
+            }
             if let Some(f) = &finding {
                 progress(t0, format_args!("  finding: {f}"));
             }
@@ -387,6 +486,8 @@ impl Fleet {
                 took: t0.elapsed() - started,
                 note,
                 finding,
+                detected: times.detected,
+                reassembled: times.reassembled,
             });
         }
         done
@@ -400,6 +501,7 @@ impl Fleet {
         term: bool,
         down_ms: u64,
         t0: Instant,
+        times: &mut Times,
     ) -> (String, Option<String>) {
         let (taken, name) = {
             let mut nodes = self.inner.nodes.lock().await;
@@ -437,18 +539,28 @@ impl Fleet {
         tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
         tally_logs(&mut self.inner.logs.lock().unwrap(), &name, &process);
         drop(process);
+        // The slot is empty now: every running node is another.
+        let late = format!(
+            "{name} still a member somewhere {DETECT_LIMIT_MS} ms after its {}",
+            if term { "SIGTERM" } else { "kill" }
+        );
+        let gone = |_: usize, s: &Value| !member_names(s).contains(&name);
+        let seen = "gone from every member list";
+        finding = finding.or(self
+            .detect(signalled, gone, times, &mut note, seen, late)
+            .await);
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
 
         match self.restart_node(i).await {
             Ok(serving_ms) => {
                 self.outage_ends(outage, t0);
-                if !note.is_empty() {
-                    note.push_str("; ");
-                }
-                note.push_str(&format!(
-                    "serving again {} ms after the signal (warm start {serving_ms} ms)",
-                    signalled.elapsed().as_millis()
-                ));
+                note = join(
+                    &note,
+                    &format!(
+                        "serving again {} ms after the signal (warm start {serving_ms} ms)",
+                        signalled.elapsed().as_millis()
+                    ),
+                );
             }
             Err(e) => finding = Some(format!("{name} did not come back: {e}")),
         }
@@ -458,7 +570,7 @@ impl Fleet {
     /// Starts node `i` on its old addresses, seeded with every other node,
     /// and waits until it serves. Returns the warm start's length in ms.
     async fn restart_node(&self, i: usize) -> Result<u128, String> {
-        let (text, name) = {
+        let (text, name, wrapper) = {
             let nodes = self.inner.nodes.lock().await;
             let n = &nodes[i];
             let seeds: Vec<String> = nodes
@@ -475,11 +587,11 @@ impl Fleet {
                 Some((n.listener, n.admin)),
             )
             .map_err(|e| e.to_string())?;
-            (text, n.name.clone())
+            (text, n.name.clone(), n.wrapper.clone())
         };
         let mut errors = Vec::new();
         for _ in 0..RESTART_TRIES {
-            match spawn_node(text.clone()).await {
+            match spawn_node(text.clone(), wrapper.clone()).await {
                 Ok(shoal) => {
                     let ready = Instant::now();
                     let admin = shoal.admin;
@@ -511,14 +623,31 @@ impl Fleet {
     }
 
     /// Kills backend `b` and starts it again on its port after `down_ms`.
-    async fn backend_down(&self, b: usize, down_ms: u64, t0: Instant) -> (String, Option<String>) {
+    async fn backend_down(
+        &self,
+        b: usize,
+        down_ms: u64,
+        t0: Instant,
+        times: &mut Times,
+    ) -> (String, Option<String>) {
         let taken = self.inner.backends.lock().await[b].take();
         let Some(backend) = taken else {
             return (format!("backend-{} was not running", b + 1), None);
         };
         let outage = self.outage_begins(Target::Backend(b), t0);
         let open = backend.open.load(std::sync::atomic::Ordering::SeqCst);
+        let killed = Instant::now();
         let addr = backend.kill().await;
+        let mut note = format!("{open} connections open at the kill");
+        let late = format!(
+            "backend-{} not down on every node {DETECT_LIMIT_MS} ms after its kill",
+            b + 1
+        );
+        let down = |_: usize, s: &Value| backend_is_down(s, addr);
+        let seen = "down on every node";
+        let finding = self
+            .detect(killed, down, times, &mut note, seen, late)
+            .await;
         tokio::time::sleep(Duration::from_millis(down_ms)).await;
         let mut errors = Vec::new();
         for _ in 0..RESTART_TRIES {
@@ -526,7 +655,7 @@ impl Fleet {
                 Ok(again) => {
                     self.inner.backends.lock().await[b] = Some(again);
                     self.outage_ends(outage, t0);
-                    return (format!("{open} connections open at the kill"), None);
+                    return (note, finding);
                 }
                 Err(e) => {
                     errors.push(panic_text(e));
@@ -542,6 +671,125 @@ impl Fleet {
                 errors.join(" | ")
             )),
         )
+    }
+
+    /// Polls `/status` of every running node until `holds(node, status)`
+    /// for each; the time since `since`, or `None` after
+    /// [`DETECT_LIMIT_MS`] from now.
+    async fn until_all(
+        &self,
+        since: Instant,
+        holds: impl Fn(usize, &Value) -> bool,
+    ) -> Option<Duration> {
+        self.until_all_for(since, DETECT_LIMIT_MS, holds).await
+    }
+
+    /// With [`super::Params::detect`]: [`Fleet::until_all`] for `holds`,
+    /// its time into `times` and "`seen` after N ms" into `note`, or
+    /// `Some(late)` (a finding) past the bound. Without: nothing.
+    async fn detect(
+        &self,
+        since: Instant,
+        holds: impl Fn(usize, &Value) -> bool,
+        times: &mut Times,
+        note: &mut String,
+        seen: &str,
+        late: String,
+    ) -> Option<String> {
+        if !self.inner.detect {
+            return None;
+        }
+        match self.until_all(since, holds).await {
+            Some(d) => {
+                times.detected = Some(d);
+                *note = join(note, &format!("{seen} after {} ms", d.as_millis()));
+                None
+            }
+            None => Some(late),
+        }
+    }
+
+    async fn until_all_for(
+        &self,
+        since: Instant,
+        limit_ms: u64,
+        holds: impl Fn(usize, &Value) -> bool,
+    ) -> Option<Duration> {
+        let began = Instant::now();
+        loop {
+            let mut all = true;
+            for (j, r) in self.running().await.iter().enumerate() {
+                let Some(r) = r else { continue };
+                all &= status(r.admin).await.is_ok_and(|s| holds(j, &s));
+                if !all {
+                    break;
+                }
+            }
+            if all {
+                return Some(since.elapsed());
+            }
+            if began.elapsed() > Duration::from_millis(limit_ms) {
+                return None;
+            }
+            tokio::time::sleep(Duration::from_millis(POLL_MS)).await;
+        }
+    }
+
+    /// Cuts the nodes of `side` from the rest, waits until each side
+    /// holds only its own members (with detection), holds the cut
+    /// `hold_ms`, heals, and waits until every node holds every member.
+    async fn partition(
+        &self,
+        side: u32,
+        hold_ms: u64,
+        t0: Instant,
+        times: &mut Times,
+    ) -> (String, Option<String>) {
+        let Some(lab) = self.inner.lab.clone() else {
+            return (String::new(), Some("a partition needs Net::Lab".into()));
+        };
+        let a: Vec<usize> = (0..NODES).filter(|&n| side & (1 << n) != 0).collect();
+        let b: Vec<usize> = (0..NODES).filter(|&n| side & (1 << n) == 0).collect();
+        let outage = self.outage_begins(Target::Partition, t0);
+        let cut = Instant::now();
+        lab.lock().unwrap().partition(&[a.clone(), b.clone()]);
+        let mut note = String::new();
+        let own_side = |j: usize, s: &Value| {
+            let mine = if a.contains(&j) { &a } else { &b };
+            let want: Vec<String> = mine
+                .iter()
+                .filter(|&&n| n != j)
+                .map(|n| format!("node-{}", n + 1))
+                .collect();
+            member_names(s) == want
+        };
+        let late = format!("the sides did not see each other gone within {DETECT_LIMIT_MS} ms");
+        let seen = "each side alone";
+        let mut finding = self
+            .detect(cut, own_side, times, &mut note, seen, late)
+            .await;
+        tokio::time::sleep(Duration::from_millis(hold_ms)).await;
+        lab.lock().unwrap().heal();
+        let healed = Instant::now();
+        match self
+            .until_all_for(healed, REASSEMBLE_LIMIT_MS, |_, s| is_whole(s))
+            .await
+        {
+            Some(d) => {
+                self.outage_ends(outage, t0);
+                times.reassembled = Some(d);
+                note = join(
+                    &note,
+                    &format!("whole again {} ms after the heal", d.as_millis()),
+                );
+            }
+            None => {
+                finding = Some(format!(
+                    "the fleet was not whole {REASSEMBLE_LIMIT_MS} ms after the heal"
+                ))
+            }
+        }
+        (note, finding)
     }
 
     /// What is left now: a node not running or not whole, a count not

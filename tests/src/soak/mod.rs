@@ -96,6 +96,17 @@ pub const FD_END_EXCESS_MAX: usize = 0;
 /// hint where descriptors are proof.
 pub const RSS_SLOPE_WARN_KIB_PER_MIN: f64 = 256.0;
 
+/// With [`Params::detect`]: the bound on every node seeing a death (a
+/// node gone from its members, a backend down) or a partition (each
+/// side holding only its own members); beyond it, a finding.
+pub const DETECT_LIMIT_MS: u64 = 30_000;
+/// After a heal, the bound on every node holding every member again.
+/// Nobody in a partition is alone, so the halves meet through foca's
+/// gossip or, at the latest, the core's announce to seeds not held
+/// alive (every `MISSING_SEED_ANNOUNCE_INTERVAL`, 30 s); beyond it, a
+/// finding.
+pub const REASSEMBLE_LIMIT_MS: u64 = 45_000;
+
 /// Churn events in one run, at most.
 pub const CHURN_EVENTS_MAX: usize = 500;
 /// Samples in one run, at most.
@@ -130,6 +141,12 @@ pub struct Params {
     pub clients_long: usize,
     pub connects_per_s: u32,
     pub self_check: Option<SelfCheck>,
+    /// How often each kind of churn is drawn.
+    pub mix: plan::Mix,
+    /// Each fault waits until every node that can see it has detected
+    /// it (bounded by [`DETECT_LIMIT_MS`]) before the fault is undone,
+    /// and the time is recorded: the chaos run's detection times.
+    pub detect: bool,
 }
 
 impl Params {
@@ -147,6 +164,8 @@ impl Params {
             clients_long: CLIENTS_LONG_MAX,
             connects_per_s: CONNECTS_PER_S_MAX,
             self_check: None,
+            mix: plan::Mix::SOAK,
+            detect: false,
         }
     }
 
@@ -164,10 +183,17 @@ impl Params {
             clients_long: CLIENTS_LONG_MAX / 2,
             connects_per_s: CONNECTS_PER_S_MAX / 2,
             self_check: None,
+            mix: plan::Mix::SOAK,
+            detect: false,
         }
     }
 
-    fn check(&self) -> Result<()> {
+    fn check(&self, net: &Net) -> Result<()> {
+        self.mix.check()?;
+        anyhow::ensure!(
+            self.mix.partition == 0 || matches!(net, Net::Lab { .. }),
+            "partitions need the nodes on hosts of their own (Net::Lab)"
+        );
         anyhow::ensure!(
             self.clients_short <= CLIENTS_SHORT_MAX && self.clients_long <= CLIENTS_LONG_MAX,
             "clients: {} short and {} long, at most {CLIENTS_SHORT_MAX} and {CLIENTS_LONG_MAX}",
@@ -197,16 +223,54 @@ impl Params {
     }
 }
 
+/// A seed drawn from the clock (printed by whoever uses it).
+pub fn clock_seed() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64 % 1_000_000_007)
+        .unwrap_or(1)
+}
+
+/// The seed in `$var` (a test run again with a printed seed), else
+/// [`clock_seed`].
+pub fn seed_from_env(var: &str) -> u64 {
+    std::env::var(var)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or_else(clock_seed)
+}
+
 /// Progress to stderr, with the time since `t0`.
 pub(crate) fn progress(t0: Instant, msg: impl std::fmt::Display) {
     eprintln!("[{:>7.1}s] {msg}", t0.elapsed().as_secs_f64());
 }
 
+/// Where the processes run and how clients find the nodes.
+#[derive(Debug, Clone)]
+pub enum Net {
+    /// Everything on 127.0.0.1 (ports 0); each client connection goes to
+    /// a node drawn at random.
+    Loopback,
+    /// Each node on a host of its own ([`crate::netlab`]), backends on
+    /// the bridge; each client connection resolves `name` at the DNS
+    /// server `dns` and goes to one of its addresses drawn at random.
+    Lab {
+        lab: std::sync::Arc<std::sync::Mutex<crate::netlab::Lab>>,
+        dns: std::net::SocketAddr,
+        name: String,
+    },
+}
+
+/// Runs the soak on loopback ([`run_on`] with [`Net::Loopback`]).
+pub async fn run(params: Params) -> Result<report::Outcome> {
+    run_on(params, Net::Loopback).await
+}
+
 /// Runs the soak. `Err` is a harness failure (a port that cannot be
 /// bound, a fleet that never forms); what the soak finds in shoal is in
 /// the [`report::Outcome`], whose [`report::Outcome::passed`] is the verdict.
-pub async fn run(params: Params) -> Result<report::Outcome> {
-    params.check()?;
+pub async fn run_on(params: Params, net: Net) -> Result<report::Outcome> {
+    params.check(&net)?;
     let t0 = Instant::now();
     progress(t0, format_args!("SEED={}", params.seed));
     let plan = plan::plan(&params);
@@ -219,7 +283,7 @@ pub async fn run(params: Params) -> Result<report::Outcome> {
         ),
     );
 
-    let fleet = fleet::Fleet::start(t0)
+    let fleet = fleet::Fleet::start(t0, &net, params.detect)
         .await
         .context("starting the fleet")?;
     let baseline = fleet.quiet_fds().await;
@@ -231,7 +295,11 @@ pub async fn run(params: Params) -> Result<report::Outcome> {
     // Load, sampler and churn share one clock origin: `load_t0`.
     let load_t0 = Instant::now();
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-    let load = clients::Load::start(&params, fleet.listeners(), load_t0, stop_rx.clone());
+    let dial = match &net {
+        Net::Loopback => clients::Dial::Nodes(fleet.listeners()),
+        Net::Lab { dns, name, .. } => clients::Dial::name(*dns, name, fleet.listeners())?,
+    };
+    let load = clients::Load::start(&params, dial, load_t0, stop_rx.clone());
     let sampler = tokio::spawn(sample::sampler(
         fleet.clone(),
         params.sample_every,

@@ -493,22 +493,24 @@ impl Outcome {
     }
 
     fn write_churn(&self, o: &mut String) {
-        let mut kinds = [0usize; 3];
+        let mut kinds = [0usize; 4];
         for e in &self.events {
             kinds[match e.planned.what {
                 Churn::Kill9 { .. } => 0,
                 Churn::Sigterm { .. } => 1,
                 Churn::Backend { .. } => 2,
+                Churn::Partition { .. } => 3,
             }] += 1;
         }
         let _ = writeln!(
             o,
-            "\n## Churn\n\n{} of {} planned events ran: kill -9 {}, SIGTERM {}, backend kill {}.\n\n| planned (s) | started (s) | event | took (s) | outcome |\n|---:|---:|---|---:|---|",
+            "\n## Churn\n\n{} of {} planned events ran: kill -9 {}, SIGTERM {}, backend kill {}, partition {}.\n\n| planned (s) | started (s) | event | took (s) | outcome |\n|---:|---:|---|---:|---|",
             self.events.len(),
             self.plan.len(),
             kinds[0],
             kinds[1],
-            kinds[2]
+            kinds[2],
+            kinds[3]
         );
         for e in &self.events {
             let outcome = match &e.finding {
