@@ -53,12 +53,19 @@ pub enum Resolution {
     /// dnsmasq in the clients' namespace answering every node's address,
     /// dead or alive, as a zone file an operator wrote would.
     Static,
+    /// The fleet's own answer (`[dns]` on every node, decision 51),
+    /// through dnsmasq forwarding the name to all five nodes: a node
+    /// leaves the answer once the fleet sees it gone.
+    Fleet,
 }
 
 impl Resolution {
     pub fn label(self) -> &'static str {
         match self {
             Resolution::Static => "static DNS (dnsmasq, every node's address)",
+            Resolution::Fleet => {
+                "the fleet's own DNS answer ([dns] on every node, forwarded by dnsmasq)"
+            }
         }
     }
 }
@@ -93,11 +100,18 @@ pub async fn run(params: Params, resolution: Resolution) -> Result<Outcome> {
     let records: Vec<(&str, Ipv4Addr)> = (0..NODES).map(|i| (NAME, netlab::node_ip(i))).collect();
     let dns = match resolution {
         Resolution::Static => crate::dnsmasq::Dnsmasq::start(&records).await,
+        Resolution::Fleet => {
+            let servers: Vec<std::net::SocketAddr> = (0..NODES)
+                .map(|i| (netlab::node_ip(i), soak::fleet::FLEET_DNS_PORT).into())
+                .collect();
+            crate::dnsmasq::Dnsmasq::start_forwarding(NAME, &servers).await
+        }
     };
     let net = Net::Lab {
         lab: lab.clone(),
         dns: dns.addr(),
         name: NAME.to_owned(),
+        fleet_dns: resolution == Resolution::Fleet,
     };
     let outcome = soak::run_on(params, net).await;
     drop(dns);

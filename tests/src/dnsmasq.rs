@@ -142,6 +142,70 @@ impl Dnsmasq {
         server
     }
 
+    /// Starts dnsmasq as the forwarding resolver an operator puts in
+    /// front of the fleet's own DNS answer (decision 51): queries for
+    /// `zone` (and below) go to every one of `servers` at once
+    /// (`--all-servers`, the first answer wins), nothing is cached longer
+    /// than the answer's TTL, and no other name is answered (`.test`
+    /// names are NXDOMAIN, everything else REFUSED for want of a server).
+    /// Waits until it answers a query (the servers may not be up yet).
+    pub async fn start_forwarding(zone: &str, servers: &[SocketAddr]) -> Dnsmasq {
+        let bin = crate::needs::tool("dnsmasq", "dnsmasq-base");
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+        let hosts = dir.path().join("hosts");
+        std::fs::write(&hosts, "").unwrap();
+        let port = free_port();
+        let addr = SocketAddr::from((LISTEN_IP, port));
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--keep-in-foreground")
+            .arg("--conf-file=/dev/null")
+            .arg("--no-hosts")
+            .arg("--no-resolv")
+            .arg("--local=/test/")
+            .arg("--all-servers")
+            .arg("--no-negcache")
+            .arg("--bind-interfaces")
+            .arg(format!("--listen-address={LISTEN_IP}"))
+            .arg(format!("--port={port}"))
+            .arg(format!(
+                "--pid-file={}",
+                dir.path().join("dnsmasq.pid").display()
+            ))
+            .arg("--log-facility=-");
+        for s in servers {
+            cmd.arg(format!("--server=/{zone}/{}#{}", s.ip(), s.port()));
+        }
+        let mut child = cmd
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+        let stderr = child.stderr.take().unwrap();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        {
+            let logs = logs.clone();
+            std::thread::spawn(move || {
+                for line in BufReader::new(stderr).lines() {
+                    let Ok(line) = line else { break };
+                    logs.lock().unwrap().push(line);
+                }
+            });
+        }
+        crate::eventually("dnsmasq to listen", crate::WAIT, || async {
+            std::net::TcpStream::connect(addr).ok().map(|_| ())
+        })
+        .await;
+        Dnsmasq {
+            child,
+            addr,
+            hosts,
+            logs,
+            _dir: dir,
+        }
+    }
+
     /// `IP:port` to give as `cluster.resolver`.
     pub fn addr(&self) -> SocketAddr {
         self.addr

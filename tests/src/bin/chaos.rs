@@ -38,6 +38,18 @@ struct Args {
     /// Also write the summary to this file.
     #[arg(long)]
     out: Option<std::path::PathBuf>,
+    /// How clients find the nodes: `static` (a zone naming every node,
+    /// dead or alive) or `fleet` (each node's own `[dns]` answer, which
+    /// drops a node once the fleet sees it gone, behind a forwarding
+    /// dnsmasq).
+    #[arg(long, value_enum, default_value_t = Dns::Static)]
+    dns: Dns,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Dns {
+    Static,
+    Fleet,
 }
 
 fn main() -> ExitCode {
@@ -78,14 +90,18 @@ fn main() -> ExitCode {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    let outcome = match rt.block_on(chaos::run(params, Resolution::Static)) {
+    let resolution = match args.dns {
+        Dns::Static => Resolution::Static,
+        Dns::Fleet => Resolution::Fleet,
+    };
+    let outcome = match rt.block_on(chaos::run(params, resolution)) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("chaos could not run: {e:#}");
             return ExitCode::FAILURE;
         }
     };
-    let summary = chaos::summary(&outcome, Resolution::Static);
+    let summary = chaos::summary(&outcome, resolution);
     println!("{summary}");
     if let Some(out) = &args.out
         && let Err(e) = std::fs::write(out, &summary)

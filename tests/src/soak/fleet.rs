@@ -121,6 +121,8 @@ struct Inner {
     admins: Vec<SocketAddr>,
     /// The nodes' hosts, with [`Net::Lab`].
     lab: Option<Arc<std::sync::Mutex<Lab>>>,
+    /// The name each node answers with `[dns]` (see [`Net::Lab`]).
+    fleet_dns: Option<String>,
     detect: bool,
     outages: std::sync::Mutex<Vec<Outage>>,
     logs: std::sync::Mutex<LogTally>,
@@ -145,7 +147,9 @@ fn any_port() -> SocketAddr {
 }
 
 /// The harness's fleet config with the soak's drain timeout, its log
-/// filter's needs, and (on a restart) the node's old addresses.
+/// filter's needs, (on a restart or a host of its own) the node's fixed
+/// addresses, and with `fleet_dns` a `[dns]` answer for that name on
+/// port [`FLEET_DNS_PORT`] of the listener's IP.
 fn node_config(
     slot_name: &str,
     backends: &[SocketAddr],
@@ -153,6 +157,7 @@ fn node_config(
     seeds: &[String],
     certs: &NodeCerts,
     fixed: Option<(SocketAddr, SocketAddr)>,
+    fleet_dns: Option<&str>,
 ) -> Result<String> {
     let mut text = fleet_config(slot_name, backends, cluster, seeds, certs, "", "");
     let drain = "drain_timeout_ms = 10000\n";
@@ -163,9 +168,18 @@ fn node_config(
     text = text.replace(drain, &format!("drain_timeout_ms = {DRAIN_TIMEOUT_MS}\n"));
     if let Some((listener, admin_addr)) = fixed {
         text = pinned(&text, listener, admin_addr)?;
+        if let Some(name) = fleet_dns {
+            text.push_str(&format!(
+                "\n[dns]\nbind = \"{}\"\nname = \"{name}.\"\nttl_s = 1\n",
+                SocketAddr::new(listener.ip(), FLEET_DNS_PORT)
+            ));
+        }
     }
     Ok(text)
 }
+
+/// Where each node of a lab answers the fleet's name with `[dns]`.
+pub const FLEET_DNS_PORT: u16 = 53;
 
 /// The text of a panic, cut to [`MESSAGE_CHARS_MAX`].
 fn panic_text(e: tokio::task::JoinError) -> String {
@@ -275,6 +289,14 @@ impl Fleet {
             Net::Loopback => None,
             Net::Lab { lab, .. } => Some(lab.clone()),
         };
+        let fleet_dns = match net {
+            Net::Lab {
+                fleet_dns: true,
+                name,
+                ..
+            } => Some(name.clone()),
+            _ => None,
+        };
         let backend_ip = match lab {
             None => std::net::Ipv4Addr::LOCALHOST,
             Some(_) => netlab::HOST_IP,
@@ -292,8 +314,15 @@ impl Fleet {
             let (text, wrapper) = match &lab {
                 None => {
                     let seeds: Vec<String> = nodes.iter().map(|n| n.cluster.to_string()).collect();
-                    let text =
-                        node_config(&name, &backend_addrs, any_port(), &seeds, &node_certs, None)?;
+                    let text = node_config(
+                        &name,
+                        &backend_addrs,
+                        any_port(),
+                        &seeds,
+                        &node_certs,
+                        None,
+                        None,
+                    )?;
                     (text, Vec::new())
                 }
                 Some(lab) => {
@@ -310,6 +339,7 @@ impl Fleet {
                         &seeds,
                         &node_certs,
                         Some(fixed),
+                        fleet_dns.as_deref(),
                     )?;
                     (text, lab.lock().unwrap().wrapper(i))
                 }
@@ -334,6 +364,7 @@ impl Fleet {
                 listeners: nodes.iter().map(|n| n.listener).collect(),
                 admins: nodes.iter().map(|n| n.admin).collect(),
                 lab,
+                fleet_dns,
                 detect,
                 nodes: Mutex::new(nodes),
                 backends: Mutex::new(backends),
@@ -585,6 +616,7 @@ impl Fleet {
                 &seeds,
                 &n.certs,
                 Some((n.listener, n.admin)),
+                self.inner.fleet_dns.as_deref(),
             )
             .map_err(|e| e.to_string())?;
             (text, n.name.clone(), n.wrapper.clone())

@@ -258,6 +258,9 @@ pub enum Net {
         lab: std::sync::Arc<std::sync::Mutex<crate::netlab::Lab>>,
         dns: std::net::SocketAddr,
         name: String,
+        /// Each node also answers `name` itself (`[dns]` on port 53 of its
+        /// host, decision 51), for a resolver that forwards to them.
+        fleet_dns: bool,
     },
 }
 
