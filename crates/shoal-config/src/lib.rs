@@ -426,6 +426,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             timeout: cx.millis(at("health.timeout_ms"), h.timeout_ms)?,
             rise: h.rise,
             fall: h.fall,
+            checkers: h.checkers,
         };
         health.validate().map_err(|e| {
             let (field, value) = match &e {

@@ -47,7 +47,9 @@ use serde::de::DeserializeOwned;
 /// The protocol version every message starts with.
 /// 2: report entries carry a drain mark (fleet state); version 1 nodes
 /// and version 2 nodes refuse each other's messages.
-pub const PROTOCOL_VERSION: u8 = 2;
+/// 3: report entries say whether their verdict is a checker's vote
+/// (decision 49).
+pub const PROTOCOL_VERSION: u8 = 3;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
@@ -432,6 +434,7 @@ mod tests {
                 version: u64::MAX - i,
                 draining: true,
             }),
+            checker: true,
         }
     }
 

@@ -188,6 +188,8 @@ pub struct HealthSettings {
     pub timeout_ms: u64,
     pub rise: u32,
     pub fall: u32,
+    /// Nodes that check each backend (0: the default; decision 49).
+    pub checkers: u32,
 }
 
 impl Default for HealthSettings {
@@ -198,6 +200,7 @@ impl Default for HealthSettings {
             timeout_ms: d.timeout.as_millis() as u64,
             rise: d.rise,
             fall: d.fall,
+            checkers: d.checkers,
         }
     }
 }
@@ -209,6 +212,7 @@ impl HealthSettings {
             timeout: ms(self.timeout_ms),
             rise: self.rise,
             fall: self.fall,
+            checkers: self.checkers,
         }
     }
 }
@@ -980,6 +984,8 @@ impl FleetScenario {
         const SWARM_SALT: u64 = 0x666c_6565_745f_7377;
         /// Keeps the drain draws apart from the others.
         const SWARM_DRAIN_SALT: u64 = 0x6472_6169_6e5f_7377;
+        /// Keeps the draw of `health.checkers` apart from the others.
+        const SWARM_CHECKERS_SALT: u64 = 0x6368_6563_6b65_7273;
         /// Faults of one kind in one run, at most.
         const FAULTS_PER_KIND_MAX: u32 = 4;
         let mut rng = SimRng::seed_from_u64(seed ^ SWARM_SALT);
@@ -992,6 +998,10 @@ impl FleetScenario {
             timeout_ms: rng.random_range(100..=interval_ms.min(1_000)),
             rise: rng.random_range(1..=3),
             fall: rng.random_range(1..=3),
+            // A stream of its own, so the other draws (and the seeds kept
+            // as regressions) are those from before shared checking.
+            checkers: [0, 1, 2, 3, 100]
+                [SimRng::seed_from_u64(seed ^ SWARM_CHECKERS_SALT).random_range(0..5usize)],
         };
         let network = NetworkSettings {
             latency_us: rng.random_range(100..=2_000),
@@ -1220,6 +1230,7 @@ impl FleetScenario {
             timeout_ms: rng.random_range(100..=interval_ms),
             rise: rng.random_range(1..=4),
             fall: rng.random_range(1..=4),
+            checkers: 0,
         };
         let backends = rng.random_range(1..=5usize);
         let duration_ms = rng.random_range(20_000..=60_000u64);

@@ -362,6 +362,8 @@ pub struct Cluster {
     owners: BTreeMap<String, NodeId>,
     /// Whether [`ClusterEvent::NameTaken`] was told (once per taker).
     name_taken_by: Option<NodeId>,
+    /// Bumped whenever the set of live members may have changed.
+    membership_generation: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -415,6 +417,7 @@ impl Cluster {
             live_names: BTreeMap::new(),
             owners: BTreeMap::new(),
             name_taken_by: None,
+            membership_generation: 0,
         }
     }
 
@@ -454,6 +457,12 @@ impl Cluster {
     /// changed.
     pub fn view_generation(&self) -> u64 {
         self.view.generation().wrapping_add(self.drain_generation)
+    }
+
+    /// Changes whenever the live members may have changed (who checks
+    /// which backend is re-decided then, see [`crate::checkers`]).
+    pub fn membership_generation(&self) -> u64 {
+        self.membership_generation
     }
 
     /// The newest drain mark this node knows for `key`.
@@ -1073,6 +1082,7 @@ impl Cluster {
             self.timers.push(now + after, timer);
         }
         while let Some(n) = self.runtime.to_notify() {
+            self.membership_generation += 1;
             let event = match n {
                 OwnedNotification::MemberUp(id) => {
                     self.down.remove(&id.addr);

@@ -20,9 +20,9 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 
-/// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry, 11 more with a drain mark, plus ~70 of header) a full shard
-/// stays under 950 bytes, so one always fits a report datagram, and small
+/// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 + 1
+/// bytes an entry, 11 more with a drain mark, plus ~70 of header) a full
+/// shard stays under 950 bytes, so one always fits a report datagram, and small
 /// shards share one.
 pub const ENTRIES_PER_SHARD_MAX: usize = 32;
 
@@ -53,7 +53,7 @@ fn fnv1a64(bytes: impl Iterator<Item = u8>) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportEntry {
     pub key: BackendKey,
-    /// The origin's own verdict from its checks.
+    /// The origin's own verdict (its checks and failed client connects).
     pub healthy: bool,
     /// The origin's exact count of open connections.
     pub active: u32,
@@ -61,18 +61,31 @@ pub struct ReportEntry {
     /// any: fleet state rides on the reports, so every member that hears
     /// from the origin learns it (see [`DrainMark`]).
     pub drain: Option<DrainMark>,
+    /// Whether `healthy` is a checker's vote: the origin actively checks
+    /// the backend and has finished a check since it started to
+    /// (decision 49). Only votes count towards the fleet's majority; the
+    /// flag travels with the entry, so receivers need not agree with the
+    /// origin on the membership.
+    pub checker: bool,
 }
 
 impl ReportEntry {
-    /// An entry with no drain mark (the cluster fills it in when it
-    /// publishes).
+    /// A checker's entry with no drain mark (the cluster fills it in when
+    /// it publishes); see [`ReportEntry::with_checker`].
     pub fn new(key: BackendKey, healthy: bool, active: u32) -> Self {
         ReportEntry {
             key,
             healthy,
             active,
             drain: None,
+            checker: true,
         }
+    }
+
+    /// The entry with its checker flag set to `checker`.
+    pub fn with_checker(mut self, checker: bool) -> Self {
+        self.checker = checker;
+        self
     }
 }
 

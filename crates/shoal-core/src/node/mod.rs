@@ -58,6 +58,7 @@ mod tests;
 
 pub use settings::{Settings, SettingsError};
 
+use crate::checkers;
 use crate::cluster::identity::NodeId;
 use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
@@ -295,8 +296,12 @@ pub struct Node {
     next_sync_id: u64,
     actions: VecDeque<Action>,
     events: VecDeque<NodeEvent>,
-    /// `(view generation, live nodes)` last written into the pools.
-    pushed: Option<(u64, u32)>,
+    /// `(view generation, live nodes, membership generation)` last
+    /// written into the pools.
+    pushed: Option<(u64, u32, u64)>,
+    /// Per listener, per backend: whether this node is one of its
+    /// checkers, as of the membership generation in `pushed`.
+    assigned: Vec<Vec<bool>>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
 }
@@ -343,6 +348,7 @@ impl Node {
             actions: VecDeque::new(),
             events: VecDeque::new(),
             pushed: None,
+            assigned: Vec::new(),
             entries: Vec::new(),
             stats: NodeStats::default(),
         };
@@ -835,11 +841,10 @@ impl Node {
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
-                entries.push(ReportEntry::new(
-                    keys[l][id.0],
-                    pool.is_up(id),
-                    pool.active(id),
-                ));
+                entries.push(
+                    ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
+                        .with_checker(pool.is_voting(id)),
+                );
             }
         });
         self.cluster.publish_report(now, &entries, urgent);
@@ -890,23 +895,71 @@ impl Node {
         self.push_view(pools);
     }
 
-    /// Writes the fleet's load and size into the pools when they changed.
+    /// Writes the fleet's load, size, drains and this node's checker
+    /// assignments into the pools when they changed.
     fn push_view(&mut self, pools: &mut dyn Pools) {
-        let current = (self.cluster.view_generation(), self.cluster.live_nodes());
+        let current = (
+            self.cluster.view_generation(),
+            self.cluster.live_nodes(),
+            self.cluster.membership_generation(),
+        );
         if self.pushed == Some(current) {
             return;
         }
+        let members_changed = self.pushed.is_none_or(|p| p.2 != current.2);
         self.pushed = Some(current);
+        if members_changed {
+            self.assign_checkers(pools);
+        }
         let keys = &self.keys;
+        let assigned = &self.assigned;
         let cluster = &self.cluster;
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
                 let key = keys[l][id.0];
-                pool.set_remote(id, cluster.remote(key));
-                pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
+                pool.set_fleet(
+                    id,
+                    cluster.remote(key),
+                    cluster.drain_mark(key).is_some_and(|m| m.draining),
+                    assigned[l][id.0],
+                );
             }
         });
+    }
+
+    /// Which backends this node checks, from the live membership
+    /// ([`crate::checkers`]): O(backends × members), on membership
+    /// changes only.
+    fn assign_checkers(&mut self, pools: &mut dyn Pools) {
+        let me = self.identity().addr;
+        let me = (me, checkers::node_hash(me));
+        let others: Vec<(SocketAddr, u64)> = self
+            .cluster
+            .members()
+            .map(|m| (m.addr, checkers::node_hash(m.addr)))
+            .collect();
+        let keys = &self.keys;
+        let assigned = &mut self.assigned;
+        assigned.resize_with(keys.len(), Vec::new);
+        pools.each(&mut |l, pool| {
+            let k = checkers::configured(pool.health_config().checkers);
+            assigned[l] = keys[l]
+                .iter()
+                .map(|&key| checkers::is_checker(key, me, &others, k))
+                .collect();
+        });
+    }
+
+    /// The nodes that should check `key` by this node's view of the live
+    /// membership, first in hash order (for `/status`); `k` as configured
+    /// for its listener.
+    pub fn checkers_of(&self, key: BackendKey, k: u32) -> Vec<SocketAddr> {
+        let nodes: Vec<(SocketAddr, u64)> = std::iter::once(self.identity().addr)
+            .chain(self.cluster.members().map(|m| m.addr))
+            .map(|a| (a, checkers::node_hash(a)))
+            .collect();
+        checkers::checkers_of(key, &nodes, checkers::configured(k))
     }
 
     fn push_event(&mut self, event: NodeEvent) {

@@ -447,6 +447,7 @@ impl Sim<'_> {
             .map(|id| ReportEntry {
                 drain: cluster.drain_mark(keys[id.0]),
                 ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
+                    .with_checker(proc.pool.is_voting(id))
             })
             .collect();
         let hash = super::sample::content_hash(&entries);
