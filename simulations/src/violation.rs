@@ -33,6 +33,9 @@ pub enum Invariant {
     Drain,
     /// A scenario's `[expect]` table was not met (the faults did not show).
     Expectation,
+    /// Once the fleet is settled, a backend is not actively checked by
+    /// exactly `k` nodes (`health.checkers`, or every node if fewer).
+    Checkers,
 }
 
 impl fmt::Display for Invariant {
@@ -47,6 +50,7 @@ impl fmt::Display for Invariant {
             Invariant::View => "view",
             Invariant::Drain => "drain",
             Invariant::Expectation => "expectation",
+            Invariant::Checkers => "checkers",
         })
     }
 }

@@ -107,6 +107,8 @@ pub struct RawHealth {
     /// the default (`shoal_core::checkers::CHECKERS_DEFAULT`).
     #[serde(default)]
     pub checkers: u32,
+    /// The local IP address health probes are sent from.
+    pub source: Option<String>,
 }
 
 impl Default for RawHealth {
@@ -117,6 +119,7 @@ impl Default for RawHealth {
             rise: default_rise(),
             fall: default_fall(),
             checkers: 0,
+            source: None,
         }
     }
 }

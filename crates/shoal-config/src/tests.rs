@@ -138,6 +138,28 @@ fn bad_policy_and_health_values_are_named() {
     assert!(e.contains("listener[0].health.checkers"), "{e}");
     let c = Config::from_toml(&GOOD.replace("fall = 3", "fall = 3\n  checkers = 2"), "t").unwrap();
     assert_eq!(c.listeners[0].health.checkers, 2);
+    assert_eq!(c.listeners[0].health_source, None);
+    let e = err(&GOOD.replace("fall = 3", "fall = 3\n  source = \"127.0.0.300\""));
+    assert!(
+        e.contains("health.source = \"127.0.0.300\": not an IP"),
+        "{e}"
+    );
+    // GOOD has an IPv6 backend: an IPv4 source cannot reach it.
+    let e = err(&GOOD.replace("fall = 3", "fall = 3\n  source = \"127.0.0.2\""));
+    assert!(
+        e.contains("backend [::1]:5003 is of the other address family"),
+        "{e}"
+    );
+    let one = GOOD.replace(", \"[::1]:5003\"", "");
+    let c = Config::from_toml(
+        &one.replace("fall = 3", "fall = 3\n  source = \"127.0.0.2\""),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners[0].health_source,
+        Some("127.0.0.2".parse().unwrap())
+    );
 }
 
 #[test]

@@ -329,15 +329,28 @@ pub struct BackendStatus {
     /// Drained fleet-wide: no node opens a new connection to it; the
     /// counts above are the connections left.
     pub draining: bool,
+    /// Whether this node actively checks it now (decision 49).
+    pub checking: bool,
+    /// Checkers' votes this node holds, its own included.
+    pub checker_votes: u32,
+    /// With `[cluster]`: the nodes that should check it by this node's
+    /// view of the membership (`name (addr)`), first in hash order.
+    pub checkers: Vec<String>,
 }
 
 impl AdminState {
     /// A snapshot of every listener, also copied into the gauges.
     pub fn status(&self, fleet: Option<FleetStatus>) -> Status {
+        let names: std::collections::BTreeMap<std::net::SocketAddr, String> = fleet
+            .iter()
+            .flat_map(|f| std::iter::once(&f.identity).chain(f.members.iter().map(|(id, _)| id)))
+            .map(|id| (id.addr, id.to_string()))
+            .collect();
         let listeners = self
             .listeners
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(li, l)| {
                 let b = l.lock();
                 let backends = b
                     .pool
@@ -359,6 +372,20 @@ impl AdminState {
                             .get_or_create(&labels)
                             .set(i64::from(draining));
                         m.backend_up.get_or_create(&labels).set(i64::from(up));
+                        let checking = b.pool.is_checking(id);
+                        m.backend_checking
+                            .get_or_create(&labels)
+                            .set(i64::from(checking));
+                        let checkers = fleet
+                            .as_ref()
+                            .and_then(|f| f.checkers.get(li)?.get(id.0))
+                            .map(|addrs| {
+                                addrs
+                                    .iter()
+                                    .map(|a| names.get(a).cloned().unwrap_or_else(|| a.to_string()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         m.backend_active
                             .get_or_create(&labels)
                             .set(i64::from(active));
@@ -374,6 +401,9 @@ impl AdminState {
                             remote_connections: remote.active,
                             cluster_connections: cluster,
                             draining,
+                            checking,
+                            checker_votes: remote.voters + u32::from(b.pool.is_voting(id)),
+                            checkers,
                         }
                     })
                     .collect();

@@ -1,5 +1,7 @@
 //! The active health-check driver of one listener: asks the pool which
-//! backends are due (`poll_check`), probes each with a TCP connect bounded
+//! backends are due (`poll_check`: in a fleet only those this node checks,
+//! decision 49), probes each with a TCP connect (from `health.source`, if
+//! configured) bounded
 //! by the check timeout, feeds results back (`handle_check_result`, or
 //! `handle_check_inconclusive` when the probe could not be made for want
 //! of a local resource, see [`crate::local`]), and sleeps until the pool's
@@ -8,10 +10,10 @@
 use crate::listener::ListenerState;
 use crate::metrics::{CheckLabels, CheckResult, LocalOp, Metrics};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -35,9 +37,26 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-/// A probe: can a TCP connection be opened within `timeout`?
-pub async fn probe(addr: SocketAddr, timeout: Duration) -> Result<(), ProbeError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+/// A probe: can a TCP connection be opened within `timeout`, from
+/// `source` (any port) if given?
+pub async fn probe(
+    addr: SocketAddr,
+    source: Option<IpAddr>,
+    timeout: Duration,
+) -> Result<(), ProbeError> {
+    let connect = async {
+        let Some(ip) = source else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.connect(addr).await
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(_stream)) => Ok(()),
         Ok(Err(e)) => Err(ProbeError::Connect(e)),
         Err(_) => Err(ProbeError::Timeout(timeout)),
@@ -49,6 +68,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
     // At most one check per backend is in flight, so this bound is never hit.
     let (tx, mut rx) = mpsc::channel(state.config.backends.len().max(1));
     let timeout = state.config.health.timeout;
+    let source = state.config.health_source;
     loop {
         let deadline = {
             let mut b = state.lock();
@@ -57,7 +77,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
                 let addr = state.config.backends[id.0];
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    let result = probe(addr, timeout).await;
+                    let result = probe(addr, source, timeout).await;
                     let _ = tx.send((id, result)).await;
                 });
             }

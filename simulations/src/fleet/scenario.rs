@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 14] = [
+pub const SCENARIO_FILES: [(&str, &str); 15] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -74,6 +74,10 @@ pub const SCENARIO_FILES: [(&str, &str); 14] = [
     (
         "convergence-1000",
         include_str!("../../scenarios/convergence-1000.toml"),
+    ),
+    (
+        "shared-checks",
+        include_str!("../../scenarios/shared-checks.toml"),
     ),
 ];
 
@@ -519,7 +523,9 @@ pub enum FleetBug {
     /// The node never reports connect or check results: its pool never
     /// learns that a backend died (the fleet-down majority masks that
     /// while the peers vote it down). Caught by the detection invariant,
-    /// at the latest at the end.
+    /// at the latest at the end (a node that checks a dead backend must
+    /// hold it down itself); a checker that never votes also breaks the
+    /// checkers invariant.
     IgnoreHealth,
     /// The network drops every report datagram the node sends, so no
     /// peer holds its report but what a sync carries. Caught by the view

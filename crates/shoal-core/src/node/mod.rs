@@ -253,6 +253,9 @@ pub struct FleetStatus {
     pub live_nodes: u32,
     /// Live peers and the age of their newest report, if any.
     pub members: Vec<(NodeId, Option<Duration>)>,
+    /// Per listener, per backend: the nodes that should check it by this
+    /// node's view of the membership, first in hash order.
+    pub checkers: Vec<Vec<Vec<SocketAddr>>>,
 }
 
 #[derive(Debug)]
@@ -302,6 +305,8 @@ pub struct Node {
     /// Per listener, per backend: whether this node is one of its
     /// checkers, as of the membership generation in `pushed`.
     assigned: Vec<Vec<bool>>,
+    /// Per listener: its `health.checkers`, as read from its pool.
+    checkers_configured: Vec<u32>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
 }
@@ -349,6 +354,7 @@ impl Node {
             events: VecDeque::new(),
             pushed: None,
             assigned: Vec::new(),
+            checkers_configured: Vec::new(),
             entries: Vec::new(),
             stats: NodeStats::default(),
         };
@@ -408,11 +414,21 @@ impl Node {
             .members()
             .map(|id| (id.clone(), view.age_of(id.addr, now)))
             .collect();
+        let checkers = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(l, keys)| {
+                let k = self.checkers_configured.get(l).copied().unwrap_or(0);
+                keys.iter().map(|&key| self.checkers_of(key, k)).collect()
+            })
+            .collect();
         FleetStatus {
             identity: self.identity().clone(),
             phase: self.phase(),
             live_nodes: self.live_nodes(),
             members,
+            checkers,
         }
     }
 
@@ -941,9 +957,12 @@ impl Node {
             .collect();
         let keys = &self.keys;
         let assigned = &mut self.assigned;
+        let configured = &mut self.checkers_configured;
         assigned.resize_with(keys.len(), Vec::new);
+        configured.resize(keys.len(), 0);
         pools.each(&mut |l, pool| {
-            let k = checkers::configured(pool.health_config().checkers);
+            configured[l] = pool.health_config().checkers;
+            let k = checkers::configured(configured[l]);
             assigned[l] = keys[l]
                 .iter()
                 .map(|&key| checkers::is_checker(key, me, &others, k))
