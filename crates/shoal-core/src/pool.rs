@@ -39,6 +39,11 @@
 //!   not (a fault on this node's own path, or one they have not seen
 //!   yet); once the checkers' majority holds it down too, their verdict
 //!   takes over ([`Health::hand_over`]), and their "up" brings it back.
+//!   These checks are for this node's sake and are no vote: with votes,
+//!   every node that saw failed connects would outvote the checkers, hand
+//!   over once the fleet held the backend down, withdraw its vote, and
+//!   so lift the fleet's verdict again (the simulator's 100 nodes flapped
+//!   a dead backend this way).
 //!
 //! Each backend's report entry says whether its verdict is a vote: this
 //! node checks it and has finished a check since it began to
@@ -135,9 +140,15 @@ struct Backend {
     draining: bool,
     /// Whether the node assigned this node to check it.
     assigned: bool,
-    /// Whether this node checks it now (see the module doc).
+    /// Whether this node checks it as one of the fleet's checkers:
+    /// assigned, covering for missing ones, or handing over (see the
+    /// module doc). Only then is its verdict a vote.
     checker: bool,
-    /// Whether a check finished since `checker` last became true.
+    /// Whether this node checks it for its own sake: failed client
+    /// connects hold it down here and the checkers do not. No vote: a
+    /// local signal, which the checkers' verdict must not count.
+    suspect: bool,
+    /// Whether an observation came in since `checker` last became true.
     voted: bool,
 }
 
@@ -180,14 +191,17 @@ impl Backend {
         if others > 0 && self.remote.down_votes * 2 < others {
             self.health.prove();
         }
-        let checker = self.assigned
-            || others == 0
-            || (self.checker && others < checkers)
-            || !self.health.is_up();
+        let checker = self.assigned || others == 0 || (self.checker && others < checkers);
         if !checker {
             self.voted = false;
         }
         self.checker = checker;
+        self.suspect = !checker && !self.health.is_up();
+    }
+
+    /// Whether this node probes it.
+    fn probes(&self) -> bool {
+        self.checker || self.suspect
     }
 }
 
@@ -237,6 +251,7 @@ impl Pool {
                 draining: false,
                 assigned: true,
                 checker: true,
+                suspect: false,
                 voted: false,
             })
             .collect::<Vec<_>>();
@@ -321,9 +336,10 @@ impl Pool {
         self.is_up(id) && !self.is_fleet_down(id)
     }
 
-    /// Whether this node actively checks the backend now.
+    /// Whether this node actively checks the backend now, as one of its
+    /// checkers or for its own sake (see the module doc).
     pub fn is_checking(&self, id: BackendId) -> bool {
-        self.backends[id.0].checker
+        self.backends[id.0].probes()
     }
 
     /// Whether the node assigned this node to check the backend.
@@ -593,7 +609,7 @@ impl Pool {
             .backends
             .iter_mut()
             .enumerate()
-            .find(|(_, b)| b.checker && !b.checking && b.next_check <= now)?;
+            .find(|(_, b)| b.probes() && !b.checking && b.next_check <= now)?;
         b.checking = true;
         // Measured from the due time, not from `now`, so a late wake-up does
         // not make the schedule drift; but never schedule in the past.
@@ -612,7 +628,7 @@ impl Pool {
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.backends
             .iter()
-            .filter(|b| b.checker && !b.checking)
+            .filter(|b| b.probes() && !b.checking)
             .map(|b| b.next_check)
             .min()
     }

@@ -114,6 +114,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
                 state.report_events(&mut b.pool);
             }
             () = sleep => {}
+            () = state.checks_moved.notified() => {}
             () = stop.cancelled() => return,
         }
     }
