@@ -194,6 +194,11 @@ impl Backend {
         let checker = self.assigned || others == 0 || (self.checker && others < checkers);
         if !checker {
             self.voted = false;
+        } else if !self.checker && self.health.is_up() {
+            // A new checker's "up" is the fleet's (or handed over), not its
+            // own: unproven, its first check decides, so it cannot vote a
+            // dead backend up for `fall` intervals.
+            self.health = Health::new();
         }
         self.checker = checker;
         self.suspect = !checker && !self.health.is_up();

@@ -319,7 +319,7 @@ pub struct BackendStatus {
     pub up: bool,
     /// This node's own checks.
     pub checks_up: bool,
-    /// Live peers whose checks say it is down.
+    /// Checkers among the live peers whose verdict is down (decision 49).
     pub fleet_down_votes: u32,
     pub active_connections: u32,
     /// Σ of the peers' reported counts.

@@ -283,8 +283,9 @@ struct Proc {
     first_publish: Option<Instant>,
     latest_entries: Vec<ReportEntry>,
     warm: Option<WarmWatch>,
-    /// Per backend: whether the pool held it available at the last look.
-    available: Vec<bool>,
+    /// Per backend: whether the pool held it available at the last look,
+    /// and since when.
+    available: Vec<(bool, Instant)>,
 }
 
 #[derive(Debug)]

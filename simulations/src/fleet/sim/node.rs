@@ -82,7 +82,7 @@ impl Sim<'_> {
             contents: VecDeque::new(),
             first_publish: None,
             latest_entries: Vec::new(),
-            available: vec![true; self.backends.len()],
+            available: vec![(true, now); self.backends.len()],
             warm: Some(WarmWatch {
                 since: now,
                 declared_down: false,
@@ -288,7 +288,9 @@ impl Sim<'_> {
     }
 
     /// Times a node's pool ceasing to hold a dead backend available, by
-    /// its own verdict or the fleet's checkers' (shared detection).
+    /// its own verdict or the fleet's checkers' (shared detection), from
+    /// the latest of the death, the node's start and the moment it last
+    /// took the backend back (a checker's vote lost, say).
     fn watch_availability(&mut self, i: usize) {
         let now = self.now();
         let since = self.nodes[i].since;
@@ -296,9 +298,13 @@ impl Sim<'_> {
             let (dead, died) = (!self.backends[b].state.is_up(), self.backends[b].since);
             let proc = self.proc(i);
             let available = proc.pool.is_available(shoal_core::BackendId(b));
-            let was = std::mem::replace(&mut proc.available[b], available);
+            let (was, from) = std::mem::replace(&mut proc.available[b], (available, now));
             if was && !available && dead {
-                self.t.fleet_detections.push(now - died.max(since));
+                self.t
+                    .fleet_detections
+                    .push(now - died.max(since).max(from));
+            } else if was == available {
+                proc.available[b].1 = from;
             }
         }
     }
