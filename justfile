@@ -34,13 +34,20 @@ sim SCENARIO SEED="1":
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
 
-# Start a local three-node fleet (certs, demo backends, 3 processes).
+# Start the local three-node fleet of cluster/README.md (127.0.0.11-13:
+# certs, dnsmasq for lb.shoal.test, demo backends, 3 nodes; PIDs in
+# cluster/run/), or whatever part of it is not running.
 cluster-up:
     bash cluster/up.sh
 
-# Stop the fleet that cluster-up started.
+# Stop exactly the processes cluster-up started (by their PIDs).
 cluster-down:
     bash cluster/down.sh
+
+# What CI checks of cluster/shoal@.service (systemd-analyze verify).
+cluster-check:
+    cargo build -p shoal
+    bash cluster/check.sh target/debug/shoal
 
 # Measure the fleet (propagation, failure detection, gossip cost) into docs/fleet-figures.md:
 # 3, 10 and 30 nodes with 1, 10 and 100 backends (~3 minutes). Other sizes:
@@ -48,6 +55,12 @@ cluster-down:
 fleet-measure *ARGS="--nodes 3,10,30 --backends 10,100 --samples 12 --rounds 1 --window-s 10":
     cargo build --release -p shoal
     cargo run --release -p shoal-e2e --bin fleet_measure -- {{ARGS}} --out docs/fleet-figures.md
+
+# Connects clients lose after a kill -9 of one of 3 nodes: a fixed address
+# list against the fleet's own DNS answer ([dns]); ~25 s per round.
+dns-failover *ARGS="--clients 8 --seconds 20 --kill-at-s 5 --rounds 3":
+    cargo build --release -p shoal
+    cargo run --release -p shoal-e2e --bin dns_failover -- {{ARGS}}
 
 # Side by side with HAProxy and direct, on loopback; writes BENCHMARKS.md.
 bench:

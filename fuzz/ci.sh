@@ -7,7 +7,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 runs="${FUZZ_RUNS:-20000}"
-targets=(wire_datagram wire_sync config)
+targets=(wire_datagram wire_sync config proxy_header)
 
 command -v cargo-fuzz >/dev/null || { echo "fuzz/ci.sh: cargo-fuzz is missing (cargo install cargo-fuzz --locked)" >&2; exit 1; }
 

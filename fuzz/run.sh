@@ -17,6 +17,7 @@ case "$target" in
     wire_datagram) max_len=2048 ;;  # wire::PACKET_BYTES_MAX is 1500
     wire_sync) max_len=16384 ;;     # the seed syncs are ~1 KiB; SYNC_BYTES_MAX (4 MiB) is checked before decoding
     config) max_len=8192 ;;         # the seed configs are under 2 KiB
+    proxy_header) max_len=1100 ;;   # proxy_header::HEADER_BYTES_MAX is 1024
     *) echo "fuzz/run.sh: unknown target $target" >&2; exit 2 ;;
 esac
 

@@ -12,8 +12,12 @@
 //!   log event, reads `/status` and `/metrics`, sends SIGTERM, and kills
 //!   the process it started (by PID) when dropped.
 //! - [`fleet`]: certificates through `shoal certs`, fleet configurations.
+//! - [`dnsq`]: one DNS question to one server on loopback (UDP or TCP),
+//!   with the reply's code, flags and addresses.
 //! - [`dnsmasq`]: a real DNS server (dnsmasq) on loopback, serving a
 //!   hosts file the test rewrites.
+//! - [`haproxy`]: HAProxy on loopback with a test's configuration (a PROXY
+//!   protocol peer nobody here wrote).
 //! - [`netns`]: re-runs a test inside network, mount and PID namespaces
 //!   with `/etc` files of its own.
 //! - [`needs`]: fails a test that lacks root or a tool, naming it.
@@ -21,7 +25,9 @@
 
 pub mod backend;
 pub mod dnsmasq;
+pub mod dnsq;
 pub mod fleet;
+pub mod haproxy;
 pub mod needs;
 pub mod netns;
 pub mod node;

@@ -62,6 +62,93 @@ pub fn rerun_with_sibling_shoal() -> Option<std::process::ExitCode> {
     })
 }
 
+/// The start of a long-run binary of this package: re-runs it with the
+/// sibling `shoal` if needed ([`rerun_with_sibling_shoal`]), parses its
+/// arguments (a bad one: the message and exit 2) and builds a
+/// multi-threaded runtime. `Err` is the exit code to return at once.
+pub fn tool_start<A>(
+    parse: impl FnOnce() -> anyhow::Result<A>,
+) -> Result<(A, tokio::runtime::Runtime), std::process::ExitCode> {
+    if let Some(code) = rerun_with_sibling_shoal() {
+        return Err(code);
+    }
+    let args = parse().map_err(|e| {
+        eprintln!("{e:#}");
+        std::process::ExitCode::from(2)
+    })?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
+    Ok((args, rt))
+}
+
+/// The command-line flags of a long-run binary, one at a time.
+#[derive(Debug)]
+pub struct Flags {
+    it: std::iter::Skip<std::env::Args>,
+    usage: &'static str,
+}
+
+impl Flags {
+    /// This process's arguments; `usage` is printed for `--help` and in
+    /// errors.
+    pub fn new(usage: &'static str) -> Flags {
+        Flags {
+            it: std::env::args().skip(1),
+            usage,
+        }
+    }
+
+    /// The next flag, `None` after the last; `-h` or `--help` prints the
+    /// usage and exits with 0.
+    pub fn next_flag(&mut self) -> Option<String> {
+        let flag = self.it.next()?;
+        if flag == "-h" || flag == "--help" {
+            println!("{}", self.usage);
+            std::process::exit(0);
+        }
+        Some(flag)
+    }
+
+    /// The value that follows `flag`.
+    pub fn value(&mut self, flag: &str) -> anyhow::Result<String> {
+        use anyhow::Context;
+        self.it
+            .next()
+            .with_context(|| format!("{flag} needs a value\n{}", self.usage))
+    }
+
+    /// The error for a flag this binary does not know.
+    pub fn unknown(&self, flag: &str) -> anyhow::Error {
+        anyhow::anyhow!("unknown argument {flag:?}\n{}", self.usage)
+    }
+}
+
+/// The whole `main` of a long-run binary whose `run` prints its own
+/// results: [`tool_start`], then `run`; a failure is printed as
+/// `NAME failed: …` with exit 1.
+pub fn tool_main<A, F>(
+    name: &str,
+    parse: impl FnOnce() -> anyhow::Result<A>,
+    run: impl FnOnce(A) -> F,
+) -> std::process::ExitCode
+where
+    F: std::future::Future<Output = anyhow::Result<()>>,
+{
+    let (args, rt) = match tool_start(parse) {
+        Ok(x) => x,
+        Err(code) => return code,
+    };
+    match rt.block_on(run(args)) {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{name} failed: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
 /// A running `shoal` process; killed (by its PID) when dropped.
 #[derive(Debug)]
 pub struct Shoal {
@@ -71,6 +158,8 @@ pub struct Shoal {
     pub admin: Option<SocketAddr>,
     /// The fleet endpoint, with `[cluster]`.
     pub cluster: Option<SocketAddr>,
+    /// The DNS server (UDP and TCP), with `[dns]`.
+    pub dns: Option<SocketAddr>,
     logs: Arc<Mutex<Vec<Value>>>,
     reader: Option<std::thread::JoinHandle<()>>,
     exit: Option<ExitStatus>,
@@ -141,11 +230,13 @@ impl Shoal {
             .collect();
         let admin = ready["admin"].as_str().and_then(|a| a.parse().ok());
         let cluster = ready["cluster"].as_str().and_then(|a| a.parse().ok());
+        let dns = ready["dns"].as_str().and_then(|a| a.parse().ok());
         Shoal {
             child,
             listeners,
             admin,
             cluster,
+            dns,
             logs,
             reader: Some(reader),
             exit: None,

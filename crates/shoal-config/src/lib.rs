@@ -13,10 +13,11 @@
 pub mod raw;
 
 use shoal_core::node::Settings;
+use shoal_core::proxy_header::ProxyVersion;
 use shoal_core::{HealthConfig, Policy};
 use shoal_seeds::escape_controls;
 use std::collections::BTreeSet;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -27,7 +28,30 @@ pub struct Config {
     pub listeners: Vec<ListenerConfig>,
     /// The fleet; `None` is a fleet of one.
     pub cluster: Option<ClusterConfig>,
+    /// This node's DNS answer for the fleet's name; `None`: no DNS server.
+    pub dns: Option<DnsConfig>,
+    /// The IP addresses at which this node takes clients, advertised to
+    /// the fleet (`dns.advertise`, or the listeners' bind IPs that are not
+    /// wildcards, at most [`CLIENT_ADDRS_MAX`]); also in
+    /// `cluster.settings.client_addrs`.
+    pub client_addrs: Vec<IpAddr>,
 }
+
+/// The `[dns]` table: an authoritative answer for one name, the fleet's.
+#[derive(Debug, Clone, PartialEq)]
+pub struct DnsConfig {
+    /// Where the UDP and TCP DNS server listens.
+    pub bind: SocketAddr,
+    /// The fleet's name: absolute (trailing dot), lower case.
+    pub name: String,
+    /// The TTL of every record, in seconds.
+    pub ttl_s: u32,
+}
+
+/// Largest `dns.ttl_s`: an hour. A long TTL defeats the answer's point
+/// (clients keep a dead node's address that long).
+pub const DNS_TTL_S_MAX: u32 = 3_600;
+pub use shoal_core::cluster::report::CLIENT_ADDRS_MAX;
 
 /// The `[cluster]` table.
 #[derive(Debug, Clone, PartialEq)]
@@ -72,6 +96,9 @@ pub struct NodeConfig {
     /// An admin connection with no byte either way for this long is closed
     /// (a client that stops reading a response, or trickles a body).
     pub admin_idle_timeout: Duration,
+    /// A Unix socket where this node hands its listening sockets to a
+    /// successor (`shoal run --take-over PATH`), relative to the file.
+    pub takeover_socket: Option<PathBuf>,
 }
 
 /// One `[[listener]]`.
@@ -95,6 +122,17 @@ pub struct ListenerConfig {
     pub idle_timeout: Duration,
     /// The listen(2) backlog.
     pub backlog: u32,
+    /// A PROXY protocol header (this version) is sent to the backend
+    /// before the client's first byte, so the backend learns the client's
+    /// address; health checks send the version's "no client" form.
+    pub send_proxy: Option<ProxyVersion>,
+    /// Every client must start with a PROXY protocol header (v1 or v2):
+    /// the listener is behind another balancer, and the header's source
+    /// is the client (in logs, and in the header sent on with
+    /// `send_proxy`). A connection without a valid header within
+    /// `proxy_header_timeout` is closed.
+    pub accept_proxy: bool,
+    pub proxy_header_timeout: Duration,
     pub health: HealthConfig,
     /// The local address health probes are sent from (`health.source`);
     /// `None`: the kernel chooses, as for client connections.
@@ -321,6 +359,126 @@ fn validate_cluster(
     })
 }
 
+/// Checks that `name` is an absolute DNS host name (letters, digits and
+/// hyphens; labels of 1 to 63 characters, not starting or ending with a
+/// hyphen; at most 253 characters before the final dot) and returns it in
+/// lower case.
+fn dns_name(cx: &Ctx<'_>, field: &str, name: &str) -> Result<String, ConfigError> {
+    let bad = |reason: String| Err(cx.invalid(field, name, reason));
+    let Some(body) = name.strip_suffix('.') else {
+        return bad(
+            "must be an absolute name ending with a dot, e.g. \"lb.example.internal.\"".into(),
+        );
+    };
+    if body.is_empty() {
+        return bad("the root is not a name this node can answer for".into());
+    }
+    if body.len() > 253 {
+        return bad(format!(
+            "{} characters; a DNS name has at most 253",
+            body.len()
+        ));
+    }
+    for label in body.split('.') {
+        if label.is_empty() || label.len() > 63 {
+            return bad(format!(
+                "label `{label}` has {} characters (1 to 63)",
+                label.len()
+            ));
+        }
+        if label.starts_with('-') || label.ends_with('-') {
+            return bad(format!("label `{label}` starts or ends with a hyphen"));
+        }
+        if let Some(c) = label
+            .chars()
+            .find(|c| !(c.is_ascii_alphanumeric() || *c == '-'))
+        {
+            return bad(format!(
+                "label `{label}` has {c:?}; use letters, digits and hyphens"
+            ));
+        }
+    }
+    Ok(name.to_ascii_lowercase())
+}
+
+/// The `[dns]` table, and the client addresses this node advertises
+/// (with or without it).
+fn validate_dns(
+    cx: &Ctx<'_>,
+    d: Option<raw::RawDns>,
+    listeners: &[ListenerConfig],
+) -> Result<(Option<DnsConfig>, Vec<IpAddr>), ConfigError> {
+    let mut from_listeners = Vec::new();
+    for l in listeners {
+        let ip = l.bind.ip();
+        if !ip.is_unspecified() && !from_listeners.contains(&ip) {
+            from_listeners.push(ip);
+        }
+    }
+    from_listeners.truncate(CLIENT_ADDRS_MAX);
+    let Some(d) = d else {
+        return Ok((None, from_listeners));
+    };
+    let bind = cx.addr("dns.bind", &d.bind)?;
+    if bind.port() == 0 && !d.allow_ephemeral_port {
+        return Err(cx.invalid("dns.bind", &d.bind, "port 0 is not a fixed port"));
+    }
+    let name = dns_name(cx, "dns.name", &d.name)?;
+    if d.ttl_s > DNS_TTL_S_MAX {
+        return Err(cx.invalid(
+            "dns.ttl_s",
+            d.ttl_s,
+            format!("must be 0 to {DNS_TTL_S_MAX} seconds"),
+        ));
+    }
+    let clients = match &d.advertise {
+        None if from_listeners.is_empty() => {
+            return Err(cx.invalid(
+                "dns.advertise",
+                "(absent)",
+                "every listener binds a wildcard address; name the IPs clients dial",
+            ));
+        }
+        None => from_listeners,
+        Some(list) => {
+            if list.is_empty() || list.len() > CLIENT_ADDRS_MAX {
+                return Err(cx.invalid(
+                    "dns.advertise",
+                    list,
+                    format!("must list 1 to {CLIENT_ADDRS_MAX} IP addresses"),
+                ));
+            }
+            let mut ips = Vec::with_capacity(list.len());
+            for (i, a) in list.iter().enumerate() {
+                let field = format!("dns.advertise[{i}]");
+                let ip: IpAddr = a.parse().map_err(|_| {
+                    cx.invalid(&field, a, "not an IP address (e.g. 10.0.0.5 or fd00::5)")
+                })?;
+                if ip.is_unspecified() || ip.is_multicast() {
+                    return Err(cx.invalid(
+                        &field,
+                        a,
+                        "clients cannot dial a wildcard or multicast address",
+                    ));
+                }
+                if ips.contains(&ip) {
+                    return Err(cx.invalid(&field, a, "listed twice"));
+                }
+                ips.push(ip);
+            }
+            ips
+        }
+    };
+    Ok((
+        Some(DnsConfig {
+            bind,
+            name,
+            ttl_s: d.ttl_s,
+        }),
+        clients,
+    ))
+}
+
 fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, ConfigError> {
     let cx = Ctx { origin };
     let node = raw.node;
@@ -352,6 +510,13 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
     let admin_header_timeout =
         cx.millis("node.admin_header_timeout_ms", node.admin_header_timeout_ms)?;
     let admin_idle_timeout = cx.millis("node.admin_idle_timeout_ms", node.admin_idle_timeout_ms)?;
+    let takeover_socket = match node.takeover_socket.as_deref() {
+        None => None,
+        Some(p) if p.trim().is_empty() => {
+            return Err(cx.invalid("node.takeover_socket", p, "must name a path"));
+        }
+        Some(p) => Some(base.join(p)),
+    };
 
     if raw.listener.is_empty() {
         return Err(cx.invalid("listener", "[]", "at least one [[listener]] is needed"));
@@ -423,6 +588,20 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         if l.backlog == 0 {
             return Err(cx.invalid(at("backlog"), 0, "must be at least 1"));
         }
+        let send_proxy = match l.send_proxy.as_deref() {
+            None => None,
+            Some("v1") => Some(ProxyVersion::V1),
+            Some("v2") => Some(ProxyVersion::V2),
+            Some(other) => {
+                return Err(cx.invalid(
+                    at("send_proxy"),
+                    other,
+                    "must be \"v1\" or \"v2\" (leave it out to send no header)",
+                ));
+            }
+        };
+        let proxy_header_timeout =
+            cx.millis(at("proxy_header_timeout_ms"), l.proxy_header_timeout_ms)?;
         let h = &l.health;
         let health = HealthConfig {
             interval: cx.millis(at("health.interval_ms"), h.interval_ms)?,
@@ -469,13 +648,20 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             backend_max_connections,
             retries: l.retries,
             backlog: l.backlog,
+            send_proxy,
+            accept_proxy: l.accept_proxy,
+            proxy_header_timeout,
             health,
         });
     }
-    let cluster = raw
+    let mut cluster = raw
         .cluster
         .map(|c| validate_cluster(&cx, c, base))
         .transpose()?;
+    let (dns, client_addrs) = validate_dns(&cx, raw.dns, &listeners)?;
+    if let Some(c) = &mut cluster {
+        c.settings.client_addrs = client_addrs.clone();
+    }
     if let Some(c) = &cluster
         && listeners
             .iter()
@@ -496,9 +682,12 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             admin_connections_max: node.admin_connections_max,
             admin_header_timeout,
             admin_idle_timeout,
+            takeover_socket,
         },
         listeners,
         cluster,
+        dns,
+        client_addrs,
     })
 }
 

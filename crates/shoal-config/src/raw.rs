@@ -11,6 +11,22 @@ pub struct RawConfig {
     #[serde(default)]
     pub listener: Vec<RawListener>,
     pub cluster: Option<RawCluster>,
+    pub dns: Option<RawDns>,
+}
+
+/// The `[dns]` table: this node answers for the fleet's name (decision 51).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDns {
+    pub bind: String,
+    pub name: String,
+    #[serde(default = "default_dns_ttl_s")]
+    pub ttl_s: u32,
+    pub advertise: Option<Vec<String>>,
+    /// Lets `bind` use port 0, for tests (the `ready` log line says which
+    /// port the kernel picked).
+    #[serde(default)]
+    pub allow_ephemeral_port: bool,
 }
 
 #[derive(Debug, Deserialize)]
@@ -50,6 +66,7 @@ pub struct RawNode {
     pub admin_header_timeout_ms: u64,
     #[serde(default = "default_admin_idle_timeout_ms")]
     pub admin_idle_timeout_ms: u64,
+    pub takeover_socket: Option<String>,
 }
 
 impl Default for RawNode {
@@ -62,6 +79,7 @@ impl Default for RawNode {
             admin_connections_max: default_admin_connections_max(),
             admin_header_timeout_ms: default_admin_header_timeout_ms(),
             admin_idle_timeout_ms: default_admin_idle_timeout_ms(),
+            takeover_socket: None,
         }
     }
 }
@@ -88,6 +106,12 @@ pub struct RawListener {
     /// Meant for tests and demos, where a fixed port could be taken.
     #[serde(default)]
     pub allow_ephemeral_port: bool,
+    /// `"v1"` or `"v2"`: a PROXY protocol header before the client's bytes.
+    pub send_proxy: Option<String>,
+    #[serde(default)]
+    pub accept_proxy: bool,
+    #[serde(default = "default_proxy_header_timeout_ms")]
+    pub proxy_header_timeout_ms: u64,
     #[serde(default)]
     pub health: RawHealth,
 }
@@ -124,6 +148,11 @@ impl Default for RawHealth {
     }
 }
 
+/// Short: a client that re-resolves stops getting a dead node's address
+/// this long after the fleet noticed.
+fn default_dns_ttl_s() -> u32 {
+    5
+}
 fn default_node_name() -> String {
     "shoal".to_owned()
 }
@@ -152,6 +181,9 @@ fn default_connect_timeout_ms() -> u64 {
 }
 fn default_retries() -> u32 {
     2
+}
+fn default_proxy_header_timeout_ms() -> u64 {
+    3_000
 }
 fn default_idle_timeout_ms() -> u64 {
     300_000

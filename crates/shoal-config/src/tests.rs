@@ -319,3 +319,168 @@ fn admin_limits_have_defaults_and_refuse_zero() {
         );
     }
 }
+
+#[test]
+fn proxy_protocol_settings_parse_and_bad_versions_are_named() {
+    let c = Config::from_toml(GOOD, "test.toml").unwrap();
+    let l = &c.listeners[0];
+    assert_eq!((l.send_proxy, l.accept_proxy), (None, false));
+    assert_eq!(l.proxy_header_timeout, Duration::from_secs(3));
+    let text = GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nsend_proxy = \"v2\"\naccept_proxy = true\nproxy_header_timeout_ms = 500",
+    );
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    let l = &c.listeners[0];
+    assert_eq!(l.send_proxy, Some(ProxyVersion::V2));
+    assert!(l.accept_proxy);
+    assert_eq!(l.proxy_header_timeout, Duration::from_millis(500));
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nsend_proxy = \"v3\"",
+    ));
+    assert!(
+        e.contains("listener \"web\": send_proxy = \"v3\": must be \"v1\" or \"v2\""),
+        "{e}"
+    );
+    let e = err(&GOOD.replace(
+        "policy = \"least-conn\"",
+        "policy = \"least-conn\"\nproxy_header_timeout_ms = 0",
+    ));
+    assert!(e.contains("proxy_header_timeout_ms = 0"), "{e}");
+}
+
+#[test]
+fn the_takeover_socket_is_relative_to_the_file_and_not_empty() {
+    let text = GOOD.replace(
+        "[node]\n",
+        "[node]\ntakeover_socket = \"run/takeover.sock\"\n",
+    );
+    let c = Config::parse(&text, "test.toml", Path::new("/etc/shoal")).unwrap();
+    assert_eq!(
+        c.node.takeover_socket,
+        Some(PathBuf::from("/etc/shoal/run/takeover.sock"))
+    );
+    let e = err(&GOOD.replace("[node]\n", "[node]\ntakeover_socket = \" \"\n"));
+    assert!(
+        e.contains("node.takeover_socket = \" \": must name a path"),
+        "{e}"
+    );
+}
+
+#[test]
+fn the_dns_table_parses_with_defaults_and_advertises_the_listener_ips() {
+    let c = Config::from_toml(GOOD, "test.toml").unwrap();
+    assert_eq!(c.dns, None);
+    // Without [dns] a node still advertises its listeners' IPs.
+    assert_eq!(c.client_addrs, ["127.0.0.1".parse::<IpAddr>().unwrap()]);
+    let text =
+        format!("{GOOD}\n[dns]\nbind = \"127.0.0.1:5353\"\nname = \"LB.Example.Internal.\"\n");
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    let d = c.dns.unwrap();
+    assert_eq!(d.bind, "127.0.0.1:5353".parse().unwrap());
+    assert_eq!(d.name, "lb.example.internal.");
+    assert_eq!(d.ttl_s, 5);
+    // The fleet node advertises the same addresses.
+    let c = Config::from_toml(&format!("{text}{CLUSTER}"), "test.toml").unwrap();
+    assert_eq!(c.cluster.unwrap().settings.client_addrs, c.client_addrs);
+    let text = format!(
+        "{}\n[dns]\nbind = \"[::1]:53\"\nname = \"lb.\"\nttl_s = 0\nadvertise = [\"10.0.0.5\", \"fd00::5\"]\n",
+        GOOD.replace("127.0.0.1:8080", "0.0.0.0:8080")
+    );
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    assert_eq!(c.dns.unwrap().ttl_s, 0);
+    assert_eq!(
+        c.client_addrs,
+        [
+            "10.0.0.5".parse::<IpAddr>().unwrap(),
+            "fd00::5".parse().unwrap()
+        ]
+    );
+}
+
+#[test]
+fn dns_errors_name_the_field_and_value() {
+    let dns = |body: &str| err(&format!("{GOOD}\n[dns]\n{body}\n"));
+    let ok_bind = "bind = \"127.0.0.1:5353\"";
+    let cases = [
+        (
+            "bind = \"localhost:53\"\nname = \"lb.\"".to_owned(),
+            "dns.bind = \"localhost:53\": not an IP:port",
+        ),
+        (
+            "bind = \"127.0.0.1:0\"\nname = \"lb.\"".to_owned(),
+            "dns.bind = \"127.0.0.1:0\": port 0",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.example\""),
+            "dns.name = \"lb.example\": must be an absolute name ending with a dot",
+        ),
+        (
+            format!("{ok_bind}\nname = \".\""),
+            "dns.name = \".\": the root",
+        ),
+        (
+            format!("{ok_bind}\nname = \"a..b.\""),
+            "dns.name = \"a..b.\": label `` has 0 characters",
+        ),
+        (
+            format!("{ok_bind}\nname = \"-a.b.\""),
+            "dns.name = \"-a.b.\": label `-a` starts or ends with a hyphen",
+        ),
+        (
+            format!("{ok_bind}\nname = \"a_b.c.\""),
+            "dns.name = \"a_b.c.\": label `a_b` has '_'",
+        ),
+        (
+            format!("{ok_bind}\nname = \"{}.\"", "a".repeat(64)),
+            "has 64 characters (1 to 63)",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.\"\nttl_s = 3601"),
+            "dns.ttl_s = 3601: must be 0 to 3600 seconds",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.\"\nadvertise = [\"10.0.0.1\", \"nope\"]"),
+            "dns.advertise[1] = \"nope\": not an IP address",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.\"\nadvertise = [\"0.0.0.0\"]"),
+            "dns.advertise[0] = \"0.0.0.0\": clients cannot dial a wildcard",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.\"\nadvertise = [\"10.0.0.1\", \"10.0.0.1\"]"),
+            "dns.advertise[1] = \"10.0.0.1\": listed twice",
+        ),
+        (
+            format!(
+                "{ok_bind}\nname = \"lb.\"\nadvertise = [\"10.0.0.1\", \"10.0.0.2\", \"10.0.0.3\", \"10.0.0.4\", \"10.0.0.5\"]"
+            ),
+            "dns.advertise = [",
+        ),
+        (
+            format!("{ok_bind}\nname = \"lb.\"\nadvertise = []"),
+            "must list 1 to 4 IP addresses",
+        ),
+    ];
+    for (body, want) in cases {
+        let e = dns(&body);
+        assert!(e.contains(want), "{body:?}: {e}");
+        assert!(!e.contains('\n'), "one line: {e}");
+    }
+    let wildcard = GOOD.replace("127.0.0.1:8080", "0.0.0.0:8080");
+    let e = err(&format!("{wildcard}\n[dns]\n{ok_bind}\nname = \"lb.\"\n"));
+    assert!(
+        e.contains("dns.advertise = \"(absent)\": every listener binds a wildcard"),
+        "{e}"
+    );
+    // Port 0 with the opt-in.
+    let c = Config::from_toml(
+        &format!(
+            "{GOOD}\n[dns]\nbind = \"127.0.0.1:0\"\nname = \"lb.\"\nallow_ephemeral_port = true\n"
+        ),
+        "test.toml",
+    )
+    .unwrap();
+    assert_eq!(c.dns.unwrap().bind.port(), 0);
+}

@@ -83,7 +83,7 @@ fn apply_report(c: &mut Criterion) {
                 |p: u16| SocketAddr::from(([10, 1, (p / 250) as u8, (p % 250) as u8], 7946));
             let mut seq = 1;
             for p in 0..peers {
-                for s in shard(origin(p), 1, seq, &entries(backends, 0)) {
+                for s in shard(origin(p), 1, seq, &entries(backends, 0), &[]) {
                     view.apply(Instant::ZERO, s);
                 }
             }
@@ -94,7 +94,7 @@ fn apply_report(c: &mut Criterion) {
                     b.iter(|| {
                         seq += 1;
                         // One peer's whole report (all its shards) replaces its last one.
-                        for s in shard(origin(0), 1, seq, &entries(backends, seq as u32)) {
+                        for s in shard(origin(0), 1, seq, &entries(backends, seq as u32), &[]) {
                             view.apply(Instant::ZERO, s);
                         }
                         black_box(view.remote(BackendKey::new("web", "10.0.0.1:80")));
@@ -107,8 +107,14 @@ fn apply_report(c: &mut Criterion) {
 }
 
 fn codec(c: &mut Criterion) {
-    let full: ReportShard =
-        shard("10.1.0.1:7946".parse().unwrap(), 1, 99, &entries(40, 3)).remove(0);
+    let full: ReportShard = shard(
+        "10.1.0.1:7946".parse().unwrap(),
+        1,
+        99,
+        &entries(40, 3),
+        &[],
+    )
+    .remove(0);
     let full = [full];
     let datagram = wire::encode_reports(&full, SWIM_PACKET_BYTES_MAX)
         .unwrap()

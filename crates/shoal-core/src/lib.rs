@@ -24,14 +24,20 @@
 //!   the pools' fleet view and every fleet timer (warm start, re-seeding,
 //!   sync, publishing, leave), with the one [`node::Settings`] type both
 //!   shells build nodes from.
+//! - [`proxy_header`]: the PROXY protocol header (v1, v2) a listener
+//!   sends to backends or reads from a balancer in front of it.
+//! - [`dns`]: the fleet's own DNS answer: which client-facing addresses a
+//!   node gives for the fleet's name, from its view of the members.
 //! - [`wire`]: the one codec module: every byte between nodes.
 
 pub mod checkers;
 pub mod cluster;
+pub mod dns;
 pub mod health;
 pub mod node;
 pub mod policy;
 pub mod pool;
+pub mod proxy_header;
 pub mod time;
 pub mod wire;
 

@@ -38,7 +38,7 @@
 //! in order, so a publication of `k` shards takes as few datagrams as fit.
 use crate::cluster::SyncState;
 use crate::cluster::identity::NodeId;
-use crate::cluster::report::{ENTRIES_PER_SHARD_MAX, ReportShard, SHARDS_MAX};
+use crate::cluster::report::{CLIENT_ADDRS_MAX, ENTRIES_PER_SHARD_MAX, ReportShard, SHARDS_MAX};
 use bytes::{Buf, BufMut};
 use foca::{Header, Member};
 use serde::Serialize;
@@ -47,9 +47,11 @@ use serde::de::DeserializeOwned;
 /// The protocol version every message starts with.
 /// 2: report entries carry a drain mark (fleet state); version 1 nodes
 /// and version 2 nodes refuse each other's messages.
-/// 3: report entries say whether their verdict is a checker's vote
+/// 3: shard 0 of a report carries the origin's client-facing addresses
+/// (`ReportShard::clients`, decision 51).
+/// 4: report entries say whether their verdict is a checker's vote
 /// (decision 49).
-pub const PROTOCOL_VERSION: u8 = 3;
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
@@ -306,6 +308,17 @@ pub fn decode_reports(data: &[u8]) -> Result<Vec<ReportShard>, WireError> {
                 ),
             });
         }
+        if shard.clients.len() > CLIENT_ADDRS_MAX || (shard.shard != 0 && !shard.clients.is_empty())
+        {
+            return Err(WireError::Decode {
+                what,
+                message: format!(
+                    "shard {} with {} client addresses (at most {CLIENT_ADDRS_MAX}, in shard 0 only)",
+                    shard.shard,
+                    shard.clients.len()
+                ),
+            });
+        }
         shards.push(shard);
     }
     if used != body.len() {
@@ -438,9 +451,25 @@ mod tests {
         }
     }
 
+    /// The widest client addresses there are.
+    fn clients() -> Vec<std::net::IpAddr> {
+        (0..CLIENT_ADDRS_MAX as u16)
+            .map(|i| {
+                std::net::Ipv6Addr::new(0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, 0xffff, i)
+                    .into()
+            })
+            .collect()
+    }
+
     fn shards(origin: &str, backends: u64) -> Vec<ReportShard> {
         let entries: Vec<_> = (0..backends).map(entry).collect();
-        report::shard(origin.parse().unwrap(), u64::MAX, u64::MAX, &entries)
+        report::shard(
+            origin.parse().unwrap(),
+            u64::MAX,
+            u64::MAX,
+            &entries,
+            &clients(),
+        )
     }
 
     #[test]
@@ -450,9 +479,10 @@ mod tests {
         assert_eq!(s.len(), 1);
         let d = encode_reports(&s, DATAGRAM).unwrap();
         assert_eq!(d.len(), 1);
-        // Room to spare below the datagram: a shard of the widest
-        // entries, each with a drain mark, stays under 950 bytes.
-        assert!(d[0].len() <= 950, "{} bytes", d[0].len());
+        // Room to spare below the datagram: a shard 0 of the widest
+        // entries, each with a drain mark, and the most client addresses
+        // stays under 1030 bytes.
+        assert!(d[0].len() <= 1030, "{} bytes", d[0].len());
         assert!(is_reports(&d[0]));
         assert_eq!(decode_reports(&d[0]).unwrap(), s);
     }
@@ -465,6 +495,9 @@ mod tests {
                 let mut s = shards("10.0.0.1:7946", 2).remove(0);
                 s.shard = i;
                 s.shards = 10;
+                if i != 0 {
+                    s.clients.clear();
+                }
                 s
             })
             .collect();
@@ -503,6 +536,9 @@ mod tests {
                 let mut s = shards("10.0.0.1:7946", u64::from(i % 7) * 5 + 1).remove(0);
                 s.shard = i;
                 s.shards = 40;
+                if i != 0 {
+                    s.clients.clear();
+                }
                 s
             })
             .collect();
@@ -584,9 +620,20 @@ mod tests {
         past.shard = past.shards;
         let mut too_many = base.clone();
         too_many.shards = SHARDS_MAX as u16 + 1;
-        let mut too_big = base;
+        let mut too_big = base.clone();
         too_big.entries = (0..=ENTRIES_PER_SHARD_MAX as u64).map(entry).collect();
-        for bad in [past, too_many, too_big] {
+        let mut too_many_clients = base.clone();
+        too_many_clients.clients.push("10.0.0.9".parse().unwrap());
+        let mut clients_past_shard_0 = base;
+        clients_past_shard_0.shard = 1;
+        clients_past_shard_0.shards = 2;
+        for bad in [
+            past,
+            too_many,
+            too_big,
+            too_many_clients,
+            clients_past_shard_0,
+        ] {
             let mut d = vec![PROTOCOL_VERSION, KIND_REPORTS, 1];
             d.extend(bincode::serde::encode_to_vec(&bad, config::<PACKET_BYTES_MAX>()).unwrap());
             assert!(decode_reports(&d).is_err(), "{bad:?}");

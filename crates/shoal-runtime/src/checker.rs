@@ -9,6 +9,7 @@
 
 use crate::listener::ListenerState;
 use crate::metrics::{CheckLabels, CheckResult, LocalOp, Metrics};
+use shoal_core::proxy_header::{self, ProxyVersion};
 use std::io;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
@@ -38,11 +39,16 @@ impl std::fmt::Display for ProbeError {
 }
 
 /// A probe: can a TCP connection be opened within `timeout`, from
-/// `source` (any port) if given?
+/// `source` (any port) if given? With `send_proxy`, the probe then sends
+/// the PROXY protocol header that says "no client" (v1 `UNKNOWN`, v2
+/// `LOCAL`), as HAProxy's `check-send-proxy` does, so a backend that
+/// requires the header sees a well-formed connection; whether that write
+/// succeeds does not change the verdict.
 pub async fn probe(
     addr: SocketAddr,
     source: Option<IpAddr>,
     timeout: Duration,
+    send_proxy: Option<ProxyVersion>,
 ) -> Result<(), ProbeError> {
     let connect = async {
         let Some(ip) = source else {
@@ -57,7 +63,12 @@ pub async fn probe(
         socket.connect(addr).await
     };
     match tokio::time::timeout(timeout, connect).await {
-        Ok(Ok(_stream)) => Ok(()),
+        Ok(Ok(stream)) => {
+            if let Some(v) = send_proxy {
+                let _ = stream.try_write(&proxy_header::encode_local(v));
+            }
+            Ok(())
+        }
         Ok(Err(e)) => Err(ProbeError::Connect(e)),
         Err(_) => Err(ProbeError::Timeout(timeout)),
     }
@@ -76,8 +87,9 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
             while let Some(id) = b.pool.poll_check(now) {
                 let addr = state.config.backends[id.0];
                 let tx = tx.clone();
+                let send_proxy = state.config.send_proxy;
                 tokio::spawn(async move {
-                    let result = probe(addr, source, timeout).await;
+                    let result = probe(addr, source, timeout, send_proxy).await;
                     let _ = tx.send((id, result)).await;
                 });
             }

@@ -220,9 +220,14 @@ impl DataPlane {
         hard_stop: &CancellationToken,
     ) {
         let mut per_thread: Vec<Vec<_>> = self.threads.iter().map(|_| Vec::new()).collect();
+        // One socket per thread; a group handed over by a process with
+        // more threads than this one has more: every socket is accepted
+        // on (a socket nobody accepts on would hold its clients forever),
+        // the extra ones by threads in turn.
+        let threads = per_thread.len().max(1);
         for (state, group) in listeners {
             for (i, socket) in group.into_iter().enumerate() {
-                if let Some(list) = per_thread.get_mut(i) {
+                if let Some(list) = per_thread.get_mut(i % threads) {
                     list.push((state.clone(), socket));
                 }
             }

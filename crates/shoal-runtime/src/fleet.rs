@@ -10,7 +10,8 @@
 //! becomes one `handle_*` call; then the node's transmits go to the
 //! transport, its actions are carried out (resolve on a task, a sync on a
 //! stream, open the listeners, close the transport), its events become
-//! log lines and metrics.
+//! log lines and metrics, and with `[dns]` each new DNS answer the node
+//! gives goes to the DNS server ([`crate::dns`]) through a `watch`.
 
 use crate::clock::Clock;
 use crate::listener::ListenerState;
@@ -21,6 +22,7 @@ use shoal_config::ClusterConfig as FleetConfig;
 use shoal_core::cluster::identity::NodeId;
 use shoal_core::cluster::report::{BackendKey, DrainMark};
 use shoal_core::cluster::{ClusterFault, ClusterStats};
+use shoal_core::dns::ClientAnswer;
 use shoal_core::node::{
     Action, FleetStatus, Node, NodeEvent, NodeStats, Phase, Pools, SYNCS_IN_FLIGHT_MAX,
     SyncFailure, SyncKind, SyncRequest, UnknownBackend, WarmStart,
@@ -32,7 +34,7 @@ use shoal_transport::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -173,6 +175,8 @@ pub struct Fleet {
     seeds_tx: mpsc::Sender<Vec<SocketAddr>>,
     seeds_rx: mpsc::Receiver<Vec<SocketAddr>>,
     ready: Option<oneshot::Sender<()>>,
+    /// Where the fleet's DNS answer goes, with `[dns]`.
+    answer: Option<watch::Sender<Arc<ClientAnswer>>>,
     closed: bool,
     counted: ClusterStats,
     counted_node: NodeStats,
@@ -196,6 +200,8 @@ pub struct NodeParts {
     pub metrics: Arc<Metrics>,
     /// Woken by the listeners on every health flip.
     pub flips: Arc<Notify>,
+    /// With `[dns]`: gets the fleet's DNS answer whenever it changes.
+    pub answer: Option<watch::Sender<Arc<ClientAnswer>>>,
 }
 
 impl Fleet {
@@ -229,6 +235,7 @@ impl Fleet {
             clock,
             metrics,
             flips,
+            answer,
         } = parts;
         let settings = config.settings.clone();
         let limits = TransportLimits {
@@ -290,6 +297,7 @@ impl Fleet {
             seeds_tx,
             seeds_rx,
             ready: Some(ready),
+            answer,
             closed: false,
             counted: ClusterStats::default(),
             counted_node: NodeStats::default(),
@@ -397,6 +405,12 @@ impl Fleet {
         }
         while let Some(event) = self.node.poll_event() {
             log_event(event);
+        }
+        if let Some(tx) = &self.answer
+            && let Some(answer) = self.node.poll_client_answer()
+        {
+            debug!(v4 = ?answer.v4, v6 = ?answer.v6, "dns answer");
+            tx.send_replace(Arc::new(answer));
         }
         self.count();
     }

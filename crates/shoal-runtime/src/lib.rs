@@ -21,16 +21,22 @@
 //! - [`fleet`]: the fleet shell: carries bytes and time between the core's
 //!   `Node` (which decides everything about the fleet) and the QUIC
 //!   transport, the seed resolver, the pools and tokio's timers.
+//! - [`handover`]: binary upgrade: the listening sockets passed to a
+//!   successor process over a Unix socket (`SCM_RIGHTS`).
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
 //!   its own accept loop: connection limit, header and idle timeouts.
+//! - [`dns`]: the fleet's own DNS answer for `dns.name`, served over UDP
+//!   and TCP from the answer the core's node keeps (decision 51).
 //! - [`clock`]: the mapping from `std::time::Instant` to the core's instant.
 
 pub mod admin;
 pub mod checker;
 pub mod clock;
 pub mod dataplane;
+pub mod dns;
 pub mod fleet;
+pub mod handover;
 pub mod listener;
 pub mod local;
 pub mod metrics;

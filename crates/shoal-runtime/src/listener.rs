@@ -25,10 +25,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::rngs::SmallRng;
 use shoal_config::ListenerConfig;
+use shoal_core::proxy_header::{self, ProxyHeader};
 use shoal_core::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
@@ -61,6 +63,7 @@ pub struct ListenerState {
     handles: Vec<BackendHandles>,
     client_connections: Counter,
     no_backend: Counter,
+    proxy_header_errors: Counter,
     pub active: Gauge,
     /// Woken on every health flip, so the fleet publishes at once.
     pub flips: Arc<Notify>,
@@ -73,6 +76,9 @@ pub struct ListenerState {
     pub local: LocalErrors,
     /// Other accept errors, logged at most once per period.
     accept_errors: LogLimit,
+    /// Clients without a valid PROXY protocol header: anyone can send
+    /// those, so they are logged at most once per period (with a count).
+    proxy_header_log: LogLimit,
 }
 
 /// First pause of the accept loop after an accept error (out of file
@@ -145,6 +151,10 @@ impl ListenerState {
                 .get_or_create(&listener_labels)
                 .clone(),
             no_backend: metrics.no_backend.get_or_create(&listener_labels).clone(),
+            proxy_header_errors: metrics
+                .proxy_header_errors
+                .get_or_create(&listener_labels)
+                .clone(),
             active: metrics
                 .listener_active
                 .get_or_create(&listener_labels)
@@ -152,6 +162,7 @@ impl ListenerState {
             handles,
             local: LocalErrors::new(&config.name, metrics),
             accept_errors: LogLimit::new(Duration::from_millis(LOCAL_ERROR_LOG_INTERVAL_MS)),
+            proxy_header_log: LogLimit::new(Duration::from_millis(LOCAL_ERROR_LOG_INTERVAL_MS)),
             local_addr,
             balancer: Mutex::new(Balancer { pool, rng }),
             clock,
@@ -298,10 +309,51 @@ impl Drop for ActiveGuard {
     }
 }
 
+/// Reads the PROXY protocol header a balancer in front of this listener
+/// sends first. Returns it and the bytes read past it (the client's first
+/// data, to be sent on to the backend). The buffer exists only while the
+/// header is read.
+async fn read_proxy_header(
+    client: &mut TcpStream,
+    timeout: Duration,
+) -> Result<(ProxyHeader, Vec<u8>), String> {
+    let deadline = tokio::time::Instant::now() + timeout;
+    let mut buf = vec![0u8; proxy_header::HEADER_BYTES_MAX];
+    let mut n = 0;
+    loop {
+        let read = tokio::time::timeout_at(deadline, client.read(&mut buf[n..]))
+            .await
+            .map_err(|_| {
+                format!(
+                    "no complete PROXY protocol header within {} ms ({n} bytes)",
+                    timeout.as_millis()
+                )
+            })?
+            .map_err(|e| format!("reading the PROXY protocol header: {e}"))?;
+        if read == 0 {
+            return Err(format!(
+                "closed before a complete PROXY protocol header ({n} bytes)"
+            ));
+        }
+        n += read;
+        match proxy_header::parse(&buf[..n]) {
+            Ok(Some(h)) => return Ok((h, buf[h.len..n].to_vec())),
+            Ok(None) if n == buf.len() => {
+                return Err(format!(
+                    "PROXY protocol header longer than {} bytes",
+                    buf.len()
+                ));
+            }
+            Ok(None) => {}
+            Err(e) => return Err(e.to_string()),
+        }
+    }
+}
+
 async fn serve_client(
     state: Arc<ListenerState>,
-    client: TcpStream,
-    peer: SocketAddr,
+    mut client: TcpStream,
+    tcp_peer: SocketAddr,
     _permit: Option<OwnedSemaphorePermit>,
     hard_stop: CancellationToken,
 ) {
@@ -310,6 +362,37 @@ async fn serve_client(
     let _active = ActiveGuard(state.active.clone());
     let cfg = &state.config;
     let _ = client.set_nodelay(true);
+    // Who the client is and what it dialled: the connection's own
+    // addresses, or what the balancer in front says.
+    let dialled = client.local_addr().unwrap_or(state.local_addr);
+    let (peer, dialled, early_data) = if cfg.accept_proxy {
+        let read = tokio::select! {
+            r = read_proxy_header(&mut client, cfg.proxy_header_timeout) => r,
+            () = hard_stop.cancelled() => return,
+        };
+        match read {
+            Ok((h, early)) => {
+                let (p, d) = h.addresses.unwrap_or((tcp_peer, dialled));
+                (p, d, early)
+            }
+            Err(why) => {
+                state.proxy_header_errors.inc();
+                if let Some(held_back) = state.proxy_header_log.admit(Instant::now()) {
+                    warn!(
+                        target: "shoal::conn",
+                        client = %tcp_peer,
+                        listener = %cfg.name,
+                        error = %why,
+                        held_back,
+                        "client closed: no valid PROXY protocol header"
+                    );
+                }
+                return;
+            }
+        }
+    } else {
+        (tcp_peer, dialled, Vec::new())
+    };
     let mut tried: Vec<BackendId> = Vec::new();
     let mut last_error: Option<String> = None;
     let connected = loop {
@@ -392,11 +475,38 @@ async fn serve_client(
             return;
         }
     };
+    let mut backend = backend;
     let _ = backend.set_nodelay(true);
     let connect_ms = start.elapsed().as_millis() as u64;
     let handles = &state.handles[lease.id.0];
     handles.connections.inc();
     let addr = cfg.backends[lease.id.0];
+    // The header for the backend, then what the client sent with its own
+    // header: one write, before any other byte.
+    let mut first = match cfg.send_proxy {
+        Some(v) => proxy_header::encode(v, peer, dialled),
+        None => Vec::new(),
+    };
+    first.extend_from_slice(&early_data);
+    if !first.is_empty()
+        && let Err(e) = backend.write_all(&first).await
+    {
+        warn!(
+            target: "shoal::conn",
+            client = %peer,
+            listener = %cfg.name,
+            backend = %addr,
+            end = "backend-error",
+            error = %e,
+            duration_ms = start.elapsed().as_millis() as u64,
+            "connection closed"
+        );
+        return;
+    }
+    handles
+        .bytes
+        .client_to_backend
+        .inc_by(early_data.len() as u64);
     let t = proxy::proxy(
         client,
         backend,
@@ -413,9 +523,10 @@ async fn serve_client(
     info!(
         target: "shoal::conn",
         client = %peer,
+        via = cfg.accept_proxy.then(|| tcp_peer.to_string()),
         listener = %cfg.name,
         backend = %addr,
-        bytes_in = t.client_to_backend,
+        bytes_in = t.client_to_backend + early_data.len() as u64,
         bytes_out = t.backend_to_client,
         connect_ms,
         duration_ms = start.elapsed().as_millis() as u64,

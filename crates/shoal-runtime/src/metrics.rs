@@ -114,6 +114,35 @@ pub struct FlowLabels {
     pub direction: Flow,
 }
 
+/// How the fleet's DNS server answered a query (see [`crate::dns`]).
+#[derive(Clone, Copy, Debug, Hash, PartialEq, Eq, EncodeLabelValue)]
+#[allow(non_camel_case_types)]
+pub enum DnsResult {
+    /// Records of the asked type.
+    answer,
+    /// The name, but no record of that type.
+    nodata,
+    /// A name below the fleet's name.
+    nxdomain,
+    /// Another name or class: not this server's.
+    refused,
+    /// The fleet's answer was empty (the node left, or knows no node
+    /// taking clients).
+    servfail,
+    /// Not exactly one question.
+    formerr,
+    /// Not a query (update, notify, ...).
+    notimp,
+}
+
+/// Labels of `shoal_dns_queries_total`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DnsLabels {
+    /// `A`, `AAAA`, `SOA` or `other`.
+    pub qtype: &'static str,
+    pub result: DnsResult,
+}
+
 /// Every series, registered in `registry`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -130,6 +159,7 @@ pub struct Metrics {
     pub client_connections: Family<ListenerLabels, Counter>,
     pub listener_active: Family<ListenerLabels, Gauge>,
     pub no_backend: Family<ListenerLabels, Counter>,
+    pub proxy_header_errors: Family<ListenerLabels, Counter>,
     pub local_resource_errors: Family<LocalErrorLabels, Counter>,
     pub cluster_members: Gauge,
     pub gossip_messages: Family<FlowLabels, Counter>,
@@ -140,6 +170,7 @@ pub struct Metrics {
     pub defunct: Counter,
     pub fleet_events_dropped: Counter,
     pub admin_connections_refused: Counter,
+    pub dns_queries: Family<DnsLabels, Counter>,
 }
 
 /// Labels of `shoal_gossip_datagrams_dropped_total`.
@@ -172,6 +203,7 @@ impl Metrics {
             client_connections: Family::default(),
             listener_active: Family::default(),
             no_backend: Family::default(),
+            proxy_header_errors: Family::default(),
             local_resource_errors: Family::default(),
             cluster_members: Gauge::default(),
             gossip_messages: Family::default(),
@@ -182,6 +214,7 @@ impl Metrics {
             defunct: Counter::default(),
             fleet_events_dropped: Counter::default(),
             admin_connections_refused: Counter::default(),
+            dns_queries: Family::default(),
         };
         registry.register(
             "shoal_backend_up",
@@ -244,6 +277,11 @@ impl Metrics {
             m.no_backend.clone(),
         );
         registry.register(
+            "shoal_listener_proxy_header_errors",
+            "Clients closed because they did not start with a valid PROXY protocol header (accept_proxy listeners)",
+            m.proxy_header_errors.clone(),
+        );
+        registry.register(
             "shoal_local_resource_errors",
             "Accepts, connects and health checks that failed for want of a local resource (file descriptors, memory, ephemeral ports); never counted against a backend",
             m.local_resource_errors.clone(),
@@ -292,6 +330,11 @@ impl Metrics {
             "shoal_admin_connections_refused",
             "Admin connections closed at once because node.admin_connections_max were open",
             m.admin_connections_refused.clone(),
+        );
+        registry.register(
+            "shoal_dns_queries",
+            "Queries the fleet's DNS server ([dns]) answered, by query type and result",
+            m.dns_queries.clone(),
         );
         m.cluster_members.set(1);
         Metrics { registry, ..m }

@@ -9,16 +9,19 @@ use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
 use crate::dataplane::{self, DataPlane};
+use crate::dns::DnsSockets;
 use crate::fleet::{Fleet, FleetError, NodeParts};
+use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
 use crate::listener::ListenerState;
 use crate::metrics::Metrics;
 use shoal_config::Config;
+use shoal_core::dns::ClientAnswer;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::{TcpListener, TcpSocket};
-use tokio::sync::{Notify, oneshot};
+use tokio::net::{TcpListener, TcpSocket, UnixListener};
+use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{info, warn};
@@ -35,6 +38,8 @@ pub enum StartError {
     },
     #[error(transparent)]
     Fleet(#[from] FleetError),
+    #[error(transparent)]
+    Handover(#[from] HandoverError),
     #[error("cannot start the data threads (node.worker_threads = {threads}): {source}")]
     Threads {
         threads: usize,
@@ -53,6 +58,15 @@ pub struct Node {
     fleet: Option<Fleet>,
     /// Fires when the fleet's warm start is over (the listeners may accept).
     fleet_ready: Option<oneshot::Receiver<()>>,
+    /// Where a successor asks for this node's sockets (`node.takeover_socket`).
+    takeover: Option<UnixListener>,
+    /// The process this one took the sockets from: told once this one accepts.
+    predecessor: Option<Predecessor>,
+    /// With `[dns]`: the server's sockets, and the answer it serves (the
+    /// fleet task updates it; without a fleet, this node's own addresses
+    /// while it accepts).
+    dns: Option<DnsSockets>,
+    answer: watch::Sender<Arc<ClientAnswer>>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -67,11 +81,57 @@ fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
     socket.listen(backlog)
 }
 
+/// Whether `l` is bound at `addr` (port 0 in `addr`: any port of that IP).
+fn same_address(l: &std::net::TcpListener, addr: SocketAddr) -> bool {
+    l.local_addr()
+        .is_ok_and(|a| a == addr || (addr.port() == 0 && a.ip() == addr.ip()))
+}
+
+/// The handed-over sockets of listener `name`, if they are bound at
+/// `bind`, with their address.
+fn inherited_group(
+    sockets: &mut Sockets,
+    name: &str,
+    bind: SocketAddr,
+) -> Option<std::io::Result<(Vec<std::net::TcpListener>, SocketAddr)>> {
+    let i = sockets
+        .listeners
+        .iter()
+        .position(|(n, g)| n == name && g.first().is_some_and(|l| same_address(l, bind)))?;
+    let (_, group) = sockets.listeners.swap_remove(i);
+    Some((|| {
+        let local = group[0].local_addr()?;
+        for l in &group {
+            l.set_nonblocking(true)?;
+        }
+        info!(listener = %name, bind = %local, sockets = group.len(), "listening sockets taken over");
+        Ok((group, local))
+    })())
+}
+
+/// Duplicates of every listening socket, for a successor.
+fn offer(
+    listeners: &[(Arc<ListenerState>, Vec<std::net::TcpListener>)],
+    admin: Option<&std::net::TcpListener>,
+    dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
+) -> Sockets {
+    let mut sockets = Sockets::default();
+    for (state, group) in listeners {
+        let dups = group.iter().filter_map(|l| l.try_clone().inspect_err(|e| {
+            warn!(listener = %state.config.name, error = %e, "cannot keep a listening socket for a successor");
+        }).ok()).collect();
+        sockets.listeners.push((state.config.name.clone(), dups));
+    }
+    sockets.admin = admin.and_then(|a| a.try_clone().ok());
+    sockets.dns = dns;
+    sockets
+}
+
 impl Node {
     /// Binds every listener, the admin endpoint and (with `[cluster]`) the
     /// fleet's QUIC endpoint, loading the certificates from their files.
     pub fn bind(config: Config) -> Result<Node, StartError> {
-        Node::bind_inner(config, None)
+        Node::bind_with(config, None, None)
     }
 
     /// [`Node::bind`] with the fleet's certificates already in memory.
@@ -79,13 +139,24 @@ impl Node {
         config: Config,
         tls: &shoal_transport::ClusterTls,
     ) -> Result<Node, StartError> {
-        Node::bind_inner(config, Some(tls))
+        Node::bind_with(config, Some(tls), None)
     }
 
-    fn bind_inner(
+    /// [`Node::bind`] with the certificates in memory if given, and the
+    /// sockets a running process handed over ([`handover::take_over`]):
+    /// a listener (by name, at the same address) and the admin endpoint
+    /// (at the same address) use them instead of binding; a listener the
+    /// old process had and this configuration lacks, or moved, is closed
+    /// here (the old process closes its copy when it stops accepting).
+    pub fn bind_with(
         config: Config,
         tls: Option<&shoal_transport::ClusterTls>,
+        inherited: Option<(Sockets, Predecessor)>,
     ) -> Result<Node, StartError> {
+        let (mut sockets, predecessor) = match inherited {
+            Some((s, p)) => (s, Some(p)),
+            None => (Sockets::default(), None),
+        };
         let clock = Clock::new();
         let flips = Arc::new(Notify::new());
         let metrics = Arc::new(Metrics::new());
@@ -94,28 +165,69 @@ impl Node {
         });
         let mut listeners = Vec::new();
         for l in &config.listeners {
-            let (group, local) =
-                dataplane::bind_group(l.bind, l.backlog, threads).map_err(|source| {
-                    StartError::Bind {
-                        what: format!("listener \"{}\"", l.name),
-                        addr: l.bind,
-                        source,
-                    }
-                })?;
+            let bind_err = |source| StartError::Bind {
+                what: format!("listener \"{}\"", l.name),
+                addr: l.bind,
+                source,
+            };
+            let (group, local) = match inherited_group(&mut sockets, &l.name, l.bind) {
+                Some(found) => found.map_err(bind_err)?,
+                None => dataplane::bind_group(l.bind, l.backlog, threads).map_err(bind_err)?,
+            };
             let state = ListenerState::new(l.clone(), local, clock, &metrics, flips.clone());
             listeners.push((Arc::new(state), group));
         }
+        for (name, _) in &sockets.listeners {
+            info!(listener = %name, "a listener of the previous process is not in this configuration (or moved): closed here");
+        }
+        let inherited_admin = sockets.admin.take();
         let admin = config
             .node
             .admin
             .map(|addr| {
-                bind_tcp(addr, 128).map_err(|source| StartError::Bind {
+                let err = |source| StartError::Bind {
                     what: "admin endpoint (node.admin)".to_owned(),
                     addr,
                     source,
-                })
+                };
+                match inherited_admin.filter(|a| same_address(a, addr)) {
+                    Some(a) => {
+                        a.set_nonblocking(true).map_err(err)?;
+                        TcpListener::from_std(a).map_err(err)
+                    }
+                    None => bind_tcp(addr, 128).map_err(err),
+                }
             })
             .transpose()?;
+        // A successor's own successor asks here; the predecessor still
+        // listens on the path, so it is taken over too.
+        let takeover = config
+            .node
+            .takeover_socket
+            .as_deref()
+            .map(|p| handover::listen(p, predecessor.is_some()))
+            .transpose()?;
+        let inherited_dns = sockets.dns.take();
+        let dns = config
+            .dns
+            .as_ref()
+            .map(|d| {
+                let err = |source| StartError::Bind {
+                    what: "DNS server (dns.bind)".to_owned(),
+                    addr: d.bind,
+                    source,
+                };
+                let same = |(udp, _): &(std::net::UdpSocket, std::net::TcpListener)| {
+                    udp.local_addr()
+                        .is_ok_and(|a| a == d.bind || (d.bind.port() == 0 && a.ip() == d.bind.ip()))
+                };
+                match inherited_dns.filter(same) {
+                    Some((udp, tcp)) => DnsSockets::from_std(udp, tcp).map_err(err),
+                    None => DnsSockets::bind(d.bind).map_err(err),
+                }
+            })
+            .transpose()?;
+        let (answer, _) = watch::channel(Arc::new(ClientAnswer::default()));
         let (ready_tx, ready_rx) = oneshot::channel();
         let fleet = match &config.cluster {
             None => None,
@@ -126,6 +238,7 @@ impl Node {
                     clock,
                     metrics: metrics.clone(),
                     flips: flips.clone(),
+                    answer: dns.is_some().then(|| answer.clone()),
                 };
                 Some(Fleet::bind(c, tls, parts, ready_tx)?)
             }
@@ -140,6 +253,10 @@ impl Node {
             metrics,
             fleet_ready: fleet.is_some().then_some(ready_rx),
             fleet,
+            takeover,
+            predecessor,
+            dns,
+            answer,
         })
     }
 
@@ -166,6 +283,11 @@ impl Node {
         self.admin.as_ref().and_then(|a| a.local_addr().ok())
     }
 
+    /// The DNS server's bound address (UDP and TCP), with `[dns]`.
+    pub fn dns_addr(&self) -> Option<SocketAddr> {
+        self.dns.as_ref().and_then(|d| d.local_addr().ok())
+    }
+
     /// Serves until `shutdown` resolves, then drains (see the module doc).
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
@@ -188,6 +310,14 @@ impl Node {
         let drain_node = CancellationToken::new();
         // The admin endpoint serves from the start: during the warm start
         // too, so /status shows a node that is joining.
+        let admin_dup = match (&self.takeover, &self.admin) {
+            (Some(_), Some(a)) => socket2::SockRef::from(a)
+                .try_clone()
+                .map(std::net::TcpListener::from)
+                .inspect_err(|e| warn!(error = %e, "cannot keep the admin socket for a successor"))
+                .ok(),
+            _ => None,
+        };
         let admin_task = self.admin.map(|tcp| {
             if let Ok(addr) = tcp.local_addr() {
                 info!(admin = %addr, "admin endpoint serving /metrics and /status");
@@ -210,10 +340,41 @@ impl Node {
                 hard_stop.clone(),
             ))
         });
+        // The fleet leaves when the node stops accepting, or earlier, for
+        // a successor (see `handover`).
+        let leave_fleet = stop_accepting.child_token();
+        let fleet_stop = hard_stop.child_token();
+        // The DNS server, like the admin endpoint, serves from the start
+        // (an empty answer is SERVFAIL) until the hard stop.
+        let standalone = self.fleet.is_none();
+        // It stops early for a successor, which takes its sockets.
+        let dns_stop = hard_stop.child_token();
+        let dns_dup = match (&self.takeover, &self.dns) {
+            (Some(_), Some(d)) => d
+                .try_clone()
+                .inspect_err(|e| warn!(error = %e, "cannot keep the DNS sockets for a successor"))
+                .ok(),
+            _ => None,
+        };
+        let dns_task = match (self.dns.take(), &self.config.dns) {
+            (Some(sockets), Some(config)) => {
+                if let Ok(addr) = sockets.local_addr() {
+                    info!(dns = %addr, name = %config.name, "DNS server answering for the fleet's name");
+                }
+                Some(tokio::spawn({
+                    let config = config.clone();
+                    let answer = self.answer.subscribe();
+                    let metrics = self.metrics.clone();
+                    let stop = dns_stop.clone();
+                    async move { crate::dns::serve(sockets, &config, answer, metrics, stop).await }
+                }))
+            }
+            _ => None,
+        };
         if let Some(fleet) = self.fleet.take() {
             info!(cluster = %fleet.local_addr(), "joining the fleet");
             fleet_task = Some(tokio::spawn(
-                fleet.run(stop_accepting.clone(), hard_stop.clone()),
+                fleet.run(leave_fleet.clone(), fleet_stop.clone()),
             ));
             // The node takes part in the fleet from now on; its listeners
             // wait for the warm start (the core bounds it).
@@ -230,6 +391,9 @@ impl Node {
                         if let Some(task) = admin_task {
                             let _ = task.await;
                         }
+                        if let Some(task) = dns_task {
+                            let _ = task.await;
+                        }
                         return;
                     }
                 }
@@ -239,24 +403,87 @@ impl Node {
             info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
                 backends = state.config.backends.len(), threads = self.data.threads(), "listening");
         }
+        // What a successor will be handed: duplicates of the sockets the
+        // data threads accept on (taken before they get them).
+        let offer = self
+            .takeover
+            .as_ref()
+            .map(|_| offer(&self.listeners, admin_dup.as_ref(), dns_dup));
         self.data.start(
             std::mem::take(&mut self.listeners),
             &connections,
             &stop_accepting,
             &hard_stop,
         );
+        if let Some(p) = self.predecessor.take() {
+            match p.accepting().await {
+                Ok(()) => {
+                    info!("took over from the previous process: it stops accepting and drains")
+                }
+                Err(e) => {
+                    warn!(error = %e, "could not tell the previous process to stop accepting")
+                }
+            }
+        }
+        let (steps_tx, mut steps_rx) = mpsc::channel(1);
+        if let (Some(listener), Some(offer)) = (self.takeover.take(), offer) {
+            let stop = stop_accepting.clone();
+            // The duplicates live in this task: once the node stops
+            // accepting, they must go too, or the kernel would keep
+            // queueing clients nobody accepts.
+            background.push(tokio::spawn(async move {
+                tokio::select! {
+                    () = handover::serve(listener, &offer, steps_tx) => {}
+                    () = stop.cancelled() => {}
+                }
+            }));
+        }
+        // A node of its own answers with its own addresses while it
+        // accepts (the same core function the fleet's answer comes from),
+        // and nothing from a drain-node or a shutdown on.
+        if standalone {
+            self.answer.send_replace(Arc::new(ClientAnswer::from_view(
+                &self.config.client_addrs,
+                [],
+            )));
+            let answer = self.answer.clone();
+            let stopped = stop_accepting.clone();
+            tokio::spawn(async move {
+                stopped.cancelled().await;
+                answer.send_replace(Arc::new(ClientAnswer::default()));
+            });
+        }
 
-        tokio::select! {
-            () = &mut shutdown => {}
-            // What a deploy script asks before stopping the node: out of
-            // new-connection duty (listeners closed, the fleet told it
-            // leaves), open connections finish; the process stays until a
-            // signal ends it, serving /status meanwhile.
-            () = drain_node.cancelled() => {
-                info!(open = connections.len(),
-                    "drain-node: stopped accepting and left the fleet; open connections finish; SIGTERM or Ctrl-C ends the process");
-                stop_accepting.cancel();
-                shutdown.await;
+        let mut drained = false;
+        loop {
+            tokio::select! {
+                () = &mut shutdown => break,
+                // What a deploy script asks before stopping the node: out
+                // of new-connection duty (listeners closed, the fleet told
+                // it leaves), open connections finish; the process stays
+                // until a signal ends it, serving /status meanwhile.
+                () = drain_node.cancelled(), if !drained => {
+                    info!(open = connections.len(),
+                        "drain-node: stopped accepting and left the fleet; open connections finish; SIGTERM or Ctrl-C ends the process");
+                    stop_accepting.cancel();
+                    drained = true;
+                }
+                Some(step) = steps_rx.recv() => match step {
+                    Step::Release(done) => {
+                        info!("a successor takes over: leaving the fleet");
+                        leave_fleet.cancel();
+                        fleet_stop.cancel();
+                        dns_stop.cancel();
+                        if let Some(task) = fleet_task.take() {
+                            let _ = task.await;
+                        }
+                        let _ = done.send(());
+                    }
+                    Step::HandedOver => {
+                        info!("the successor accepts: this process stops accepting and drains");
+                        break;
+                    }
+                },
             }
         }
         let drain = self.config.node.drain_timeout;
@@ -290,6 +517,9 @@ impl Node {
             let _ = task.await;
         }
         if let Some(task) = admin_task {
+            let _ = task.await;
+        }
+        if let Some(task) = dns_task {
             let _ = task.await;
         }
         info!("stopped");

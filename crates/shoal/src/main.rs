@@ -28,7 +28,9 @@ use tracing::info;
 struct Cli {
     /// Log filter: a level (error, warn, info, debug, trace) or tracing
     /// directives such as `info,shoal::conn=warn`. Per-connection lines are
-    /// logged at info under the target `shoal::conn`.
+    /// logged at info under the target `shoal::conn`. The DNS server's
+    /// library (`hickory_server`) logs errors only unless the filter names
+    /// it.
     #[arg(long, global = true, env = "RUST_LOG", default_value = "info")]
     log_level: String,
 
@@ -55,6 +57,13 @@ enum Command {
         /// Path to the configuration file.
         #[arg(short, long, value_name = "FILE")]
         config: PathBuf,
+        /// Binary upgrade: take the listening sockets of the shoal process
+        /// listening at PATH (its `node.takeover_socket`), which then
+        /// leaves the fleet, stops accepting once this one accepts, and
+        /// drains. No client is refused meanwhile. If no process answers
+        /// at PATH, start as usual (so a service can always pass it).
+        #[arg(long, value_name = "PATH")]
+        take_over: Option<PathBuf>,
     },
     /// Check a configuration file and the cluster certificates it names
     /// (loaded and verified as `run` does) and exit: 0 if both are valid, 2
@@ -109,8 +118,25 @@ fn init_logging(cli: &Cli) -> Result<(), Failure> {
             cli.log_level
         ))
     })?;
+    // Colour only on a terminal: log files and journald would keep the
+    // escape codes. NO_COLOR (no-color.org) turns it off there too.
+    let ansi = std::io::IsTerminal::is_terminal(&std::io::stderr())
+        && std::env::var_os("NO_COLOR").is_none_or(|v| v.is_empty());
+    // hickory-server logs every request it answers at info, and at warn
+    // some that a stranger can send: the DNS server ([dns]) counts and
+    // logs those itself, rate-limited. An explicit directive still wins.
+    let filter = if cli.log_level.contains("hickory") {
+        filter
+    } else {
+        filter.add_directive(
+            "hickory_server=error"
+                .parse()
+                .map_err(|e| Failure::Usage(format!("internal log directive: {e}")))?,
+        )
+    };
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
+        .with_ansi(ansi)
         .with_writer(std::io::stderr);
     match cli.log_format {
         LogFormat::Text => builder.init(),
@@ -175,7 +201,8 @@ fn log_ready(node: &Node) {
         .cluster_addr()
         .map(|a| a.to_string())
         .unwrap_or_default();
-    info!(listeners, admin, cluster, "ready");
+    let dns = node.dns_addr().map(|a| a.to_string()).unwrap_or_default();
+    info!(listeners, admin, cluster, dns, "ready");
 }
 
 /// The control runtime: health checks, the fleet, the admin endpoint and
@@ -218,17 +245,29 @@ fn main() -> ExitCode {
             }
             Err(e) => Err(Failure::Usage(e)),
         },
-        Command::Run { config } => init_logging(&cli)
+        Command::Run { config, take_over } => init_logging(&cli)
             .and_then(|()| load::load(config).map_err(Failure::Usage))
             .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
                     let shutdown = shutdown_signal();
-                    let node = match &loaded.tls {
-                        Some(tls) => Node::bind_with_tls(loaded.config, tls),
-                        None => Node::bind(loaded.config),
-                    }
-                    .map_err(|e| Failure::Usage(e.to_string()))?;
+                    // The configuration and certificates are checked
+                    // first: a successor that cannot start must not make
+                    // the running process leave its fleet.
+                    let inherited = match take_over {
+                        None => None,
+                        Some(path) => {
+                            let taken = shoal_runtime::handover::take_over(path)
+                                .await
+                                .map_err(|e| Failure::Other(e.into()))?;
+                            if taken.is_none() {
+                                info!(path = %path.display(), "no running process at the take-over socket: starting fresh");
+                            }
+                            taken
+                        }
+                    };
+                    let node = Node::bind_with(loaded.config, loaded.tls.as_ref(), inherited)
+                        .map_err(|e| Failure::Usage(e.to_string()))?;
                     log_ready(&node);
                     node.run(shutdown).await;
                     Ok(())

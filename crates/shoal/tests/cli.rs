@@ -303,3 +303,28 @@ fn a_node_name_that_is_not_the_certificates_is_refused_by_check_config_and_run()
     let good = write_config(&dir, &text.replace("node-9", "node-3"));
     assert!(shoal(&["check-config", &good]).status.success());
 }
+
+/// Logs written to a file or a pipe (journald, `up.sh`'s log files) are
+/// plain text: colour codes only on a terminal.
+#[test]
+fn logs_to_a_pipe_carry_no_colour_codes() {
+    let out = shoal(&[
+        "demo",
+        "--listen",
+        "127.0.0.1:0",
+        "--admin",
+        "127.0.0.1:0",
+        "--nodes",
+        "1",
+        "--clients",
+        "0",
+        "--table-every",
+        "0",
+        "--duration",
+        "1",
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{stderr}");
+    assert!(stderr.contains("INFO"), "{stderr}");
+    assert!(!stderr.contains('\u{1b}'), "{stderr:?}");
+}

@@ -24,7 +24,7 @@
 //! to stdout and to `--out`. Every process started is killed by PID when
 //! its handle drops (the harness's `Drop`).
 
-use anyhow::{Context, Result, bail, ensure};
+use anyhow::{Context, Result, ensure};
 use serde_json::Value;
 use shoal_e2e::backend::{Backend, Behaviour, http_get};
 use shoal_e2e::echo_round_trip;
@@ -81,12 +81,9 @@ fn parse_args() -> Result<Args> {
         window: Duration::from_secs(10),
         out: None,
     };
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{}", usage()))
-        };
+    let mut flags = shoal_e2e::node::Flags::new(usage());
+    while let Some(flag) = flags.next_flag() {
+        let mut value = || flags.value(&flag);
         match flag.as_str() {
             "--nodes" => {
                 args.nodes = value()?
@@ -124,38 +121,14 @@ fn parse_args() -> Result<Args> {
                 args.window = Duration::from_secs(s);
             }
             "--out" => args.out = Some(PathBuf::from(value()?)),
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{}", usage()),
+            other => return Err(flags.unknown(other)),
         }
     }
     Ok(args)
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = shoal_e2e::node::rerun_with_sibling_shoal() {
-        return code;
-    }
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
-    };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
-    match rt.block_on(run(args)) {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("fleet_measure failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    shoal_e2e::node::tool_main("fleet_measure", parse_args, run)
 }
 
 // ---------------------------------------------------------------------------

@@ -44,12 +44,9 @@ fn parse_args() -> Result<Args> {
     let mut seed = seed;
     let mut out = PathBuf::from("docs/soak.md");
     let mut self_check = None;
-    let mut it = std::env::args().skip(1);
-    while let Some(flag) = it.next() {
-        let mut value = || {
-            it.next()
-                .with_context(|| format!("{flag} needs a value\n{}", usage()))
-        };
+    let mut flags = shoal_e2e::node::Flags::new(usage());
+    while let Some(flag) = flags.next_flag() {
+        let mut value = || flags.value(&flag);
         match flag.as_str() {
             "--minutes" => {
                 minutes = value()?.parse().context("--minutes")?;
@@ -76,11 +73,7 @@ fn parse_args() -> Result<Args> {
                     other => bail!("--self-check {other:?}: leak or no-settle"),
                 })
             }
-            "-h" | "--help" => {
-                println!("{}", usage());
-                std::process::exit(0);
-            }
-            other => bail!("unknown argument {other:?}\n{}", usage()),
+            other => return Err(flags.unknown(other)),
         }
     }
     let mut params = Params::long(seed, Duration::from_secs_f64(minutes * 60.0));
@@ -119,20 +112,10 @@ fn git_commit() -> String {
 }
 
 fn main() -> ExitCode {
-    if let Some(code) = shoal_e2e::node::rerun_with_sibling_shoal() {
-        return code;
-    }
-    let args = match parse_args() {
-        Ok(a) => a,
-        Err(e) => {
-            eprintln!("{e:#}");
-            return ExitCode::from(2);
-        }
+    let (args, rt) = match shoal_e2e::node::tool_start(parse_args) {
+        Ok(x) => x,
+        Err(code) => return code,
     };
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .expect("tokio runtime");
     let outcome = match rt.block_on(soak::run(args.params.clone())) {
         Ok(o) => o,
         Err(e) => {

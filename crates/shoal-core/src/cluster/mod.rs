@@ -64,10 +64,10 @@ use rand::SeedableRng;
 // free to change between platforms and releases; a simulator seed must
 // replay the same foca choices anywhere.
 use rand::rngs::Xoshiro256PlusPlus;
-use report::{BackendKey, DrainMark, Inbox, ReportEntry, ReportShard};
+use report::{BackendKey, CLIENT_ADDRS_MAX, DrainMark, Inbox, ReportEntry, ReportShard};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -362,8 +362,11 @@ pub struct Cluster {
     owners: BTreeMap<String, NodeId>,
     /// Whether [`ClusterEvent::NameTaken`] was told (once per taker).
     name_taken_by: Option<NodeId>,
-    /// Bumped whenever the set of live members may have changed.
-    membership_generation: u64,
+    /// The addresses this node's shard 0 advertises to clients (see
+    /// [`Cluster::set_clients`]).
+    own_clients: Vec<IpAddr>,
+    /// Bumped on every membership change foca notifies.
+    members_generation: u64,
 }
 
 impl std::fmt::Debug for Cluster {
@@ -417,7 +420,8 @@ impl Cluster {
             live_names: BTreeMap::new(),
             owners: BTreeMap::new(),
             name_taken_by: None,
-            membership_generation: 0,
+            own_clients: Vec::new(),
+            members_generation: 0,
         }
     }
 
@@ -462,7 +466,7 @@ impl Cluster {
     /// Changes whenever the live members may have changed (who checks
     /// which backend is re-decided then, see [`crate::checkers`]).
     pub fn membership_generation(&self) -> u64 {
-        self.membership_generation
+        self.members_generation
     }
 
     /// The newest drain mark this node knows for `key`.
@@ -473,6 +477,21 @@ impl Cluster {
     /// Every drain mark this node knows.
     pub fn drain_marks(&self) -> impl Iterator<Item = (BackendKey, DrainMark)> + '_ {
         self.drains.iter().map(|(k, m)| (*k, *m))
+    }
+
+    /// The client addresses live peer `addr` advertises in its newest
+    /// shard 0, if this node holds one (within the report TTL).
+    pub fn clients_of(&self, addr: SocketAddr) -> Option<&[IpAddr]> {
+        self.view.clients_of(addr)
+    }
+
+    /// Changes whenever the live members or the client addresses they
+    /// advertise may have changed (what the fleet's DNS answer is made
+    /// of); far less often than [`Cluster::view_generation`].
+    pub fn clients_generation(&self) -> u64 {
+        self.view
+            .clients_generation()
+            .wrapping_add(self.members_generation)
     }
 
     /// Counters for metrics.
@@ -486,6 +505,13 @@ impl Cluster {
     }
 
     // ----- inputs -----
+
+    /// The addresses at which this node takes clients now (empty while
+    /// it does not), advertised in shard 0 of its next publication and
+    /// every one after (at most [`CLIENT_ADDRS_MAX`]; more are dropped).
+    pub fn set_clients(&mut self, clients: &[IpAddr]) {
+        self.own_clients = clients[..clients.len().min(CLIENT_ADDRS_MAX)].to_vec();
+    }
 
     /// Announces this node to every seed address but its own and, while
     /// it knows no live peer, to members it once knew (foca remembers down
@@ -764,13 +790,21 @@ impl Cluster {
                 ..*e
             })
             .collect();
-        let fresh = report::shard(me, self.epoch, self.report_seq + 1, &entries);
+        let fresh = report::shard(
+            me,
+            self.epoch,
+            self.report_seq + 1,
+            &entries,
+            &self.own_clients,
+        );
         let refresh = self.config.report_refresh;
         let recent = self.resend_window();
         let mut changed = vec![true; fresh.len()];
         for (i, new) in fresh.iter().enumerate() {
             if let Some(old) = self.own_shards.get(i) {
-                changed[i] = old.entries != new.entries || old.shards != new.shards;
+                changed[i] = old.entries != new.entries
+                    || old.shards != new.shards
+                    || old.clients != new.clients;
             }
         }
         let due: Vec<usize> = (0..fresh.len())
@@ -916,11 +950,17 @@ impl Cluster {
 
     /// Applies a peer's shard if its origin is not held down and it is
     /// newer than what is held.
-    fn accept(&mut self, now: Instant, shard: ReportShard) -> bool {
+    fn accept(&mut self, now: Instant, mut shard: ReportShard) -> bool {
         // A shard from an origin foca holds down is stale news.
         if self.down.contains(&shard.origin) || !self.inbox.offer(&shard) {
             return false;
         }
+        // Report datagrams are checked when decoded; shards from a sync
+        // are held to the same bound here.
+        if shard.shard != 0 {
+            shard.clients.clear();
+        }
+        shard.clients.truncate(CLIENT_ADDRS_MAX);
         for e in &shard.entries {
             if let Some(mark) = e.drain {
                 self.adopt_drain(e.key, mark);
@@ -1082,9 +1122,9 @@ impl Cluster {
             self.timers.push(now + after, timer);
         }
         while let Some(n) = self.runtime.to_notify() {
-            self.membership_generation += 1;
             let event = match n {
                 OwnedNotification::MemberUp(id) => {
+                    self.members_generation += 1;
                     self.down.remove(&id.addr);
                     self.live.insert(id.addr);
                     welcome.insert(id.addr);
@@ -1092,6 +1132,7 @@ impl Cluster {
                     ClusterEvent::MemberUp(id)
                 }
                 OwnedNotification::MemberDown(id) => {
+                    self.members_generation += 1;
                     self.view.remove_origin(id.addr);
                     self.down.insert(id.addr);
                     self.live.remove(&id.addr);
@@ -1102,6 +1143,7 @@ impl Cluster {
                 }
                 // A restarted member lost our shards with its old life.
                 OwnedNotification::Rename(from, to) => {
+                    self.members_generation += 1;
                     welcome.insert(to.addr);
                     self.name_down(&from);
                     self.name_up(&to);

@@ -18,13 +18,19 @@
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 + 1
 /// bytes an entry, 11 more with a drain mark, plus ~70 of header) a full
 /// shard stays under 950 bytes, so one always fits a report datagram, and small
 /// shards share one.
 pub const ENTRIES_PER_SHARD_MAX: usize = 32;
+
+/// Client-facing IP addresses a node advertises in its report, at most
+/// (decision 51): four IPv6 addresses add 69 bytes to shard 0, which
+/// keeps a full shard 0 of the widest entries under 1030 bytes, inside
+/// one report datagram.
+pub const CLIENT_ADDRS_MAX: usize = 4;
 
 /// Shards in one report: bounds the report of one node to 32 × 256 =
 /// 8,192 backends.
@@ -128,6 +134,11 @@ pub struct ReportShard {
     pub shard: u16,
     pub shards: u16,
     pub entries: Vec<ReportEntry>,
+    /// Shard 0 only (empty in every other shard): the IP addresses at
+    /// which the origin takes clients now, at most [`CLIENT_ADDRS_MAX`];
+    /// empty while it does not (warm start) or advertises none. The
+    /// fleet's DNS answer is made of these (decision 51).
+    pub clients: Vec<IpAddr>,
 }
 
 impl ReportShard {
@@ -137,8 +148,9 @@ impl ReportShard {
     }
 }
 
-/// Splits `entries` into shards of one report. At least one shard is made
-/// (an empty report still says "alive, nothing open").
+/// Splits `entries` into shards of one report, `clients` in shard 0. At
+/// least one shard is made (an empty report still says "alive, nothing
+/// open").
 ///
 /// # Panics
 /// If `entries` would need more than [`SHARDS_MAX`] shards (configuration
@@ -148,6 +160,7 @@ pub fn shard(
     epoch: u64,
     seq: u64,
     entries: &[ReportEntry],
+    clients: &[IpAddr],
 ) -> Vec<ReportShard> {
     let chunks: Vec<&[ReportEntry]> = if entries.is_empty() {
         vec![&[]]
@@ -170,6 +183,7 @@ pub fn shard(
             shard: i as u16,
             shards,
             entries: c.to_vec(),
+            clients: if i == 0 { clients.to_vec() } else { Vec::new() },
         })
         .collect()
 }
@@ -250,15 +264,20 @@ mod tests {
     #[test]
     fn reports_are_split_into_numbered_shards() {
         let entries: Vec<_> = (0..95).map(entry).collect();
-        let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries);
+        let ip: IpAddr = "10.0.0.1".parse().unwrap();
+        let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries, &[ip]);
         assert_eq!(s.len(), 3);
+        assert_eq!(s[0].clients, [ip]);
+        assert!(s[1..].iter().all(|x| x.clients.is_empty()), "shard 0 only");
         assert!(
             s.iter()
                 .enumerate()
                 .all(|(i, x)| x.shard == i as u16 && x.shards == 3 && x.seq == 7)
         );
         assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 95);
-        assert_eq!(shard("127.0.0.1:1".parse().unwrap(), 1, 1, &[]).len(), 1);
+        let empty = shard("127.0.0.1:1".parse().unwrap(), 1, 1, &[], &[]);
+        assert_eq!(empty.len(), 1);
+        assert!(empty[0].clients.is_empty());
     }
 
     #[test]
@@ -273,6 +292,7 @@ mod tests {
             shard,
             shards: 2,
             entries: vec![],
+            clients: vec![],
         };
         assert!(i.offer(&mk(peer, 1, 5, 0)));
         assert!(!i.offer(&mk(peer, 1, 5, 0)), "duplicate");

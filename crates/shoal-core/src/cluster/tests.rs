@@ -352,6 +352,7 @@ fn a_report_datagram_from_an_origin_held_down_is_ignored() {
         shard: 0,
         shards: 1,
         entries: vec![entry(1, true, active)],
+        clients: vec![],
     };
     let late = wire::encode_reports(&[shard(addr(2), 7)], SWIM_PACKET_BYTES_MAX).unwrap();
     let now = net.now;
@@ -494,6 +495,7 @@ fn garbage_oversized_and_foreign_version_input_is_an_error_not_a_panic() {
             shard: i,
             shards: 2,
             entries: vec![entry(u64::from(i), true, 1)],
+            clients: vec![],
         })
         .collect();
     let good = wire::encode_reports(&two, SWIM_PACKET_BYTES_MAX)
@@ -630,6 +632,7 @@ fn a_report_from_an_origin_foca_does_not_know_makes_this_node_announce_to_it() {
             shard: 0,
             shards: 1,
             entries: vec![entry(1, true, 2)],
+            clients: vec![],
         };
         wire::encode_reports(&[shard], SWIM_PACKET_BYTES_MAX)
             .unwrap()

@@ -6,11 +6,16 @@
 //! one map look-up. A peer's shards leave the view when the peer goes down
 //! or when they are older than the report TTL (measured on this node's
 //! clock from when each shard arrived, so clocks need not agree).
+//!
+//! Shard 0 of each peer also carries the addresses at which it takes
+//! clients ([`LoadView::clients_of`]); they leave with the shard, so a
+//! peer that stops reporting leaves the fleet's DNS answer after the TTL
+//! even before SWIM declares it down (decision 51).
 
 use super::report::{BackendKey, ReportEntry, ReportShard};
 use crate::time::Instant;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 /// The fleet's load on one backend, as this node's peers report it.
@@ -38,6 +43,8 @@ pub struct LoadView {
     origins: BTreeMap<SocketAddr, BTreeMap<u16, Held>>,
     totals: BTreeMap<BackendKey, RemoteLoad>,
     generation: u64,
+    /// Bumped whenever any origin's client addresses may have changed.
+    clients_generation: u64,
 }
 
 fn add(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
@@ -73,6 +80,21 @@ impl LoadView {
     /// Changes on every update; drivers compare it to skip unchanged views.
     pub fn generation(&self) -> u64 {
         self.generation
+    }
+
+    /// Changes whenever [`LoadView::clients_of`] may give another answer
+    /// for some origin (it changes far less often than
+    /// [`LoadView::generation`]).
+    pub fn clients_generation(&self) -> u64 {
+        self.clients_generation
+    }
+
+    /// The client addresses in `origin`'s shard 0, if the view holds it.
+    pub fn clients_of(&self, origin: SocketAddr) -> Option<&[IpAddr]> {
+        self.origins
+            .get(&origin)?
+            .get(&0)
+            .map(|h| h.shard.clients.as_slice())
     }
 
     /// Peers with at least one shard in the view.
@@ -111,6 +133,7 @@ impl LoadView {
     /// dropped (it has fewer backends now).
     pub fn apply(&mut self, now: Instant, shard: ReportShard) {
         let held = self.origins.entry(shard.origin).or_default();
+        let clients_before = held.get(&0).map(|h| h.shard.clients.clone());
         let stale: Vec<u16> = held
             .iter()
             .filter(|(i, h)| {
@@ -133,6 +156,9 @@ impl LoadView {
                 received_at: now,
             },
         );
+        if held.get(&0).map(|h| &h.shard.clients) != clients_before.as_ref() {
+            self.clients_generation += 1;
+        }
         self.generation += 1;
     }
 
@@ -143,6 +169,9 @@ impl LoadView {
         };
         for h in held.values() {
             subtract(&mut self.totals, &h.shard.entries);
+        }
+        if held.contains_key(&0) {
+            self.clients_generation += 1;
         }
         self.generation += 1;
         true
@@ -162,6 +191,9 @@ impl LoadView {
                 if let Some(h) = held.remove(&i) {
                     subtract(&mut self.totals, &h.shard.entries);
                     dropped += 1;
+                    if i == 0 {
+                        self.clients_generation += 1;
+                    }
                 }
             }
         }
@@ -195,6 +227,7 @@ mod tests {
                 .iter()
                 .map(|&(k, healthy, active)| ReportEntry::new(BackendKey(k), healthy, active))
                 .collect(),
+            clients: Vec::new(),
         }
     }
 

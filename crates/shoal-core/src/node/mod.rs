@@ -50,6 +50,10 @@
 //! Every input ends by reading this node's report from the pools when one
 //! is due and writing the fleet's view into them when it changed, so the
 //! pools are never more than one input behind the node.
+//!
+//! A shell that answers DNS for the fleet also polls
+//! [`Node::poll_client_answer`] after each input: it gives the fleet's
+//! answer ([`crate::dns`]) whenever it may have changed.
 
 pub mod settings;
 
@@ -62,6 +66,7 @@ use crate::checkers;
 use crate::cluster::identity::NodeId;
 use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
+use crate::dns::ClientAnswer;
 use crate::pool::Pool;
 use crate::time::Instant;
 use rand::rngs::Xoshiro256PlusPlus;
@@ -309,6 +314,8 @@ pub struct Node {
     checkers_configured: Vec<u32>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
+    /// `(clients generation, phase)` of the last answer polled.
+    answered: Option<(u64, Phase)>,
 }
 
 impl std::fmt::Debug for Node {
@@ -357,6 +364,7 @@ impl Node {
             checkers_configured: Vec::new(),
             entries: Vec::new(),
             stats: NodeStats::default(),
+            answered: None,
         };
         node.request_resolve();
         node
@@ -404,6 +412,24 @@ impl Node {
 
     pub fn cluster_stats(&self) -> ClusterStats {
         self.cluster.stats()
+    }
+
+    /// The fleet's DNS answer as this node sees it now (see [`crate::dns`]):
+    /// its own client addresses while it serves, and those every live
+    /// member advertises in the shard 0 this node holds. Empty once this
+    /// node leaves. O(members).
+    pub fn client_answer(&self) -> ClientAnswer {
+        let own: &[std::net::IpAddr] = match self.phase() {
+            Phase::Serving => &self.settings.client_addrs,
+            Phase::Warming => &[],
+            Phase::Leaving | Phase::Closed => return ClientAnswer::default(),
+        };
+        ClientAnswer::from_view(
+            own,
+            self.cluster
+                .members()
+                .map(|m| self.cluster.clients_of(m.addr)),
+        )
     }
 
     /// The fleet as `/status` shows it: built on each call, O(members).
@@ -682,6 +708,19 @@ impl Node {
         self.events.pop_front()
     }
 
+    /// The fleet's DNS answer ([`Node::client_answer`]) when it may have
+    /// changed since the last poll (members, the addresses they advertise,
+    /// or this node's phase); `None` otherwise, so a shell can poll after
+    /// every input for O(1). The first poll always gives one.
+    pub fn poll_client_answer(&mut self) -> Option<ClientAnswer> {
+        let key = (self.cluster.clients_generation(), self.phase());
+        if self.answered == Some(key) {
+            return None;
+        }
+        self.answered = Some(key);
+        Some(self.client_answer())
+    }
+
     /// When [`Node::handle_timeout`] must next be called.
     pub fn poll_timeout(&self) -> Instant {
         let mut t = self.cluster.poll_timeout();
@@ -854,6 +893,12 @@ impl Node {
     fn publish(&mut self, now: Instant, pools: &mut dyn Pools, urgent: bool) {
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
+        // Clients are sent here only once the warm start is over.
+        let clients: &[std::net::IpAddr] = match self.state {
+            State::Serving { .. } => &self.settings.client_addrs,
+            _ => &[],
+        };
+        self.cluster.set_clients(clients);
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {

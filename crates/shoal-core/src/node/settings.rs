@@ -4,6 +4,7 @@
 //! it from the same defaults and overrides the fields a scenario names.
 
 use crate::cluster::ClusterConfig;
+use std::net::IpAddr;
 use std::time::Duration;
 
 /// How often a node publishes the shards of its report that changed.
@@ -48,6 +49,11 @@ pub struct Settings {
     /// The fleet size foca's settings start from (they follow the live
     /// node count from then on).
     pub expected_nodes: u32,
+    /// The IP addresses at which this node takes clients, advertised to
+    /// the fleet while it serves (the fleet's DNS answer, decision 51);
+    /// at most [`crate::cluster::report::CLIENT_ADDRS_MAX`] count.
+    /// Default: none.
+    pub client_addrs: Vec<IpAddr>,
 }
 
 impl Default for Settings {
@@ -87,6 +93,7 @@ impl Settings {
             resolve_interval: Duration::from_secs(30),
             leave_linger: Duration::from_millis(300),
             expected_nodes: 3,
+            client_addrs: Vec::new(),
         }
     }
 

@@ -427,6 +427,81 @@ fn a_leaving_node_reports_no_defunct() {
     assert_eq!(net.nodes[2].stats().defunct, 0);
 }
 
+fn client_ip(i: usize) -> std::net::IpAddr {
+    std::net::IpAddr::from([10, 0, 0, i as u8 + 1])
+}
+
+/// Gives node `i` the client address `10.0.0.(i+1)`.
+fn advertise(net: &mut Net) {
+    for (i, n) in net.nodes.iter_mut().enumerate() {
+        n.settings.client_addrs = vec![client_ip(i)];
+    }
+}
+
+fn answer_v4(net: &Net, i: usize) -> Vec<std::net::IpAddr> {
+    let a = net.nodes[i].client_answer();
+    assert!(a.v6.is_empty());
+    a.v4.into_iter().map(std::net::IpAddr::from).collect()
+}
+
+fn ips(list: &[usize]) -> Vec<std::net::IpAddr> {
+    list.iter().map(|&i| client_ip(i)).collect()
+}
+
+#[test]
+fn the_dns_answer_follows_the_fleet_kill_and_leave() {
+    let mut net = Net::new(3, Seeds::Zero);
+    advertise(&mut net);
+    net.run_for(Duration::from_secs(3));
+    for i in 0..3 {
+        assert_eq!(answer_v4(&net, i), ips(&[0, 1, 2]), "node {i}");
+        assert!(net.nodes[i].poll_client_answer().is_some(), "first poll");
+    }
+    // Steady fleet: reports keep arriving, the answer stays, no poll.
+    net.run_for(Duration::from_secs(2));
+    for i in 0..3 {
+        assert_eq!(net.nodes[i].poll_client_answer(), None, "node {i}");
+    }
+    // kill -9 of node 2: no datagram in or out, no timer. Its shard 0
+    // expires within the report TTL (3 s) and a report tick.
+    net.closed[2] = true;
+    net.run_for(Duration::from_millis(3_300));
+    for i in 0..2 {
+        assert_eq!(answer_v4(&net, i), ips(&[0, 1]), "node {i} after the kill");
+        assert!(net.nodes[i].poll_client_answer().is_some(), "node {i}");
+    }
+    // A leave takes node 1 out of node 0's answer within a hop or two,
+    // and node 1, no longer speaking for the fleet, answers nothing.
+    let now = net.now;
+    net.nodes[1].handle_leave(now, &mut net.pools[1]);
+    net.flush(1);
+    assert!(net.nodes[1].client_answer().is_empty());
+    assert_eq!(
+        net.nodes[1].poll_client_answer(),
+        Some(ClientAnswer::default())
+    );
+    net.run_for(Duration::from_millis(50));
+    assert_eq!(answer_v4(&net, 0), ips(&[0]));
+}
+
+#[test]
+fn a_warming_node_is_left_out_of_every_answer_until_it_serves() {
+    let mut net = Net::new(2, Seeds::Zero);
+    advertise(&mut net);
+    net.mute_syncs.insert(0);
+    net.run_for(Duration::from_millis(2_500));
+    assert_eq!(net.nodes[1].phase(), Phase::Warming);
+    assert_eq!(net.nodes[0].live_nodes(), 2, "a member already");
+    assert_eq!(answer_v4(&net, 0), ips(&[0]));
+    // The warming node answers with the fleet it sees, without itself.
+    assert_eq!(answer_v4(&net, 1), ips(&[0]));
+    // The warm start times out at 3 s; the next report carries its address.
+    net.run_for(Duration::from_millis(800));
+    assert_eq!(net.nodes[1].phase(), Phase::Serving);
+    assert_eq!(answer_v4(&net, 0), ips(&[0, 1]));
+    assert_eq!(answer_v4(&net, 1), ips(&[0, 1]));
+}
+
 /// Once membership has converged, each backend has exactly `k` assigned
 /// checkers (the default, 3, of 5 nodes), the same set on every node's
 /// view; when one of them leaves, the survivors take its backends over.

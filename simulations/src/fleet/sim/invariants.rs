@@ -387,6 +387,8 @@ impl Sim<'_> {
         self.soft(checked)?;
         let checked = self.check_drains_at_end(&live);
         self.soft(checked)?;
+        let checked = self.check_answers_at_end(&live);
+        self.soft(checked)?;
         let checked = self.check_expectations();
         self.soft(checked)?;
         let t = &mut self.t;
@@ -643,6 +645,47 @@ impl Sim<'_> {
                         ),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end: every live node's DNS answer (decision 51) holds
+    /// exactly the client addresses of the live nodes that serve (its own
+    /// included while it serves).
+    pub(super) fn check_answers_at_end(&self, live: &[usize]) -> Result<(), Violation> {
+        use shoal_core::node::Phase;
+        let serving = |i: usize| {
+            self.nodes[i]
+                .proc
+                .as_ref()
+                .is_some_and(|p| p.node.phase() == Phase::Serving)
+        };
+        let expected: Vec<std::net::IpAddr> = live
+            .iter()
+            .copied()
+            .filter(|&o| serving(o))
+            .map(super::node::client_ip)
+            .collect();
+        for &x in live.iter().filter(|&&x| serving(x)) {
+            let proc = self.nodes[x].proc.as_ref().expect("live");
+            let answer = proc.node.client_answer();
+            let mut got: Vec<std::net::IpAddr> = answer
+                .v4
+                .iter()
+                .map(|&ip| std::net::IpAddr::from(ip))
+                .collect();
+            got.sort_unstable();
+            let mut want = expected.clone();
+            want.sort_unstable();
+            if got != want || !answer.v6.is_empty() {
+                return Err(self.violation(
+                    Invariant::View,
+                    format!(
+                        "at the end, n{x}'s DNS answer is {got:?} {:?}, the live serving nodes advertise {want:?}",
+                        answer.v6
+                    ),
+                ));
             }
         }
         Ok(())

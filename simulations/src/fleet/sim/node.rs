@@ -48,6 +48,12 @@ const ERROR_SAMPLES_MAX: usize = 5;
 /// A node's publication history for the staleness check, at most.
 const PUBLISHED_HISTORY_MAX: usize = 100_000;
 
+/// The client address host `i` advertises: `10.x.y.z` from its index.
+pub(super) fn client_ip(i: usize) -> std::net::IpAddr {
+    let [_, x, y, z] = (i as u32).to_be_bytes();
+    std::net::IpAddr::from([10, x, y, z])
+}
+
 impl Sim<'_> {
     /// Starts a new process on host `i` (crashing the running one).
     pub(super) fn start_node(&mut self, i: usize) -> Result<(), Violation> {
@@ -56,7 +62,10 @@ impl Sim<'_> {
         }
         let now = self.now();
         let s = self.s;
-        let settings = self.settings.clone();
+        let mut settings = self.settings.clone();
+        // Every host advertises one client address, so the fleet's DNS
+        // answer (decision 51) is checked at the end of every run.
+        settings.client_addrs = vec![client_ip(i)];
         let keys = vec![self.keys.clone()];
         let host = &mut self.nodes[i];
         host.life += 1;
