@@ -24,6 +24,14 @@ fn source(i: usize) -> IpAddr {
     IpAddr::from([127, 0, 0, 11 + i as u8])
 }
 
+/// The node whose probes come from `ip` ([`source`]'s inverse).
+fn node_of(ip: &IpAddr) -> usize {
+    match ip {
+        IpAddr::V4(v4) => usize::from(v4.octets()[3]) - 11,
+        IpAddr::V6(_) => panic!("probes come from IPv4 sources here: {ip}"),
+    }
+}
+
 /// Node `i`'s configuration: checkers = 2, probes from `source(i)`.
 fn node_config(i: usize, backend: SocketAddr, seeds: &[String], certs: &Certs) -> String {
     let name = format!("node-{}", i + 1);
@@ -86,22 +94,12 @@ async fn two_checkers_probe_a_backend_and_a_killed_one_is_replaced() {
         .await;
     }
     let checkers = steady_sources(&backend, 2, "exactly two nodes probing the backend").await;
+    let ours: BTreeSet<IpAddr> = (0..NODES).map(source).collect();
+    assert!(
+        checkers.is_subset(&ours),
+        "probes only from the nodes: {checkers:?}"
+    );
     // `/status` on every node names the same two.
-    let named: BTreeSet<IpAddr> = checkers
-        .iter()
-        .map(|ip| {
-            source(
-                (ip.to_string()
-                    .rsplit('.')
-                    .next()
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap())
-                    - 11,
-            )
-        })
-        .collect();
-    assert_eq!(named, checkers);
     for node in &nodes {
         let s = node.status().await;
         let b = &s["listeners"][0]["backends"][0];
@@ -113,38 +111,19 @@ async fn two_checkers_probe_a_backend_and_a_killed_one_is_replaced() {
             .collect();
         let expected: BTreeSet<String> = checkers
             .iter()
-            .map(|ip| {
-                let i = ip
-                    .to_string()
-                    .rsplit('.')
-                    .next()
-                    .unwrap()
-                    .parse::<usize>()
-                    .unwrap()
-                    - 11;
-                format!("node-{}", i + 1)
-            })
+            .map(|ip| format!("node-{}", node_of(ip) + 1))
             .collect();
         assert_eq!(listed, expected, "{b}");
     }
 
     // Kill one checker (not the seed, so the others' re-seeding is not in
     // the way); two nodes probe again, the killed one among them no more.
-    let index = |ip: &IpAddr| {
-        ip.to_string()
-            .rsplit('.')
-            .next()
-            .unwrap()
-            .parse::<usize>()
-            .unwrap()
-            - 11
-    };
     let victim = checkers
         .iter()
-        .map(index)
+        .map(node_of)
         .find(|&i| i != 0)
         .expect("a checker that is not the seed");
-    let survivor = checkers.iter().map(index).find(|&i| i != victim).unwrap();
+    let survivor = checkers.iter().map(node_of).find(|&i| i != victim).unwrap();
     let killed_at = Instant::now();
     nodes[victim].kill9();
     let again = steady_sources(&backend, 2, "two checkers again after the kill").await;
