@@ -185,7 +185,9 @@ impl Backend {
     fn update_checker(&mut self, checkers: u32) {
         let others = self.remote.voters;
         let fleet_down = self.fleet_down(checkers);
-        if !self.assigned && !self.health.is_up() && fleet_down {
+        // Only a verdict of failed client connects is handed over: one of a
+        // checker's (covering or handing over) is its vote.
+        if !self.assigned && !self.checker && !self.health.is_up() && fleet_down {
             self.health.hand_over();
         }
         if others > 0 && self.remote.down_votes * 2 < others {
@@ -1067,6 +1069,26 @@ mod tests {
         assert!(checked.is_empty(), "{checked:?}");
         p.set_fleet(id, votes(0, 2), false, false);
         assert!(p.is_available(id));
+    }
+
+    /// A node handing a backend over keeps voting with its own checks'
+    /// verdict: only a verdict of failed client connects is handed over.
+    #[test]
+    fn a_handing_over_checker_keeps_its_own_down_vote() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        p.health_config.checkers = 3;
+        p.set_live_nodes(10);
+        let id = BackendId(0);
+        p.set_fleet(id, votes(0, 0), false, true);
+        let (_, now) = run_checks(&mut p, Instant::ZERO, Duration::from_secs(2), true);
+        // Unassigned, two others vote: fewer than 3, so it keeps checking;
+        // its checks find the backend dead, as the two others do.
+        p.set_fleet(id, votes(0, 2), false, false);
+        run_checks(&mut p, now, Duration::from_secs(8), false);
+        assert!(!p.is_up(id) && p.is_voting(id));
+        p.set_fleet(id, votes(2, 2), false, false);
+        assert!(!p.is_up(id), "its own verdict stays");
+        assert!(p.is_voting(id) && p.is_fleet_down(id));
     }
 
     /// Entries that are not votes (an observer's verdict) do not count.
