@@ -402,7 +402,10 @@ impl Closest {
         // A backend full at its capacity fails checks: no recovery bound.
         let full = r.backend_stats.iter().any(|s| s.full_refusals > 0);
         let seen = [
-            (r.backend_detections.count > 0).then_some((r.backend_detections.max, b.detection)),
+            // Every node's pool holding a dead backend unavailable: with
+            // shared checks a node that does not check it follows the
+            // checkers (its own flips may come much later, harmlessly).
+            (r.fleet_detections.count > 0).then_some((r.fleet_detections.max, b.shared_detection)),
             (r.backend_recoveries.count > 0 && !full)
                 .then_some((r.backend_recoveries.max, b.recovery)),
             Some((r.view_staleness_max, b.view)),

@@ -35,6 +35,9 @@ pub enum Invariant {
     Budget,
     /// A scenario's `[expect]` table was not met (the faults did not show).
     Expectation,
+    /// Once the fleet is settled, a backend is not actively checked by
+    /// exactly `k` nodes (`health.checkers`, or every node if fewer).
+    Checkers,
 }
 
 impl fmt::Display for Invariant {
@@ -50,6 +53,7 @@ impl fmt::Display for Invariant {
             Invariant::Drain => "drain",
             Invariant::Budget => "budget",
             Invariant::Expectation => "expectation",
+            Invariant::Checkers => "checkers",
         })
     }
 }

@@ -82,6 +82,16 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert!(r.leave_detections.count >= s.nodes - 1, "{r}");
                 }
                 "convergence-1000" => assert_eq!(r.crash_detections.count, 3, "{r}"),
+                // Two probes per backend per interval once settled (the
+                // end check holds it to exactly 2 checkers), where every
+                // node checking made one per node; every live node stopped
+                // using the dead backends.
+                "shared-checks" => {
+                    assert!(r.probes_per_backend_interval <= 2.5, "{r}");
+                    assert!(r.probes_per_backend_interval >= 1.5, "{r}");
+                    assert!(r.fleet_detections.count >= s.nodes, "{r}");
+                    assert!(r.crash_detections_each.count >= 4, "{r}");
+                }
                 // The drain did not cross the cut, the later undrain won
                 // over a clock behind (also its `[expect]`).
                 "drain-partition" => {

@@ -3,13 +3,17 @@
 //! again on the same port; its open connections can be reset on demand
 //! (`SO_LINGER` 0, then close: an RST, not a FIN).
 
-use std::net::SocketAddr;
+use std::collections::{BTreeSet, VecDeque};
+use std::net::{IpAddr, SocketAddr};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
+
+/// Accepted connections whose source [`Backend::peers`] keeps.
+pub const PEERS_KEPT_MAX: usize = 10_000;
 
 /// How a backend answers a connection.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -104,12 +108,29 @@ pub struct Backend {
     /// Client connections (those that carried bytes) open and at peak,
     /// counted here at the backend.
     pub clients: Arc<ClientGauge>,
+    /// When each connection was accepted and where it came from, newest
+    /// last, at most [`PEERS_KEPT_MAX`]: health probes are told apart by
+    /// their source address (`health.source`).
+    pub peers: Arc<Mutex<VecDeque<(std::time::Instant, SocketAddr)>>>,
     kill: watch::Sender<bool>,
     reset: watch::Sender<u64>,
     task: JoinHandle<()>,
 }
 
 impl Backend {
+    /// The source IPs of the connections accepted within `window` before
+    /// now.
+    pub fn sources_within(&self, window: std::time::Duration) -> BTreeSet<IpAddr> {
+        let since = std::time::Instant::now() - window;
+        self.peers
+            .lock()
+            .unwrap()
+            .iter()
+            .filter(|(t, _)| *t >= since)
+            .map(|(_, p)| p.ip())
+            .collect()
+    }
+
     /// Starts on a free port.
     pub async fn start(behaviour: Behaviour) -> Backend {
         Backend::start_at("127.0.0.1:0".parse().unwrap(), behaviour).await
@@ -127,6 +148,7 @@ impl Backend {
         let served = Arc::new(AtomicUsize::new(0));
         let ends = Arc::new(Mutex::new(Vec::new()));
         let clients = Arc::new(ClientGauge::default());
+        let peers = Arc::new(Mutex::new(VecDeque::new()));
         let task = {
             let clients = clients.clone();
             let (open, accepted, received, ends) = (
@@ -135,14 +157,23 @@ impl Backend {
                 received.clone(),
                 ends.clone(),
             );
+            let peers = peers.clone();
             let served = served.clone();
             tokio::spawn(async move {
                 let mut killed_accept = killed.clone();
                 loop {
                     let stream = tokio::select! {
-                        r = listener.accept() => match r { Ok((s, _)) => s, Err(_) => continue },
+                        r = listener.accept() => match r { Ok(s) => s, Err(_) => continue },
                         _ = killed_accept.changed() => return,
                     };
+                    let (stream, peer) = stream;
+                    {
+                        let mut p = peers.lock().unwrap();
+                        if p.len() >= PEERS_KEPT_MAX {
+                            p.pop_front();
+                        }
+                        p.push_back((std::time::Instant::now(), peer));
+                    }
                     accepted.fetch_add(1, Ordering::SeqCst);
                     open.fetch_add(1, Ordering::SeqCst);
                     let (open, received, ends) = (open.clone(), received.clone(), ends.clone());
@@ -175,6 +206,7 @@ impl Backend {
             served,
             ends,
             clients,
+            peers,
             kill,
             reset,
             task,

@@ -142,6 +142,9 @@ pub struct ListenerConfig {
     pub accept_proxy: bool,
     pub proxy_header_timeout: Duration,
     pub health: HealthConfig,
+    /// The local address health probes are sent from (`health.source`);
+    /// `None`: the kernel chooses, as for client connections.
+    pub health_source: Option<std::net::IpAddr>,
 }
 
 /// What was wrong with a configuration.
@@ -614,6 +617,7 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             timeout: cx.millis(at("health.timeout_ms"), h.timeout_ms)?,
             rise: h.rise,
             fall: h.fall,
+            checkers: h.checkers,
         };
         health.validate().map_err(|e| {
             let (field, value) = match &e {
@@ -624,7 +628,25 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             };
             cx.invalid(at(&format!("health.{field}")), value, e.to_string())
         })?;
+        let health_source = match &h.source {
+            None => None,
+            Some(text) => {
+                let field = at("health.source");
+                let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
+                    cx.invalid(&field, text, "not an IP address (e.g. 127.0.0.2 or ::1)")
+                })?;
+                if let Some(b) = backends.iter().find(|b| b.is_ipv4() != ip.is_ipv4()) {
+                    return Err(cx.invalid(
+                        &field,
+                        text,
+                        format!("backend {b} is of the other address family: probes to it could not be sent"),
+                    ));
+                }
+                Some(ip)
+            }
+        };
         listeners.push(ListenerConfig {
+            health_source,
             connect_timeout: cx.millis(at("connect_timeout_ms"), l.connect_timeout_ms)?,
             idle_timeout: cx.millis(at("idle_timeout_ms"), l.idle_timeout_ms)?,
             name: l.name,

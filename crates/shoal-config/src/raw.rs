@@ -128,6 +128,12 @@ pub struct RawHealth {
     pub rise: u32,
     #[serde(default = "default_fall")]
     pub fall: u32,
+    /// Nodes of the fleet that actively check each backend; 0 or absent:
+    /// the default (`shoal_core::checkers::CHECKERS_DEFAULT`).
+    #[serde(default)]
+    pub checkers: u32,
+    /// The local IP address health probes are sent from.
+    pub source: Option<String>,
 }
 
 impl Default for RawHealth {
@@ -137,6 +143,8 @@ impl Default for RawHealth {
             timeout_ms: default_timeout_ms(),
             rise: default_rise(),
             fall: default_fall(),
+            checkers: 0,
+            source: None,
         }
     }
 }

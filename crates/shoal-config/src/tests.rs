@@ -33,6 +33,7 @@ fn the_documented_shape_parses_with_defaults() {
     assert_eq!(l.backends.len(), 3);
     assert!(l.backends[2].is_ipv6());
     assert_eq!(l.health, HealthConfig::default());
+    assert_eq!(l.health.checkers, 0, "0: the default");
     assert_eq!(l.connect_timeout, Duration::from_secs(2));
     assert_eq!(l.retries, 2);
     assert_eq!(l.max_connections, None);
@@ -133,6 +134,32 @@ fn bad_policy_and_health_values_are_named() {
     assert!(e.contains("health.timeout_ms = 5000"), "{e}");
     let e = err(&GOOD.replace("fall = 3", "fall = -1"));
     assert!(e.starts_with("test.toml:15:10:"), "{e}");
+    let e = err(&GOOD.replace("fall = 3", "fall = 3\n  checkers = -2"));
+    assert!(e.contains("listener[0].health.checkers"), "{e}");
+    let c = Config::from_toml(&GOOD.replace("fall = 3", "fall = 3\n  checkers = 2"), "t").unwrap();
+    assert_eq!(c.listeners[0].health.checkers, 2);
+    assert_eq!(c.listeners[0].health_source, None);
+    let e = err(&GOOD.replace("fall = 3", "fall = 3\n  source = \"127.0.0.300\""));
+    assert!(
+        e.contains("health.source = \"127.0.0.300\": not an IP"),
+        "{e}"
+    );
+    // GOOD has an IPv6 backend: an IPv4 source cannot reach it.
+    let e = err(&GOOD.replace("fall = 3", "fall = 3\n  source = \"127.0.0.2\""));
+    assert!(
+        e.contains("backend [::1]:5003 is of the other address family"),
+        "{e}"
+    );
+    let one = GOOD.replace(", \"[::1]:5003\"", "");
+    let c = Config::from_toml(
+        &one.replace("fall = 3", "fall = 3\n  source = \"127.0.0.2\""),
+        "t",
+    )
+    .unwrap();
+    assert_eq!(
+        c.listeners[0].health_source,
+        Some("127.0.0.2".parse().unwrap())
+    );
 }
 
 #[test]

@@ -36,6 +36,7 @@ fn pool(backends: usize, peers: u32) -> (Pool, SmallRng) {
                 active: (i as u32 * 7) % 50,
                 down_votes: 0,
                 reporters: peers,
+                voters: peers,
             },
         );
     }

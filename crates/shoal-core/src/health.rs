@@ -33,6 +33,10 @@ pub struct HealthConfig {
     pub rise: u32,
     /// Consecutive failures that take an up backend down.
     pub fall: u32,
+    /// Nodes of a fleet that actively check each backend (decision 49);
+    /// 0 means [`crate::checkers::CHECKERS_DEFAULT`], a value at or above
+    /// the fleet's size means every node checks.
+    pub checkers: u32,
 }
 
 impl Default for HealthConfig {
@@ -42,6 +46,7 @@ impl Default for HealthConfig {
             timeout: Duration::from_millis(1000),
             rise: 2,
             fall: 3,
+            checkers: 0,
         }
     }
 }
@@ -119,6 +124,22 @@ impl Health {
     /// is a guess, and the fleet's is worth more).
     pub fn is_proven(&self) -> bool {
         self.proven
+    }
+
+    /// The fleet's checkers hold the backend up: it counts as proven here
+    /// too, so a node that does not check it needs `fall` failed client
+    /// connects, not one, before it gives up on it.
+    pub fn prove(&mut self) {
+        self.proven = true;
+    }
+
+    /// The fleet's checkers hold the backend down, and this node, which
+    /// does not check it, had taken it down on failed client connects: the
+    /// checkers' verdict takes over, so that their "up" brings it back
+    /// here at once instead of after `rise` checks of this node's own.
+    pub fn hand_over(&mut self) {
+        self.up = true;
+        self.streak = 0;
     }
 
     /// Feeds one observation. Returns `Some(new_state)` when the state flips.

@@ -12,6 +12,8 @@
 //! ## Layout
 //! - [`time`]: [`Instant`], a caller-supplied monotonic timestamp.
 //! - [`health`]: one backend's rise/fall health state machine.
+//! - [`checkers`]: which `k` nodes of the fleet actively check a backend
+//!   (rendezvous hashing over the live membership).
 //! - [`policy`]: the balancing policies and the choice among candidates
 //!   (power of two choices, round-robin, random, first-available).
 //! - [`pool`]: a listener's backend pool: counts, health, check schedule; the
@@ -31,6 +33,7 @@
 //! - [`wire`]: the one codec module: every byte between nodes.
 
 pub mod budget;
+pub mod checkers;
 pub mod cluster;
 pub mod dns;
 pub mod health;

@@ -22,17 +22,44 @@
 //! 2. [`Pool::poll_event`] until it returns `None`, to report health flips;
 //! 3. [`Pool::poll_timeout`] for the next instant it must be woken.
 //!
-//! In a fleet, the driver also calls [`Pool::set_remote`] and
-//! [`Pool::set_live_nodes`] whenever its view of the peers changes.
+//! In a fleet, the driver (the [`crate::node::Node`]) also calls
+//! [`Pool::set_live_nodes`], then [`Pool::set_fleet`] for every backend,
+//! whenever its view of the peers changes.
+//!
+//! # Who checks
+//! In a fleet only `k` nodes ([`HealthConfig::checkers`]) check each
+//! backend actively; the node says which backends this node is assigned
+//! ([`crate::checkers`]). The pool also checks a backend it is not
+//! assigned (decision 49):
+//! - while no peer's vote on it is in the view (nobody this node hears
+//!   checks it: a fleet forming, a partition);
+//! - after it stopped being assigned, until the votes of `k` other nodes
+//!   are in the view (the hand-over: the new checkers have a verdict);
+//! - while failed client connects hold it down here and the checkers do
+//!   not (a fault on this node's own path, or one they have not seen
+//!   yet); once the checkers' majority holds it down too, their verdict
+//!   takes over ([`Health::hand_over`]), and their "up" brings it back.
+//!   These checks are for this node's sake and are no vote: with votes,
+//!   every node that saw failed connects would outvote the checkers, hand
+//!   over once the fleet held the backend down, withdraw its vote, and
+//!   so lift the fleet's verdict again (the simulator's 100 nodes flapped
+//!   a dead backend this way).
+//!
+//! Each backend's report entry says whether its verdict is a vote: this
+//! node checks it and has finished a check since it began to
+//! ([`Pool::is_voting`]).
 //!
 //! # Who is a candidate
-//! A backend takes a new connection when it is up by this node's checks,
-//! below `max_connections` here, not already tried for this client, and
-//! not down by the fleet: a majority of the live nodes (this one
-//! included) report it down. Until this node's own checks have proven the
-//! backend (just after start), a majority of the peers that report it is
-//! enough, so a new node benefits from the fleet's checks at once. A
-//! backend with a fleet-wide budget must also be below this node's share
+//! A backend takes a new connection when it is up by this node's own
+//! verdict (its checks and failed client connects), below
+//! `max_connections` here, not already tried for this client, and not
+//! down by the fleet: more than half of the votes, counting this node's
+//! own, and never fewer than the `k` checkers the fleet should have, say
+//! down (with every node checking, `k` is the live node count, decision
+//! 17). Until this node's own checks or the checkers' majority have
+//! proven the backend (just after start), a majority of the votes held is
+//! enough, so a new node benefits from the fleet's checks at once.
+//! A backend with a fleet-wide budget must also be below this node's share
 //! of it ([`crate::budget`]); a backend over it is skipped like a full
 //! one, so the client gets another backend that has room. The driver
 //! (the [`crate::node::Node`]) writes the fleet's side of each budget with
@@ -40,6 +67,7 @@
 //! [`Pool::handle_report`].
 
 use crate::budget::{Budget, BudgetView};
+use crate::checkers;
 use crate::cluster::view::RemoteLoad;
 use crate::health::{Health, HealthConfig};
 use crate::policy::{self, Candidate, Policy};
@@ -131,14 +159,26 @@ struct Backend {
     remote: RemoteLoad,
     draining: bool,
     budget: Option<Budget>,
+    /// Whether the node assigned this node to check it.
+    assigned: bool,
+    /// Whether this node checks it as one of the fleet's checkers:
+    /// assigned, covering for missing ones, or handing over (see the
+    /// module doc). Only then is its verdict a vote.
+    checker: bool,
+    /// Whether this node checks it for its own sake: failed client
+    /// connects hold it down here and the checkers do not. No vote: a
+    /// local signal, which the checkers' verdict must not count.
+    suspect: bool,
+    /// Whether an observation came in since `checker` last became true.
+    voted: bool,
 }
 
 impl Backend {
     /// Whether it may take a new connection (tried-for-this-client aside).
-    fn takes(&self, live_nodes: u32) -> bool {
+    fn takes(&self, checkers: u32) -> bool {
         self.health.is_up()
             && !self.draining
-            && !self.fleet_down(live_nodes)
+            && !self.fleet_down(checkers)
             && !self.full()
             && !self.over_budget()
     }
@@ -163,13 +203,51 @@ impl Backend {
         raised
     }
 
-    fn fleet_down(&self, live_nodes: u32) -> bool {
+    /// Whether its verdict is a vote.
+    fn voting(&self) -> bool {
+        self.checker && self.voted
+    }
+
+    /// `checkers`: how many nodes should check it ([`checkers::effective`]).
+    fn fleet_down(&self, checkers: u32) -> bool {
         let r = self.remote;
+        // Our own down vote excludes it anyway; our up vote counts.
+        let votes = r.voters + u32::from(self.voting() && self.health.is_up());
         if self.health.is_proven() {
-            r.down_votes * 2 > live_nodes
+            r.down_votes * 2 > votes.max(checkers)
         } else {
-            r.down_votes * 2 > r.reporters
+            r.down_votes * 2 > votes
         }
+    }
+
+    /// Re-decides whether this node checks it (see the module doc).
+    fn update_checker(&mut self, checkers: u32) {
+        let others = self.remote.voters;
+        let fleet_down = self.fleet_down(checkers);
+        // Only a verdict of failed client connects is handed over: one of a
+        // checker's (covering or handing over) is its vote.
+        if !self.assigned && !self.checker && !self.health.is_up() && fleet_down {
+            self.health.hand_over();
+        }
+        if others > 0 && self.remote.down_votes * 2 < others {
+            self.health.prove();
+        }
+        let checker = self.assigned || others == 0 || (self.checker && others < checkers);
+        if !checker {
+            self.voted = false;
+        } else if !self.checker && self.health.is_up() {
+            // A new checker's "up" is the fleet's (or handed over), not its
+            // own: unproven, its first check decides, so it cannot vote a
+            // dead backend up for `fall` intervals.
+            self.health = Health::new();
+        }
+        self.checker = checker;
+        self.suspect = !checker && !self.health.is_up();
+    }
+
+    /// Whether this node probes it.
+    fn probes(&self) -> bool {
+        self.checker || self.suspect
     }
 }
 
@@ -220,6 +298,10 @@ impl Pool {
                 draining: false,
                 budget: spec.fleet_max_connections.map(Budget::new),
                 spec,
+                assigned: true,
+                checker: true,
+                suspect: false,
+                voted: false,
             })
             .collect::<Vec<_>>();
         Pool {
@@ -292,10 +374,39 @@ impl Pool {
         u64::from(b.active) + u64::from(b.remote.active)
     }
 
-    /// Whether a majority of the fleet reports the backend down (see the
-    /// module doc).
+    /// Whether a majority of the fleet's checkers report the backend down
+    /// (see the module doc).
     pub fn is_fleet_down(&self, id: BackendId) -> bool {
-        self.backends[id.0].fleet_down(self.live_nodes)
+        self.backends[id.0].fleet_down(self.checkers())
+    }
+
+    /// Whether the backend may take new connections as far as health goes:
+    /// up by this node's verdict and not down by the fleet.
+    pub fn is_available(&self, id: BackendId) -> bool {
+        self.is_up(id) && !self.is_fleet_down(id)
+    }
+
+    /// Whether this node actively checks the backend now, as one of its
+    /// checkers or for its own sake (see the module doc).
+    pub fn is_checking(&self, id: BackendId) -> bool {
+        self.backends[id.0].probes()
+    }
+
+    /// Whether the node assigned this node to check the backend.
+    pub fn is_assigned(&self, id: BackendId) -> bool {
+        self.backends[id.0].assigned
+    }
+
+    /// Whether this node's verdict on the backend is a checker's vote: it
+    /// checks it and a check has finished since it began to.
+    pub fn is_voting(&self, id: BackendId) -> bool {
+        self.backends[id.0].voting()
+    }
+
+    /// How many nodes should check each backend: `health.checkers`, or
+    /// every live node if fewer.
+    pub fn checkers(&self) -> u32 {
+        checkers::effective(self.health_config.checkers, self.live_nodes)
     }
 
     /// Whether this node's checks have passed for the backend at least once.
@@ -350,12 +461,13 @@ impl Pool {
             Policy::RoundRobin | Policy::FirstAvailable => return None,
         };
         let n = self.backends.len();
+        let checkers = self.checkers();
         let mut first: Option<usize> = None;
         for _ in 0..SAMPLE_DRAWS_MAX {
             let i = rng.random_range(0..n);
             if first == Some(i)
                 || tried.contains(&BackendId(i))
-                || !self.backends[i].takes(self.live_nodes)
+                || !self.backends[i].takes(checkers)
             {
                 continue;
             }
@@ -409,6 +521,7 @@ impl Pool {
             tried: 0,
         };
         let fleet = self.policy != Policy::LocalLeastConn;
+        let checkers = self.checkers();
         self.candidates.clear();
         for (index, b) in self.backends.iter().enumerate() {
             if tried.contains(&BackendId(index)) {
@@ -417,7 +530,7 @@ impl Pool {
                 why.down += 1;
             } else if b.draining {
                 why.draining += 1;
-            } else if b.fleet_down(self.live_nodes) {
+            } else if b.fleet_down(checkers) {
                 why.fleet_down += 1;
             } else if b.full() {
                 why.full += 1;
@@ -475,6 +588,31 @@ impl Pool {
     /// The peers' latest load on `id` (from the cluster's view).
     pub fn set_remote(&mut self, id: BackendId, remote: RemoteLoad) {
         self.backends[id.0].remote = remote;
+        self.update_checker(id);
+    }
+
+    /// Everything the fleet says about `id` at once, so that whether this
+    /// node checks it is decided once, on the whole new view: the peers'
+    /// load and votes, whether it is drained, and whether the node
+    /// assigned this node to check it (see the module doc). Call
+    /// [`Pool::set_live_nodes`] first.
+    pub fn set_fleet(&mut self, id: BackendId, remote: RemoteLoad, draining: bool, assigned: bool) {
+        let b = &mut self.backends[id.0];
+        b.remote = remote;
+        b.draining = draining;
+        b.assigned = assigned;
+        self.update_checker(id);
+    }
+
+    /// Whether the node assigned this node to check `id`.
+    pub fn set_assigned(&mut self, id: BackendId, assigned: bool) {
+        self.backends[id.0].assigned = assigned;
+        self.update_checker(id);
+    }
+
+    fn update_checker(&mut self, id: BackendId) {
+        let checkers = self.checkers();
+        self.backends[id.0].update_checker(checkers);
     }
 
     /// Whether `id` is drained (fleet state an operator set): a drained
@@ -521,6 +659,8 @@ impl Pool {
     }
 
     /// How many nodes are live in the fleet, this one included (1 alone).
+    /// Whether this node checks each backend is re-decided by
+    /// [`Pool::set_fleet`], which should follow.
     pub fn set_live_nodes(&mut self, n: u32) {
         self.live_nodes = n.max(1);
     }
@@ -556,12 +696,17 @@ impl Pool {
 
     fn observe(&mut self, id: BackendId, ok: bool, cause: HealthCause) {
         let HealthConfig { rise, fall, .. } = self.health_config;
-        if let Some(up) = self.backends[id.0].health.observe(ok, rise, fall) {
+        let b = &mut self.backends[id.0];
+        // Any observation of a checker's is evidence; its default "up" is not.
+        b.voted |= b.checker;
+        if let Some(up) = b.health.observe(ok, rise, fall) {
             self.events.push_back(PoolEvent::HealthChanged {
                 backend: id,
                 up,
                 cause,
             });
+            // Down by failed connects: this node checks it until it is up.
+            self.update_checker(id);
         }
     }
 
@@ -575,7 +720,7 @@ impl Pool {
             .backends
             .iter_mut()
             .enumerate()
-            .find(|(_, b)| !b.checking && b.next_check <= now)?;
+            .find(|(_, b)| b.probes() && !b.checking && b.next_check <= now)?;
         b.checking = true;
         // Measured from the due time, not from `now`, so a late wake-up does
         // not make the schedule drift; but never schedule in the past.
@@ -589,11 +734,12 @@ impl Pool {
     }
 
     /// When the driver must next call [`Pool::poll_check`]; `None` while
-    /// every backend has a check in flight.
+    /// every backend this node checks has a check in flight. A backend
+    /// this node starts to check is due at once (its schedule stood still).
     pub fn poll_timeout(&self) -> Option<Instant> {
         self.backends
             .iter()
-            .filter(|b| !b.checking)
+            .filter(|b| b.probes() && !b.checking)
             .map(|b| b.next_check)
             .min()
     }
@@ -775,6 +921,7 @@ mod tests {
                     active: 100,
                     down_votes: 0,
                     reporters: 2,
+                    voters: 2,
                 },
             );
             let mut to_zero = 0;
@@ -809,6 +956,7 @@ mod tests {
                 active: 0,
                 down_votes: 1,
                 reporters: 2,
+                voters: 2,
             },
         );
         assert!(!p.is_fleet_down(id), "1 of 3 is no majority");
@@ -818,13 +966,19 @@ mod tests {
                 active: 0,
                 down_votes: 2,
                 reporters: 2,
+                voters: 2,
             },
         );
         assert!(p.is_fleet_down(id), "2 of 3 is");
         for _ in 0..5 {
             assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(1)));
         }
+        // 5 live nodes, 3 of which check it (the default): 2 is a majority
+        // of the checkers.
         p.set_live_nodes(5);
+        assert!(p.is_fleet_down(id), "2 of 3 checkers");
+        // Every node checks: 2 of 5 is not.
+        p.health_config.checkers = 5;
         assert!(!p.is_fleet_down(id), "2 of 5 is not");
     }
 
@@ -841,6 +995,7 @@ mod tests {
                 active: 0,
                 down_votes: 1,
                 reporters: 1,
+                voters: 1,
             },
         );
         assert!(p.is_fleet_down(id));
@@ -907,6 +1062,164 @@ mod tests {
             p.set_draining(held, false);
             assert_eq!(p.acquire(&mut rng, &[]), Ok(held));
         }
+    }
+
+    fn votes(down_votes: u32, voters: u32) -> RemoteLoad {
+        RemoteLoad {
+            active: 0,
+            down_votes,
+            reporters: voters,
+            voters,
+        }
+    }
+
+    /// Runs every check due within `span` from `now`, answering `ok`;
+    /// returns the backends checked and the time reached.
+    fn run_checks(
+        p: &mut Pool,
+        mut now: Instant,
+        span: Duration,
+        ok: bool,
+    ) -> (Vec<BackendId>, Instant) {
+        let end = now + span;
+        let mut checked = Vec::new();
+        while let Some(t) = p.poll_timeout().filter(|t| *t <= end) {
+            now = now.max(t);
+            while let Some(id) = p.poll_check(now) {
+                checked.push(id);
+                p.handle_check_result(id, ok);
+            }
+        }
+        (checked, end)
+    }
+
+    /// A node checks what it is assigned, what nobody it hears checks, and
+    /// after losing an assignment keeps checking until `k` others vote.
+    #[test]
+    fn only_assigned_backends_are_checked_once_the_checkers_vote() {
+        let (mut p, _) = pool(Policy::LeastConn, 2, None);
+        p.health_config.checkers = 2;
+        p.set_live_nodes(10);
+        let (a, b) = (BackendId(0), BackendId(1));
+        // Nobody votes yet: both are checked (a fleet forming).
+        p.set_fleet(a, votes(0, 0), false, true);
+        p.set_fleet(b, votes(0, 0), false, false);
+        let (checked, now) = run_checks(&mut p, Instant::ZERO, Duration::from_secs(2), true);
+        assert!(checked.contains(&a) && checked.contains(&b), "{checked:?}");
+        assert!(p.is_voting(a) && p.is_voting(b));
+        // One other node votes on b: fewer than k, so this node goes on.
+        p.set_fleet(b, votes(0, 1), false, false);
+        assert!(p.is_checking(b) && p.is_voting(b));
+        // Two do: b is handed over, a (assigned) stays.
+        p.set_fleet(a, votes(0, 2), false, true);
+        p.set_fleet(b, votes(0, 2), false, false);
+        assert!(p.is_checking(a) && !p.is_checking(b) && !p.is_voting(b));
+        let (checked, now) = run_checks(&mut p, now, Duration::from_secs(10), true);
+        assert!(
+            !checked.is_empty() && checked.iter().all(|id| *id == a),
+            "{checked:?}"
+        );
+        // Assigned again: checked at once, and a vote only after a check.
+        p.set_fleet(b, votes(0, 2), false, true);
+        assert!(p.is_checking(b) && !p.is_voting(b));
+        assert!(p.poll_timeout().unwrap() <= now, "due at once");
+        assert_eq!(p.poll_check(now), Some(b));
+        p.handle_check_result(b, true);
+        assert!(p.is_voting(b));
+        // Its votes gone (the checkers left), an unassigned backend is
+        // checked again by whoever still hears nobody.
+        p.set_fleet(b, votes(0, 0), false, false);
+        assert!(p.is_checking(b));
+    }
+
+    /// A node that does not check a backend follows the checkers' votes,
+    /// and its own failed client connects still count: it checks the
+    /// backend itself until it comes back, unless the checkers hold it
+    /// down too, whose "up" then brings it back at once.
+    #[test]
+    fn a_non_checker_follows_the_votes_and_keeps_passive_health() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        p.health_config.checkers = 2;
+        p.set_live_nodes(10);
+        let id = BackendId(0);
+        p.set_fleet(id, votes(0, 2), false, false);
+        assert!(!p.is_checking(id) && p.is_available(id));
+        assert!(p.is_proven(id), "the checkers' majority proves it");
+        // One checker says down: 1 of 2 is no majority.
+        p.set_fleet(id, votes(1, 2), false, false);
+        assert!(p.is_available(id));
+        // Both do: down by the fleet, without a check of this node's own.
+        p.set_fleet(id, votes(2, 2), false, false);
+        assert!(!p.is_available(id) && p.is_up(id) && !p.is_checking(id));
+        // Back up by the checkers.
+        p.set_fleet(id, votes(0, 2), false, false);
+        assert!(p.is_available(id));
+        // Failed connects here (proven: `fall` of them) take it down here
+        // while the checkers see it up: this node checks it itself.
+        for _ in 0..3 {
+            p.handle_connect_failure(id);
+        }
+        assert!(!p.is_up(id) && p.is_checking(id));
+        let (checked, now) = run_checks(&mut p, Instant::ZERO, Duration::from_secs(5), true);
+        assert!(checked.len() >= 2 && p.is_up(id), "rise by its own checks");
+        assert!(!p.is_checking(id), "and it hands the checks back");
+        // Down here again, and the checkers agree: their verdict takes over
+        // and this node stops checking; their "up" is enough to return.
+        for _ in 0..3 {
+            p.handle_connect_failure(id);
+        }
+        assert!(p.is_checking(id));
+        p.set_fleet(id, votes(2, 2), false, false);
+        assert!(!p.is_checking(id) && !p.is_available(id));
+        let (checked, _) = run_checks(&mut p, now, Duration::from_secs(10), false);
+        assert!(checked.is_empty(), "{checked:?}");
+        p.set_fleet(id, votes(0, 2), false, false);
+        assert!(p.is_available(id));
+    }
+
+    /// A node handing a backend over keeps voting with its own checks'
+    /// verdict: only a verdict of failed client connects is handed over.
+    #[test]
+    fn a_handing_over_checker_keeps_its_own_down_vote() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        p.health_config.checkers = 3;
+        p.set_live_nodes(10);
+        let id = BackendId(0);
+        p.set_fleet(id, votes(0, 0), false, true);
+        let (_, now) = run_checks(&mut p, Instant::ZERO, Duration::from_secs(2), true);
+        // Unassigned, two others vote: fewer than 3, so it keeps checking;
+        // its checks find the backend dead, as the two others do.
+        p.set_fleet(id, votes(0, 2), false, false);
+        run_checks(&mut p, now, Duration::from_secs(8), false);
+        assert!(!p.is_up(id) && p.is_voting(id));
+        p.set_fleet(id, votes(2, 2), false, false);
+        assert!(!p.is_up(id), "its own verdict stays");
+        assert!(p.is_voting(id) && p.is_fleet_down(id));
+    }
+
+    /// Entries that are not votes (an observer's verdict) do not count.
+    #[test]
+    fn only_votes_count_and_a_fleet_smaller_than_k_all_votes() {
+        let (mut p, _) = pool(Policy::LeastConn, 1, None);
+        let id = BackendId(0);
+        p.health_config.checkers = 2;
+        p.set_live_nodes(2);
+        assert_eq!(p.checkers(), 2);
+        p.set_live_nodes(1);
+        assert_eq!(p.checkers(), 1, "alone it checks everything itself");
+        p.set_live_nodes(10);
+        p.set_fleet(
+            id,
+            RemoteLoad {
+                active: 0,
+                down_votes: 0,
+                reporters: 9,
+                voters: 0,
+            },
+            false,
+            false,
+        );
+        assert!(p.is_checking(id), "reports without votes: nobody checks it");
     }
 
     #[test]

@@ -50,7 +50,9 @@ use serde::de::DeserializeOwned;
 /// 3: shard 0 of a report carries the origin's client-facing addresses
 /// (`ReportShard::clients`, decision 51), and report entries carry a
 /// budget claim (decision 48).
-pub const PROTOCOL_VERSION: u8 = 3;
+/// 4: report entries say whether their verdict is a checker's vote
+/// (decision 49).
+pub const PROTOCOL_VERSION: u8 = 4;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
 /// Shards in one report datagram, at most (the smallest shard takes about
@@ -447,6 +449,7 @@ mod tests {
                 draining: true,
             }),
             claim: Some(u32::MAX - i as u32),
+            checker: true,
         }
     }
 

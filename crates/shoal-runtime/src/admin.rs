@@ -347,7 +347,7 @@ pub struct BackendStatus {
     pub up: bool,
     /// This node's own checks.
     pub checks_up: bool,
-    /// Live peers whose checks say it is down.
+    /// Checkers among the live peers whose verdict is down (decision 49).
     pub fleet_down_votes: u32,
     pub active_connections: u32,
     /// Σ of the peers' reported counts.
@@ -363,6 +363,13 @@ pub struct BackendStatus {
     /// Each node's checks and count: this node first, then the live peers
     /// (with `[cluster]`; this node alone without).
     pub nodes: Vec<NodeView>,
+    /// Whether this node actively checks it now (decision 49).
+    pub checking: bool,
+    /// Checkers' votes this node holds, its own included.
+    pub checker_votes: u32,
+    /// With `[cluster]`: the nodes that should check it by this node's
+    /// view of the membership (`name (addr)`), first in hash order.
+    pub checkers: Vec<String>,
 }
 
 /// A backend's fleet-wide budget in `/status` (decision 48).
@@ -383,10 +390,16 @@ impl AdminState {
     /// A snapshot of every listener, also copied into the gauges.
     pub fn status(&self, fleet: Option<FleetStatus>) -> Status {
         let members = fleet.as_ref().map_or(&[][..], |f| &f.members[..]);
+        let names: std::collections::BTreeMap<std::net::SocketAddr, String> = fleet
+            .iter()
+            .flat_map(|f| std::iter::once(&f.identity).chain(f.members.iter().map(|m| &m.id)))
+            .map(|id| (id.addr, id.to_string()))
+            .collect();
         let listeners = self
             .listeners
             .iter()
-            .map(|l| {
+            .enumerate()
+            .map(|(li, l)| {
                 let b = l.lock();
                 let backends = b
                     .pool
@@ -422,6 +435,20 @@ impl AdminState {
                             .get_or_create(&labels)
                             .set(i64::from(draining));
                         m.backend_up.get_or_create(&labels).set(i64::from(up));
+                        let checking = b.pool.is_checking(id);
+                        m.backend_checking
+                            .get_or_create(&labels)
+                            .set(i64::from(checking));
+                        let checkers = fleet
+                            .as_ref()
+                            .and_then(|f| f.checkers.get(li)?.get(id.0))
+                            .map(|addrs| {
+                                addrs
+                                    .iter()
+                                    .map(|a| names.get(a).cloned().unwrap_or_else(|| a.to_string()))
+                                    .collect()
+                            })
+                            .unwrap_or_default();
                         m.backend_active
                             .get_or_create(&labels)
                             .set(i64::from(active));
@@ -456,6 +483,9 @@ impl AdminState {
                             draining,
                             fleet_budget,
                             nodes,
+                            checking,
+                            checker_votes: remote.voters + u32::from(b.pool.is_voting(id)),
+                            checkers,
                         }
                     })
                     .collect();

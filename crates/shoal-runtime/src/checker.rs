@@ -1,5 +1,7 @@
 //! The active health-check driver of one listener: asks the pool which
-//! backends are due (`poll_check`), probes each with a TCP connect bounded
+//! backends are due (`poll_check`: in a fleet only those this node checks,
+//! decision 49), probes each with a TCP connect (from `health.source`, if
+//! configured) bounded
 //! by the check timeout, feeds results back (`handle_check_result`, or
 //! `handle_check_inconclusive` when the probe could not be made for want
 //! of a local resource, see [`crate::local`]), and sleeps until the pool's
@@ -9,10 +11,10 @@ use crate::listener::ListenerState;
 use crate::metrics::{CheckLabels, CheckResult, LocalOp, Metrics};
 use shoal_core::proxy_header::{self, ProxyVersion};
 use std::io;
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::net::TcpStream;
+use tokio::net::{TcpSocket, TcpStream};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tracing::debug;
@@ -36,17 +38,31 @@ impl std::fmt::Display for ProbeError {
     }
 }
 
-/// A probe: can a TCP connection be opened within `timeout`? With
-/// `send_proxy`, the probe then sends the PROXY protocol header that says
-/// "no client" (v1 `UNKNOWN`, v2 `LOCAL`), as HAProxy's `check-send-proxy`
-/// does, so a backend that requires the header sees a well-formed
-/// connection; whether that write succeeds does not change the verdict.
+/// A probe: can a TCP connection be opened within `timeout`, from
+/// `source` (any port) if given? With `send_proxy`, the probe then sends
+/// the PROXY protocol header that says "no client" (v1 `UNKNOWN`, v2
+/// `LOCAL`), as HAProxy's `check-send-proxy` does, so a backend that
+/// requires the header sees a well-formed connection; whether that write
+/// succeeds does not change the verdict.
 pub async fn probe(
     addr: SocketAddr,
+    source: Option<IpAddr>,
     timeout: Duration,
     send_proxy: Option<ProxyVersion>,
 ) -> Result<(), ProbeError> {
-    match tokio::time::timeout(timeout, TcpStream::connect(addr)).await {
+    let connect = async {
+        let Some(ip) = source else {
+            return TcpStream::connect(addr).await;
+        };
+        let socket = if ip.is_ipv4() {
+            TcpSocket::new_v4()?
+        } else {
+            TcpSocket::new_v6()?
+        };
+        socket.bind(SocketAddr::new(ip, 0))?;
+        socket.connect(addr).await
+    };
+    match tokio::time::timeout(timeout, connect).await {
         Ok(Ok(stream)) => {
             if let Some(v) = send_proxy {
                 let _ = stream.try_write(&proxy_header::encode_local(v));
@@ -63,6 +79,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
     // At most one check per backend is in flight, so this bound is never hit.
     let (tx, mut rx) = mpsc::channel(state.config.backends.len().max(1));
     let timeout = state.config.health.timeout;
+    let source = state.config.health_source;
     loop {
         let deadline = {
             let mut b = state.lock();
@@ -72,7 +89,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
                 let tx = tx.clone();
                 let send_proxy = state.config.send_proxy;
                 tokio::spawn(async move {
-                    let result = probe(addr, timeout, send_proxy).await;
+                    let result = probe(addr, source, timeout, send_proxy).await;
                     let _ = tx.send((id, result)).await;
                 });
             }
@@ -109,6 +126,7 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
                 state.report_events(&mut b.pool);
             }
             () = sleep => {}
+            () = state.checks_moved.notified() => {}
             () = stop.cancelled() => return,
         }
     }

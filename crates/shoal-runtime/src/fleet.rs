@@ -137,7 +137,12 @@ impl Pools for Listeners<'_> {
     fn each(&mut self, f: &mut dyn FnMut(usize, &mut Pool)) {
         for (i, l) in self.0.iter().enumerate() {
             let mut b = l.lock();
+            let before = b.pool.poll_timeout();
             f(i, &mut b.pool);
+            let after = b.pool.poll_timeout();
+            if after.is_some_and(|t| before.is_none_or(|b| t < b)) {
+                l.checks_moved.notify_one();
+            }
         }
     }
 }

@@ -68,6 +68,10 @@ pub struct ListenerState {
     pub active: Gauge,
     /// Woken on every health flip, so the fleet publishes at once.
     pub flips: Arc<Notify>,
+    /// Woken when the pool's next check may have moved earlier (the fleet
+    /// gave this node a backend to check), so the checker task, which
+    /// sleeps until the deadline it last read, looks again.
+    pub checks_moved: Notify,
     /// Accepts, connects and checks that failed for want of a local
     /// resource.
     pub local: LocalErrors,
@@ -170,6 +174,7 @@ impl ListenerState {
             clock,
             config,
             flips,
+            checks_moved: Notify::new(),
         }
     }
 

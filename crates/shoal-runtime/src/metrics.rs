@@ -151,6 +151,7 @@ pub struct Metrics {
     pub backend_active: Family<BackendLabels, Gauge>,
     pub backend_cluster: Family<BackendLabels, Gauge>,
     pub backend_draining: Family<BackendLabels, Gauge>,
+    pub backend_checking: Family<BackendLabels, Gauge>,
     pub connections: Family<BackendLabels, Counter>,
     pub connect_failures: Family<BackendLabels, Counter>,
     pub bytes: Family<BytesLabels, Counter>,
@@ -198,6 +199,7 @@ impl Metrics {
             backend_active: Family::default(),
             backend_cluster: Family::default(),
             backend_draining: Family::default(),
+            backend_checking: Family::default(),
             connections: Family::default(),
             connect_failures: Family::default(),
             bytes: Family::default(),
@@ -241,6 +243,11 @@ impl Metrics {
             "shoal_backend_draining",
             "1 if the backend is drained fleet-wide (no node opens new connections to it; established ones finish)",
             m.backend_draining.clone(),
+        );
+        registry.register(
+            "shoal_backend_checking",
+            "1 if this node actively checks the backend: it is one of the health.checkers nodes that check it, or covers for missing ones (shoal_health_checks_total counts the probes)",
+            m.backend_checking.clone(),
         );
         registry.register(
             "shoal_connections",

@@ -32,6 +32,16 @@ const BACKEND_COLUMNS: &[Column] = &[
     }),
     ("local", |b| number(&b["active_connections"])),
     ("fleet", |b| number(&b["cluster_connections"])),
+    // The nodes that check it (decision 49), by name, first in hash order.
+    ("checkers", |b| {
+        let list = b["checkers"].as_array()?;
+        Some(
+            list.iter()
+                .map(|c| text(c).split(" (").next().unwrap_or("?").to_owned())
+                .collect::<Vec<_>>()
+                .join(","),
+        )
+    }),
     // The fleet-wide budget (decision 48): this node's share of the limit.
     ("budget", |b| {
         let f = &b["fleet_budget"];
@@ -303,6 +313,18 @@ listener web on 127.0.0.1:8080 (least-conn, 5 open here)
         let row = |b: &str| table.lines().find(|l| l.contains(b)).unwrap().to_owned();
         assert!(row("10.0.0.1:80").ends_with(" 12/30"), "{table}");
         assert!(row("10.0.0.2:80").ends_with(" 10/30 cut off"), "{table}");
+    }
+
+    #[test]
+    fn the_checkers_of_a_backend_are_named() {
+        let mut s = fleet();
+        s["listeners"][0]["backends"][0]["checkers"] =
+            json!(["node-2 (127.0.0.1:7002)", "node-1 (127.0.0.1:7001)"]);
+        let table = render(&s);
+        let header = table.lines().find(|l| l.contains("backend")).unwrap();
+        assert!(header.ends_with("checkers"), "{table}");
+        let row = table.lines().find(|l| l.contains("10.0.0.1:80")).unwrap();
+        assert!(row.ends_with(" node-2,node-1"), "{table}");
     }
 
     #[test]

@@ -66,6 +66,21 @@
 //!   that has never passed a check or a connect (*unproven*) falls on its
 //!   first failure, sooner; one that was already down stays down.
 //!   Measured from the later of the death and the node's start or resume.
+//! - **Shared detection** (decision 49: only `k` nodes check each
+//!   backend, `k` below the fleet's size) `detection + L + slack`: the
+//!   checkers detect within the detection bound and publish the flip at
+//!   once, one hop, to every member; a node that does not check the
+//!   backend holds it down when the majority of its checkers' votes
+//!   arrive. It holds while the fleet is settled: within
+//!   [`FleetBounds::checker_settle`] after a node or network fault a
+//!   node may still hold a departed checker's vote (until its TTL or
+//!   its `MemberDown`) or an assignment from before the change, and
+//!   only its passive checks guard it, so no bound is checked at a
+//!   choice then; at the end, after the liveness phase, the bound is.
+//!   `checker_settle` is the crash part of the membership bound (the
+//!   departed checker is declared down and its backends reassigned)
+//!   plus a report TTL and interval (its vote expires first, if it is
+//!   only cut off) plus the detection bound (the new checkers' checks).
 //! - **Recovery** of a backend in a node's own checks,
 //!   `interval × rise + max(timeout, connect_timeout) + rtt_max + slack`
 //!   (`rtt_max` a healthy backend's round trip, or a slow one's if the
@@ -132,6 +147,14 @@ pub struct FleetBounds {
     pub view: Duration,
     /// Backend death to a node's pool taking it down.
     pub detection: Duration,
+    /// Whether fewer nodes than the fleet check each backend.
+    pub shared_checks: bool,
+    /// Backend death to every node's pool holding it unavailable, with
+    /// shared checks (the detection bound without).
+    pub shared_detection: Duration,
+    /// After a node or network fault, how long the shared detection
+    /// bound is not checked at a choice.
+    pub checker_settle: Duration,
     /// Backend recovery to a node's pool taking it back.
     pub recovery: Duration,
     /// Recovery to when a refusal with the backend free is a violation.
@@ -166,6 +189,7 @@ impl FleetBounds {
         let dissemination = gossip * (u32::from(swim.max_transmissions.get()) + 2) + p;
         let suspicion = swim.suspect_to_down_after;
         let mut membership = p * PROBE_PERIODS + swim.probe_rtt + suspicion + dissemination;
+        let crash_membership = membership;
         let may_split = s.network.loss_per_mille > 0
             || s.faults.iter().any(|f| {
                 matches!(
@@ -193,6 +217,14 @@ impl FleetBounds {
         }
         let connect_timeout = Duration::from_millis(b.connect_timeout_ms);
         let detection = h.interval * h.fall + h.timeout + BOUND_SLACK;
+        let shared_checks =
+            (shoal_core::checkers::effective(h.checkers, s.nodes as u32) as usize) < s.nodes;
+        let shared_detection = if shared_checks {
+            detection + latency + BOUND_SLACK
+        } else {
+            detection
+        };
+        let checker_settle = crash_membership + ttl + interval + detection;
         let recovery = h.interval * h.rise + h.timeout.max(connect_timeout) + rtt_max + BOUND_SLACK;
         let refusal_window = if s.nodes > 1 {
             recovery + view + ttl + interval
@@ -201,13 +233,16 @@ impl FleetBounds {
         };
         let drain = view;
         let drain_hop = latency + BOUND_SLACK;
-        let liveness = (membership + view).max(detection.max(recovery) + view);
+        let liveness = (membership + view).max(shared_detection.max(recovery) + view);
         FleetBounds {
             dissemination,
             suspicion,
             membership,
             view,
             detection,
+            shared_checks,
+            shared_detection,
+            checker_settle,
             recovery,
             refusal_window,
             drain_hop,

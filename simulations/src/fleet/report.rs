@@ -258,6 +258,12 @@ pub struct FleetReport {
     pub backend_detections: Summary,
     /// A node's pool taking a recovered backend back.
     pub backend_recoveries: Summary,
+    /// A node's pool ceasing to hold a dead backend available, by its own
+    /// verdict or its checkers' votes, per node and death.
+    pub fleet_detections: Summary,
+    /// Active checks per backend per check interval in the liveness
+    /// phase (every node checks: the node count; shared checks: `k`).
+    pub probes_per_backend_interval: f64,
     /// A crash to the last live node's `MemberDown`.
     pub crash_detections: Summary,
     /// A crash to each live node's `MemberDown`.
@@ -393,6 +399,17 @@ impl fmt::Display for FleetReport {
             "backend detection",
             &self.backend_detections,
             Some(self.bounds.detection),
+        )?;
+        summary(
+            f,
+            "backend unavailable (all)",
+            &self.fleet_detections,
+            Some(self.bounds.shared_detection),
+        )?;
+        writeln!(
+            f,
+            "  {:<26} {:.2} per backend per interval (liveness phase)",
+            "probe load", self.probes_per_backend_interval
         )?;
         summary(
             f,

@@ -27,7 +27,7 @@ use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 17] = [
+pub const SCENARIO_FILES: [(&str, &str); 18] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -86,6 +86,10 @@ pub const SCENARIO_FILES: [(&str, &str); 17] = [
     (
         "budget-crash",
         include_str!("../../scenarios/budget-crash.toml"),
+    ),
+    (
+        "shared-checks",
+        include_str!("../../scenarios/shared-checks.toml"),
     ),
 ];
 
@@ -202,6 +206,8 @@ pub struct HealthSettings {
     pub timeout_ms: u64,
     pub rise: u32,
     pub fall: u32,
+    /// Nodes that check each backend (0: the default; decision 49).
+    pub checkers: u32,
 }
 
 impl Default for HealthSettings {
@@ -212,6 +218,7 @@ impl Default for HealthSettings {
             timeout_ms: d.timeout.as_millis() as u64,
             rise: d.rise,
             fall: d.fall,
+            checkers: d.checkers,
         }
     }
 }
@@ -223,6 +230,7 @@ impl HealthSettings {
             timeout: ms(self.timeout_ms),
             rise: self.rise,
             fall: self.fall,
+            checkers: self.checkers,
         }
     }
 }
@@ -546,7 +554,9 @@ pub enum FleetBug {
     /// The node never reports connect or check results: its pool never
     /// learns that a backend died (the fleet-down majority masks that
     /// while the peers vote it down). Caught by the detection invariant,
-    /// at the latest at the end.
+    /// at the latest at the end (a node that checks a dead backend must
+    /// hold it down itself); a checker that never votes also breaks the
+    /// checkers invariant.
     IgnoreHealth,
     /// The network drops every report datagram the node sends, so no
     /// peer holds its report but what a sync carries. Caught by the view
@@ -1014,6 +1024,8 @@ impl FleetScenario {
         /// Keeps the budget draws apart from the others (seeds drawn
         /// before budgets existed draw the same scenario otherwise).
         const SWARM_BUDGET_SALT: u64 = 0x6275_6467_6574_5f73;
+        /// Keeps the draw of `health.checkers` apart from the others.
+        const SWARM_CHECKERS_SALT: u64 = 0x6368_6563_6b65_7273;
         /// Faults of one kind in one run, at most.
         const FAULTS_PER_KIND_MAX: u32 = 4;
         let mut rng = SimRng::seed_from_u64(seed ^ SWARM_SALT);
@@ -1035,6 +1047,10 @@ impl FleetScenario {
             timeout_ms: rng.random_range(100..=interval_ms.min(1_000)),
             rise: rng.random_range(1..=3),
             fall: rng.random_range(1..=3),
+            // A stream of its own, so the other draws (and the seeds kept
+            // as regressions) are those from before shared checking.
+            checkers: [0, 1, 2, 3, 100]
+                [SimRng::seed_from_u64(seed ^ SWARM_CHECKERS_SALT).random_range(0..5usize)],
         };
         let network = NetworkSettings {
             latency_us: rng.random_range(100..=2_000),
@@ -1265,6 +1281,7 @@ impl FleetScenario {
             timeout_ms: rng.random_range(100..=interval_ms),
             rise: rng.random_range(1..=4),
             fall: rng.random_range(1..=4),
+            checkers: 0,
         };
         let backends = rng.random_range(1..=5usize);
         let duration_ms = rng.random_range(20_000..=60_000u64);

@@ -463,6 +463,12 @@ impl Cluster {
         self.view.generation().wrapping_add(self.drain_generation)
     }
 
+    /// Changes whenever the live members may have changed (who checks
+    /// which backend is re-decided then, see [`crate::checkers`]).
+    pub fn membership_generation(&self) -> u64 {
+        self.members_generation
+    }
+
     /// The newest drain mark this node knows for `key`.
     pub fn drain_mark(&self, key: BackendKey) -> Option<DrainMark> {
         self.drains.get(&key).copied()

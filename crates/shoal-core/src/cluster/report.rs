@@ -20,10 +20,10 @@ use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
-/// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 bytes
-/// an entry, 11 more with a drain mark, 6 more with a budget claim, plus
-/// ~70 of header, and shard 0's client addresses) a full shard stays near
-/// 1000 bytes, so one always fits a report datagram (1100), and small
+/// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 + 1
+/// bytes an entry, 11 more with a drain mark, 6 more with a budget claim,
+/// plus ~70 of header, and shard 0's client addresses) a full shard stays
+/// near 1050 bytes, so one always fits a report datagram (1100), and small
 /// shards share one.
 pub const ENTRIES_PER_SHARD_MAX: usize = 28;
 
@@ -59,7 +59,7 @@ fn fnv1a64(bytes: impl Iterator<Item = u8>) -> u64 {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ReportEntry {
     pub key: BackendKey,
-    /// The origin's own verdict from its checks.
+    /// The origin's own verdict (its checks and failed client connects).
     pub healthy: bool,
     /// The origin's exact count of open connections.
     pub active: u32,
@@ -71,11 +71,17 @@ pub struct ReportEntry {
     /// fleet-wide budget (its claim, see [`crate::budget`]); `None` when
     /// the origin has no budget for it.
     pub claim: Option<u32>,
+    /// Whether `healthy` is a checker's vote: the origin actively checks
+    /// the backend and has finished a check since it started to
+    /// (decision 49). Only votes count towards the fleet's majority; the
+    /// flag travels with the entry, so receivers need not agree with the
+    /// origin on the membership.
+    pub checker: bool,
 }
 
 impl ReportEntry {
-    /// An entry with no drain mark (the cluster fills it in when it
-    /// publishes).
+    /// A checker's entry with no drain mark (the cluster fills it in when
+    /// it publishes); see [`ReportEntry::with_checker`].
     pub fn new(key: BackendKey, healthy: bool, active: u32) -> Self {
         ReportEntry {
             key,
@@ -83,6 +89,7 @@ impl ReportEntry {
             active,
             drain: None,
             claim: None,
+            checker: true,
         }
     }
 
@@ -91,6 +98,12 @@ impl ReportEntry {
     /// still holds what it has open).
     pub fn claimed(&self) -> u64 {
         u64::from(self.claim.unwrap_or(self.active).max(self.active))
+    }
+
+    /// The entry with its checker flag set to `checker`.
+    pub fn with_checker(mut self, checker: bool) -> Self {
+        self.checker = checker;
+        self
     }
 }
 

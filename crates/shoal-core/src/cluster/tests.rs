@@ -187,7 +187,8 @@ fn three_nodes_join_through_one_seed_and_share_counts() {
         RemoteLoad {
             active: 3,
             down_votes: 0,
-            reporters: 2
+            reporters: 2,
+            voters: 2,
         }
     );
     assert_eq!(net.nodes[1].remote(BackendKey(1)).active, 6);
@@ -445,7 +446,8 @@ fn sync_gives_a_new_node_the_whole_state_at_once() {
         RemoteLoad {
             active: 3,
             down_votes: 1,
-            reporters: 1
+            reporters: 1,
+            voters: 1,
         }
     );
 }

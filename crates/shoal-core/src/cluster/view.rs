@@ -23,10 +23,12 @@ use std::time::Duration;
 pub struct RemoteLoad {
     /// Σ of peers' open connections.
     pub active: u32,
-    /// Peers whose checks say the backend is down.
+    /// Checkers among the peers whose verdict is down.
     pub down_votes: u32,
     /// Peers reporting the backend at all.
     pub reporters: u32,
+    /// Peers whose entry is a checker's vote ([`ReportEntry::checker`]).
+    pub voters: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -68,8 +70,9 @@ fn add(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
     for e in entries {
         let t = totals.entry(e.key).or_default();
         t.active = t.active.saturating_add(e.active);
-        t.down_votes += u32::from(!e.healthy);
+        t.down_votes += u32::from(e.checker && !e.healthy);
         t.reporters += 1;
+        t.voters += u32::from(e.checker);
     }
 }
 
@@ -77,8 +80,9 @@ fn subtract(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntr
     for e in entries {
         if let Some(t) = totals.get_mut(&e.key) {
             t.active = t.active.saturating_sub(e.active);
-            t.down_votes -= u32::from(!e.healthy);
+            t.down_votes -= u32::from(e.checker && !e.healthy);
             t.reporters -= 1;
+            t.voters -= u32::from(e.checker);
             if t.reporters == 0 {
                 totals.remove(&e.key);
             }
@@ -268,7 +272,8 @@ mod tests {
             RemoteLoad {
                 active: 7,
                 down_votes: 0,
-                reporters: 2
+                reporters: 2,
+                voters: 2,
             }
         );
         assert_eq!(
@@ -276,7 +281,8 @@ mod tests {
             RemoteLoad {
                 active: 1,
                 down_votes: 2,
-                reporters: 2
+                reporters: 2,
+                voters: 2,
             }
         );
         // Without claims, a peer holds what it has open.
@@ -288,6 +294,28 @@ mod tests {
         assert_eq!(v.claims(BackendKey(10)), 9 + 4);
         assert_eq!(v.remote(BackendKey(11)).down_votes, 1);
         assert_eq!(v.remote(BackendKey(99)), RemoteLoad::default());
+    }
+
+    #[test]
+    fn only_checkers_entries_are_votes() {
+        let mut v = LoadView::default();
+        let mut s = shard(1, 1, 1, 0, 1, &[(10, false, 3)]);
+        s.entries[0] = s.entries[0].with_checker(false);
+        v.apply(T0, s);
+        v.apply(T0, shard(2, 1, 1, 0, 1, &[(10, false, 1)]));
+        v.apply(T0, shard(3, 1, 1, 0, 1, &[(10, true, 1)]));
+        assert_eq!(
+            v.remote(BackendKey(10)),
+            RemoteLoad {
+                active: 5,
+                down_votes: 1,
+                reporters: 3,
+                voters: 2,
+            }
+        );
+        assert!(v.remove_origin(SocketAddr::from(([127, 0, 0, 1], 2))));
+        assert_eq!(v.remote(BackendKey(10)).down_votes, 0);
+        assert_eq!(v.remote(BackendKey(10)).voters, 1);
     }
 
     #[test]

@@ -64,6 +64,7 @@ mod tests;
 pub use settings::{Settings, SettingsError};
 
 use crate::budget::BudgetView;
+use crate::checkers;
 use crate::cluster::identity::NodeId;
 use crate::cluster::report::{BackendKey, DrainMark, ReportEntry};
 use crate::cluster::{Cluster, ClusterError, ClusterEvent, ClusterFault, ClusterStats, Transmit};
@@ -259,6 +260,9 @@ pub struct FleetStatus {
     pub live_nodes: u32,
     /// Live peers, by name.
     pub members: Vec<MemberStatus>,
+    /// Per listener, per backend: the nodes that should check it by this
+    /// node's view of the membership, first in hash order.
+    pub checkers: Vec<Vec<Vec<SocketAddr>>>,
 }
 
 /// One live peer in [`FleetStatus`].
@@ -314,15 +318,20 @@ pub struct Node {
     next_sync_id: u64,
     actions: VecDeque<Action>,
     events: VecDeque<NodeEvent>,
-    /// `(view generation, live nodes, fleet high-water)` last written into
-    /// the pools.
-    pushed: Option<(u64, u32, u32)>,
+    /// `(view generation, live nodes, membership generation, fleet
+    /// high-water)` last written into the pools.
+    pushed: Option<(u64, u32, u64, u32)>,
     /// The largest fleet seen (this node included) and until when it is
     /// held: fleet-wide budgets split their fair parts over it.
     fleet_high: (u32, Instant),
     /// When the pools' budgets may raise again; `None` while no pool has
     /// a budget (no wake-ups for nothing).
     budget_tick: Option<Instant>,
+    /// Per listener, per backend: whether this node is one of its
+    /// checkers, as of the membership generation in `pushed`.
+    assigned: Vec<Vec<bool>>,
+    /// Per listener: its `health.checkers`, as read from its pool.
+    checkers_configured: Vec<u32>,
     entries: Vec<ReportEntry>,
     stats: NodeStats,
     /// `(clients generation, phase)` of the last answer polled.
@@ -373,6 +382,8 @@ impl Node {
             pushed: None,
             fleet_high: (1, now),
             budget_tick: None,
+            assigned: Vec::new(),
+            checkers_configured: Vec::new(),
             entries: Vec::new(),
             stats: NodeStats::default(),
             answered: None,
@@ -463,11 +474,21 @@ impl Node {
         // By name, so that tables and pages drawn from it keep their rows
         // and columns in place from one refresh to the next.
         members.sort_by(|a, b| (&a.id.name, a.id.addr).cmp(&(&b.id.name, b.id.addr)));
+        let checkers = self
+            .keys
+            .iter()
+            .enumerate()
+            .map(|(l, keys)| {
+                let k = self.checkers_configured.get(l).copied().unwrap_or(0);
+                keys.iter().map(|&key| self.checkers_of(key, k)).collect()
+            })
+            .collect();
         FleetStatus {
             identity: self.identity().clone(),
             phase: self.phase(),
             live_nodes: self.live_nodes(),
             members,
+            checkers,
         }
     }
 
@@ -936,6 +957,7 @@ impl Node {
                 entries.push(ReportEntry {
                     claim: pool.handle_report(id, !urgent),
                     ..ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
+                        .with_checker(pool.is_voting(id))
                 });
             }
         });
@@ -1001,20 +1023,26 @@ impl Node {
         *high
     }
 
-    /// Writes the fleet's load, size and budget claims into the pools when
-    /// they changed.
+    /// Writes the fleet's load, size, drains, budget claims and this
+    /// node's checker assignments into the pools when they changed.
     fn push_view(&mut self, now: Instant, pools: &mut dyn Pools) {
         let high = self.fleet_high(now);
         let current = (
             self.cluster.view_generation(),
             self.cluster.live_nodes(),
+            self.cluster.membership_generation(),
             high,
         );
         if self.pushed == Some(current) {
             return;
         }
+        let members_changed = self.pushed.is_none_or(|p| p.2 != current.2);
         self.pushed = Some(current);
+        if members_changed {
+            self.assign_checkers(pools);
+        }
         let keys = &self.keys;
+        let assigned = &self.assigned;
         let cluster = &self.cluster;
         let me = cluster.identity().addr;
         // Budgets split over the peers this node hears: those with a fresh
@@ -1046,13 +1074,54 @@ impl Node {
                         },
                     );
                 }
-                pool.set_remote(id, remote);
-                pool.set_draining(id, cluster.drain_mark(key).is_some_and(|m| m.draining));
+                pool.set_fleet(
+                    id,
+                    remote,
+                    cluster.drain_mark(key).is_some_and(|m| m.draining),
+                    assigned[l][id.0],
+                );
             }
         });
         if has_budget && self.budget_tick.is_none() {
             self.budget_tick = Some(now + self.settings.budget_raise_interval);
         }
+    }
+
+    /// Which backends this node checks, from the live membership
+    /// ([`crate::checkers`]): O(backends × members), on membership
+    /// changes only.
+    fn assign_checkers(&mut self, pools: &mut dyn Pools) {
+        let me = self.identity().addr;
+        let me = (me, checkers::node_hash(me));
+        let others: Vec<(SocketAddr, u64)> = self
+            .cluster
+            .members()
+            .map(|m| (m.addr, checkers::node_hash(m.addr)))
+            .collect();
+        let keys = &self.keys;
+        let assigned = &mut self.assigned;
+        let configured = &mut self.checkers_configured;
+        assigned.resize_with(keys.len(), Vec::new);
+        configured.resize(keys.len(), 0);
+        pools.each(&mut |l, pool| {
+            configured[l] = pool.health_config().checkers;
+            let k = checkers::configured(configured[l]);
+            assigned[l] = keys[l]
+                .iter()
+                .map(|&key| checkers::is_checker(key, me, &others, k))
+                .collect();
+        });
+    }
+
+    /// The nodes that should check `key` by this node's view of the live
+    /// membership, first in hash order (for `/status`); `k` as configured
+    /// for its listener.
+    pub fn checkers_of(&self, key: BackendKey, k: u32) -> Vec<SocketAddr> {
+        let nodes: Vec<(SocketAddr, u64)> = std::iter::once(self.identity().addr)
+            .chain(self.cluster.members().map(|m| m.addr))
+            .map(|a| (a, checkers::node_hash(a)))
+            .collect();
+        checkers::checkers_of(key, &nodes, checkers::configured(k))
     }
 
     fn push_event(&mut self, event: NodeEvent) {

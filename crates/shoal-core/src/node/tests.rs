@@ -619,3 +619,43 @@ fn a_fleet_budget_holds_over_nodes_and_a_crashed_nodes_share_returns() {
     while acquire(&mut net, 1, &mut rng).is_ok() {}
     assert_eq!(net.pools[1].active(b), 10, "the fair part of 30 over 3");
 }
+
+/// Once membership has converged, each backend has exactly `k` assigned
+/// checkers (the default, 3, of 5 nodes), the same set on every node's
+/// view; when one of them leaves, the survivors take its backends over.
+#[test]
+fn each_backend_gets_exactly_k_checkers_and_a_leaver_is_replaced() {
+    let mut net = Net::new(5, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    let assigned = |net: &Net, live: &[usize]| -> Vec<Vec<SocketAddr>> {
+        (0..3)
+            .map(|b| {
+                live.iter()
+                    .filter(|&&i| net.pools[i].is_assigned(BackendId(b)))
+                    .map(|&i| addr(i))
+                    .collect()
+            })
+            .collect()
+    };
+    let all: Vec<usize> = (0..5).collect();
+    for (b, mut who) in assigned(&net, &all).into_iter().enumerate() {
+        assert_eq!(who.len(), 3, "backend {b}: {who:?}");
+        let key = keys()[0][b];
+        for i in 0..5 {
+            let mut seen = net.nodes[i].checkers_of(key, 0);
+            seen.sort();
+            who.sort();
+            assert_eq!(seen, who, "n{i}'s view of backend {b}");
+        }
+    }
+    // A checker of backend 0 leaves; the other four reassign it.
+    let leaver = net.index(assigned(&net, &all)[0][0]).unwrap();
+    let now = net.now;
+    net.nodes[leaver].handle_leave(now, &mut net.pools[leaver]);
+    net.flush(leaver);
+    net.run_for(Duration::from_secs(1));
+    let rest: Vec<usize> = all.into_iter().filter(|&i| i != leaver).collect();
+    for (b, who) in assigned(&net, &rest).into_iter().enumerate() {
+        assert_eq!(who.len(), 3, "after the leave, backend {b}: {who:?}");
+    }
+}

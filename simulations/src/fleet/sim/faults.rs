@@ -17,6 +17,16 @@ impl Sim<'_> {
     pub(super) fn on_fault(&mut self, index: usize) -> Result<(), Violation> {
         let action = self.schedule[index].1.clone();
         let now = self.now();
+        if !matches!(
+            action,
+            Action::Backend(..)
+                | Action::Drain { .. }
+                | Action::Burst { .. }
+                | Action::Dup(_)
+                | Action::SlowSyncs(..)
+        ) {
+            self.last_fleet_fault = Some(now);
+        }
         match action {
             Action::Crash(i) => {
                 if self.s.backends.fleet_max_connections.is_some() && self.nodes[i].proc.is_some() {
@@ -148,6 +158,7 @@ impl Sim<'_> {
         let now = self.now();
         self.nodes[i].since = now;
         self.last_resume = Some(now);
+        self.last_fleet_fault = Some(now);
         self.record(Record::Lifecycle, i as u64, 6);
         for event in paused.deferred {
             // A deferred event may end the process (a stop's end).

@@ -116,16 +116,29 @@ impl Sim<'_> {
     ) -> Result<(), Violation> {
         let b = &self.backends[id.0];
         let from = b.since.max(self.nodes[i].since);
-        let down_for = self.now() - from;
-        if !b.state.is_up() && down_for > self.bounds.detection {
+        let now = self.now();
+        let down_for = now - from;
+        let bounds = &self.bounds;
+        if bounds.shared_checks
+            && self
+                .last_fleet_fault
+                .is_some_and(|t| now <= t + bounds.checker_settle)
+        {
+            // Who checks what is settling (see `bounds`): passive checks only.
+            return Ok(());
+        }
+        if !b.state.is_up() && down_for > bounds.shared_detection {
+            let pool = &self.nodes[i].proc.as_ref().expect("a running node").pool;
             return Err(self.violation(
                 Invariant::Detection,
                 format!(
-                    "n{i} gave client {client} backend {id} ({}), dead for {} (counted from {}) > detection bound {}",
+                    "n{i} gave client {client} backend {id} ({}), dead for {} (counted from {}) > detection bound {}; n{i} checks it: {}, remote {:?}",
                     b.state.as_str(),
                     millis(nanos(down_for)),
                     millis(from.as_nanos()),
-                    millis(nanos(self.bounds.detection))
+                    millis(nanos(bounds.shared_detection)),
+                    pool.is_checking(id),
+                    pool.remote(id)
                 ),
             ));
         }
@@ -371,6 +384,8 @@ impl Sim<'_> {
         }
         let checked = self.check_health_at_end(end, &live);
         self.soft(checked)?;
+        let checked = self.check_checkers_at_end(end, &live);
+        self.soft(checked)?;
         if let Some(why) = self.membership_mismatch() {
             let v = self.violation(Invariant::Membership, format!("at the end: {why}"));
             self.soft(Err(v))?;
@@ -423,6 +438,17 @@ impl Sim<'_> {
             backend_stats: self.backends.iter().map(|b| b.stats.clone()).collect(),
             backend_detections: Summary::of(&t.backend_detections),
             backend_recoveries: Summary::of(&t.backend_recoveries),
+            fleet_detections: Summary::of(&t.fleet_detections),
+            probes_per_backend_interval: {
+                let span = (end - liveness_at).as_secs_f64();
+                let interval = self.s.health.config().interval.as_secs_f64();
+                let rounds = span / interval * self.backends.len().max(1) as f64;
+                if rounds > 0.0 {
+                    t.liveness_checks as f64 / rounds
+                } else {
+                    0.0
+                }
+            },
             crash_detections: Summary::of(&t.crash_detections),
             crash_detections_each: Summary::of(&t.crash_detections_each),
             leave_detections: Summary::of(&t.leave_detections),
@@ -458,8 +484,9 @@ impl Sim<'_> {
         })
     }
 
-    /// At the end: a backend dead for the detection bound is down in every
-    /// pool, one up for the recovery bound is up in every pool.
+    /// At the end: a backend dead for the (shared) detection bound is
+    /// unavailable in every pool, and down by its own checks in every pool
+    /// that checks it; one up for the recovery bound is up in every pool.
     pub(super) fn check_health_at_end(
         &self,
         end: Instant,
@@ -470,12 +497,19 @@ impl Sim<'_> {
             for (b, backend) in self.backends.iter().enumerate() {
                 let id = BackendId(b);
                 let for_ = end - backend.since.max(self.nodes[i].since);
-                if !backend.state.is_up() && proc.pool.is_up(id) && for_ > self.bounds.detection {
+                // A node that checks it must hold it down by its own
+                // verdict; any other, by its own or its checkers'.
+                let held_up = proc.pool.is_available(id)
+                    || (proc.pool.is_checking(id) && proc.pool.is_up(id));
+                if !backend.state.is_up() && held_up && for_ > self.bounds.shared_detection {
                     return Err(self.violation(
                         Invariant::Detection,
                         format!(
-                            "at the end, n{i}'s pool still has backend {id} up, {} after it died",
-                            millis(nanos(for_))
+                            "at the end, n{i}'s pool still has backend {id} available, {} after it died (own checks up: {}, checking: {}, remote {:?})",
+                            millis(nanos(for_)),
+                            proc.pool.is_up(id),
+                            proc.pool.is_checking(id),
+                            proc.pool.remote(id)
                         ),
                     ));
                 }
@@ -488,6 +522,52 @@ impl Sim<'_> {
                         ),
                     ));
                 }
+            }
+        }
+        Ok(())
+    }
+
+    /// At the end, the fleet settled (membership agreed, every backend in
+    /// its state for the refusal window): every backend is actively
+    /// checked by exactly `k` live nodes, `health.checkers` or all of
+    /// them if fewer (decision 49), and each of those has a vote.
+    pub(super) fn check_checkers_at_end(
+        &self,
+        end: Instant,
+        live: &[usize],
+    ) -> Result<(), Violation> {
+        if self.membership_mismatch().is_some() {
+            return Ok(());
+        }
+        let k = shoal_core::checkers::effective(self.s.health.checkers, live.len() as u32);
+        for (b, backend) in self.backends.iter().enumerate() {
+            let settled = self
+                .last_fleet_fault
+                .into_iter()
+                .chain([backend.since])
+                .all(|t| end > t + self.bounds.refusal_window + self.bounds.checker_settle);
+            if !settled {
+                continue;
+            }
+            let id = BackendId(b);
+            let pool = |i: usize| &self.nodes[i].proc.as_ref().expect("live").pool;
+            let checking: Vec<usize> = live
+                .iter()
+                .copied()
+                .filter(|&i| pool(i).is_checking(id))
+                .collect();
+            let voting = checking.iter().filter(|&&i| pool(i).is_voting(id)).count();
+            if checking.len() != k as usize || voting != checking.len() {
+                return Err(self.violation(
+                    Invariant::Checkers,
+                    format!(
+                        "at the end, backend {id} ({}) is checked by {checking:?} ({voting} voting), {k} should; assigned: {:?}",
+                        backend.state.as_str(),
+                        live.iter()
+                            .filter(|&&i| pool(i).is_assigned(id))
+                            .collect::<Vec<_>>()
+                    ),
+                ));
             }
         }
         Ok(())
@@ -538,21 +618,24 @@ impl Sim<'_> {
             for (b, key) in self.keys.iter().enumerate() {
                 let id = BackendId(b);
                 let expected = proc.node.cluster().remote(*key);
-                let mut sum = (0u32, 0u32, 0u32);
+                let mut sum = (0u32, 0u32, 0u32, 0u32);
                 for &o in live.iter().filter(|&&o| o != x) {
                     let latest = &self.nodes[o].proc.as_ref().expect("live").latest_entries;
                     if let Some(e) = latest.iter().find(|e| e.key == *key) {
                         sum.0 += e.active;
-                        sum.1 += u32::from(!e.healthy);
+                        sum.1 += u32::from(e.checker && !e.healthy);
                         sum.2 += 1;
+                        sum.3 += u32::from(e.checker);
                     }
                 }
                 let pool = proc.pool.remote(id);
-                if pool != expected || (pool.active, pool.down_votes, pool.reporters) != sum {
+                if pool != expected
+                    || (pool.active, pool.down_votes, pool.reporters, pool.voters) != sum
+                {
                     return Err(self.violation(
                         Invariant::View,
                         format!(
-                            "at the end, n{x}'s pool has {pool:?} for backend {id}, its cluster {expected:?}, the live reports sum to (active, down votes, reporters) {sum:?}"
+                            "at the end, n{x}'s pool has {pool:?} for backend {id}, its cluster {expected:?}, the live reports sum to (active, down votes, reporters, voters) {sum:?}"
                         ),
                     ));
                 }

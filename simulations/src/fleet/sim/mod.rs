@@ -283,6 +283,9 @@ struct Proc {
     first_publish: Option<Instant>,
     latest_entries: Vec<ReportEntry>,
     warm: Option<WarmWatch>,
+    /// Per backend: whether the pool held it available at the last look,
+    /// and since when.
+    available: Vec<(bool, Instant)>,
 }
 
 #[derive(Debug)]
@@ -415,6 +418,11 @@ struct Tallies {
     /// Crashes whose budget refill is awaited.
     budget_crashes: Vec<Instant>,
     budget_refills: Vec<Duration>,
+    /// A node's pool ceasing to hold a dead backend available (its own
+    /// verdict or the fleet's), per node and death.
+    fleet_detections: Vec<Duration>,
+    /// Active checks started in the liveness phase, over all backends.
+    liveness_checks: u64,
 }
 
 /// A drain mark the members its issuer reached in one hop must hold by
@@ -463,6 +471,8 @@ struct Sim<'a> {
     quiet_since: Instant,
     /// The last resume: votes and verdicts of resumed nodes may be stale.
     last_resume: Option<Instant>,
+    /// The last node or network fault: who checks what may be settling.
+    last_fleet_fault: Option<Instant>,
     agreed_since: Option<Instant>,
     view_ok_since: Option<Instant>,
     /// Per node and origin: the origin's epoch and the last sample at
@@ -584,6 +594,7 @@ impl<'a> Sim<'a> {
             liveness_at: None,
             quiet_since: Instant::ZERO,
             last_resume: None,
+            last_fleet_fault: None,
             agreed_since: None,
             view_ok_since: None,
             held_last: vec![vec![None; s.nodes]; s.nodes],

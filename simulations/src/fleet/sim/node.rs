@@ -91,6 +91,7 @@ impl Sim<'_> {
             contents: VecDeque::new(),
             first_publish: None,
             latest_entries: Vec::new(),
+            available: vec![(true, now); self.backends.len()],
             warm: Some(WarmWatch {
                 since: now,
                 declared_down: false,
@@ -289,9 +290,32 @@ impl Sim<'_> {
                 pool.set_draining(id, false);
             }
         }
+        self.watch_availability(i);
         self.note_publication(i);
         self.schedule_wake(i);
         self.check_counts(i)
+    }
+
+    /// Times a node's pool ceasing to hold a dead backend available, by
+    /// its own verdict or the fleet's checkers' (shared detection), from
+    /// the latest of the death, the node's start and the moment it last
+    /// took the backend back (a checker's vote lost, say).
+    fn watch_availability(&mut self, i: usize) {
+        let now = self.now();
+        let since = self.nodes[i].since;
+        for b in 0..self.backends.len() {
+            let (dead, died) = (!self.backends[b].state.is_up(), self.backends[b].since);
+            let proc = self.proc(i);
+            let available = proc.pool.is_available(shoal_core::BackendId(b));
+            let (was, from) = std::mem::replace(&mut proc.available[b], (available, now));
+            if was && !available && dead {
+                self.t
+                    .fleet_detections
+                    .push(now - died.max(since).max(from));
+            } else if was == available {
+                proc.available[b].1 = from;
+            }
+        }
     }
 
     /// The pool's checks to run and health flips to tell the node about.
@@ -302,6 +326,9 @@ impl Sim<'_> {
             let Some(id) = self.proc(i).pool.poll_check(now) else {
                 break;
             };
+            if self.liveness_at.is_some() {
+                self.t.liveness_checks += 1;
+            }
             assert!(
                 round < checks_max,
                 "SEED={}: node {i}: poll_check returned more than one check per backend",
@@ -461,6 +488,7 @@ impl Sim<'_> {
                 drain: cluster.drain_mark(keys[id.0]),
                 claim: proc.pool.budget(id).map(|b| b.reported()),
                 ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
+                    .with_checker(proc.pool.is_voting(id))
             })
             .collect();
         let hash = super::sample::content_hash(&entries);
