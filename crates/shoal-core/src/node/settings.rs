@@ -3,7 +3,7 @@
 //! from the `[cluster]` table of the configuration; the simulator builds
 //! it from the same defaults and overrides the fields a scenario names.
 
-use crate::cluster::ClusterConfig;
+use crate::cluster::{ClusterConfig, Detection};
 use std::time::Duration;
 
 /// How often a node publishes the shards of its report that changed.
@@ -48,6 +48,10 @@ pub struct Settings {
     /// The fleet size foca's settings start from (they follow the live
     /// node count from then on).
     pub expected_nodes: u32,
+    /// Failure detection: probe period, indirect probes, suspicion
+    /// (decision 50). Not in the configuration file; the simulator's
+    /// scenarios override it.
+    pub detection: Detection,
 }
 
 impl Default for Settings {
@@ -87,6 +91,7 @@ impl Settings {
             resolve_interval: Duration::from_secs(30),
             leave_linger: Duration::from_millis(300),
             expected_nodes: 3,
+            detection: Detection::default(),
         }
     }
 
@@ -129,13 +134,22 @@ impl Settings {
                 ),
             });
         }
-        Ok(())
+        self.detection.validate().map_err(|e| SettingsError {
+            field: e.field,
+            value_ms: e.value,
+            reason: e.reason.to_owned(),
+        })
     }
 
     /// The membership and report settings of the [`crate::cluster::Cluster`].
     pub fn cluster_config(&self) -> ClusterConfig {
-        ClusterConfig::lan(self.expected_nodes, self.report_interval, self.report_ttl)
-            .with_refresh(self.report_refresh)
+        ClusterConfig::new(
+            self.expected_nodes,
+            self.detection,
+            self.report_interval,
+            self.report_ttl,
+        )
+        .with_refresh(self.report_refresh)
     }
 }
 
