@@ -84,6 +84,12 @@ sim-fleet SCENARIO SEED="1":
 sim-1000:
     cargo run --release -p shoal-sim -- run convergence-1000 --seed 1 --keep-going
 
+# False downs per node-hour at 5 % loss and 20 ± 15 ms latency (decision 50):
+# the simulated hour of `false-downs` (10 nodes, no death) for each seed, ~1 s each.
+false-downs SEEDS="1 2 3 4 5":
+    cargo build --release -p shoal-sim
+    for s in {{SEEDS}}; do cargo run -q --release -p shoal-sim -- run false-downs --seed $s | grep -E '^SEED|per node-hour|membership events'; done
+
 # The balance-quality study: every policy on skewed-dns and sparse-long-lived.
 study:
     cargo run --release -p shoal-sim -- study --out simulations/RESULTS.md

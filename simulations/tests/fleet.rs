@@ -133,6 +133,13 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert_eq!(b.refills.count, 1, "{r}");
                     assert!(b.peak <= b.limit * 105 / 100, "{r}");
                 }
+                // No death: every down would be a false one (decision 50;
+                // also its `[expect]`).
+                "false-downs" => {
+                    assert_eq!(r.members.downs, 0, "{r}");
+                    assert_eq!(r.members.rejoins, 0, "{r}");
+                    assert!(r.net.lost > 0, "{r}");
+                }
                 other => panic!("no expectations for `{other}`"),
             }
         }

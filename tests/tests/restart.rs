@@ -12,7 +12,8 @@ use std::time::{Duration, Instant};
 
 /// How long the fleet is watched after the restart. Covers what the
 /// defect needed to show: the peers' idle timeout on the dead process's
-/// connection (10 s) plus SWIM's suspicion (about 5 s for 3 nodes).
+/// connection (10 s) plus SWIM's failure detection (about 2.5 s for 3
+/// nodes since decision 50, 6 s before).
 const WATCH: Duration = Duration::from_secs(20);
 
 /// Between two looks at every node's `/status`.

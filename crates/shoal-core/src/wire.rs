@@ -376,8 +376,14 @@ impl SwimCodec {
 /// The identity a SWIM packet's sender claims (its header's `src`),
 /// decoded without the rest of the packet.
 pub fn swim_sender(data: &[u8]) -> Result<NodeId, WireError> {
+    Ok(swim_header(data)?.src)
+}
+
+/// The header of a SWIM packet (sender, receiver, message), read without
+/// the member updates that follow it.
+pub fn swim_header(data: &[u8]) -> Result<Header<NodeId>, WireError> {
     use foca::Codec;
-    Ok(SwimCodec.decode_header(data)?.src)
+    SwimCodec.decode_header(data)
 }
 
 impl foca::Codec<NodeId> for SwimCodec {

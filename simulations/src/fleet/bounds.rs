@@ -2,9 +2,10 @@
 //! from the scenario's settings and foca's (as the core sizes them for the
 //! fleet). The derivations are here, next to the numbers.
 //!
-//! Notation: `P` foca's probe period (1 s), `R` its probe round trip
-//! (0.5 s), `S(n)` its suspicion timeout for `n` live nodes (memberlist's
-//! rule, `4 P max(1, log10 n)`), `G` its periodic gossip period (200 ms),
+//! Notation: `P` foca's probe period (500 ms), `R` its probe round trip
+//! (200 ms), `S(n)` its suspicion timeout for `n` live nodes (memberlist's
+//! rule with 3 periods, `3 P max(1, log10 n)`; decision 50), `G` its
+//! periodic gossip period (100 ms),
 //! `T(n)` its retransmissions per update (`4 log10(n + 1)`), `A` its
 //! period of announcing to members it holds down (65 s); `I` the report
 //! interval, `F` the report refresh, `L` the network's one-way latency
@@ -28,7 +29,14 @@
 //!     `R`, is declared down `S(n)` later, and the news reaches everyone
 //!     within `D`;
 //!   - a restarted node announces to the seeds at once and is gossiped
-//!     within `D`, well inside the above;
+//!     within `D`, well inside the above; but a restarted seed may have
+//!     nobody to announce to (its seed list names only itself, or its
+//!     other seeds are down too) once the fleet has declared its previous
+//!     life down, which takes about 2 s (decision 50): it waits for a
+//!     member's announce to the seeds it does not hold alive, so a
+//!     scenario that restarts a seed adds that period
+//!     (`MISSING_SEED_ANNOUNCE_INTERVAL`, 30 s) and `D` (`fleet-swarm`
+//!     seeds 505 and 518);
 //!   - two live nodes that hold each other down (each side of a healed
 //!     partition) exchange nothing by themselves: foca only contacts down
 //!     members in its announce-to-down round every `A`; the first such
@@ -120,7 +128,8 @@
 //! from failing a run, and is far too small to hide a missed interval.
 
 use super::scenario::{BackendState, FaultKind, FleetScenario};
-use shoal_core::cluster::ClusterConfig;
+use shoal_core::cluster::MISSING_SEED_ANNOUNCE_INTERVAL;
+use shoal_core::node::Settings;
 use std::time::Duration;
 
 /// Margin added to every bound (see the module doc).
@@ -179,7 +188,13 @@ impl FleetBounds {
             settings.report_refresh,
             settings.report_ttl,
         );
-        let swim = ClusterConfig::lan(n, interval, ttl).swim;
+        // foca's settings as the core derives them for n live nodes.
+        let swim = Settings {
+            expected_nodes: n,
+            ..settings.clone()
+        }
+        .cluster_config()
+        .swim;
         let p = swim.probe_period;
         let gossip = swim.periodic_gossip.as_ref().map_or(p, |g| g.frequency);
         let announce_down = swim
@@ -203,6 +218,14 @@ impl FleetBounds {
             });
         if may_split {
             membership += announce_down * 2 + p * PROBE_PERIODS + dissemination;
+        }
+        let seed_restarts = s.faults.iter().any(|f| match f.kind {
+            FaultKind::Restart => f.node.is_some_and(|n| n < s.seeds),
+            FaultKind::RollingRestart => s.seeds == 1,
+            _ => false,
+        });
+        if seed_restarts {
+            membership += MISSING_SEED_ANNOUNCE_INTERVAL + dissemination;
         }
         let latency = Duration::from_micros(
             s.network.latency_us + LATENCY_TAIL_JITTERS * s.network.jitter_us,
@@ -288,12 +311,12 @@ mod tests {
         let text = "name = \"x\"\nnodes = 5\nduration_ms = 1000\n";
         let s = FleetScenario::from_toml(text).unwrap();
         let b = FleetBounds::for_scenario(&s);
-        // n = 5: T = floor(4 log10 6) = 3, S = 4 s.
-        assert_eq!(b.dissemination, Duration::from_millis(200 * 5 + 1000));
-        assert_eq!(b.suspicion, Duration::from_secs(4));
+        // n = 5: T = floor(4 log10 6) = 3, S = 3 × 500 ms (decision 50).
+        assert_eq!(b.dissemination, Duration::from_millis(100 * 5 + 500));
+        assert_eq!(b.suspicion, Duration::from_millis(1_500));
         assert_eq!(
             b.membership,
-            Duration::from_millis(8_000 + 500 + 4_000 + 2_000)
+            Duration::from_millis(8 * 500 + 200 + 1_500 + 1_000)
         );
         // F = 1 s, I = 250 ms, L = 300 µs + 20 × 300 µs, slack 1 ms.
         assert_eq!(
@@ -314,7 +337,14 @@ mod tests {
         let l = FleetBounds::for_scenario(&lossy);
         assert_eq!(
             l.membership,
-            b.membership + Duration::from_secs(130 + 8) + b.dissemination
+            b.membership + Duration::from_secs(130 + 4) + b.dissemination
+        );
+        // A seed that restarts may wait for a member's missing-seed announce.
+        let text = format!("{text}[[faults]]\nat_ms = 10\nkind = \"restart\"\nnode = 0\n");
+        let r = FleetBounds::for_scenario(&FleetScenario::from_toml(&text).unwrap());
+        assert_eq!(
+            r.membership,
+            b.membership + MISSING_SEED_ANNOUNCE_INTERVAL + b.dissemination
         );
     }
 }

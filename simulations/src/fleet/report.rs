@@ -302,6 +302,20 @@ pub struct FleetReport {
     pub violations: Vec<crate::Violation>,
 }
 
+impl FleetReport {
+    /// Nodes × the run's length (liveness phase included), in hours.
+    pub fn node_hours(&self) -> f64 {
+        self.nodes as f64 * self.end.as_secs_f64() / 3600.0
+    }
+
+    /// `count` events per node-hour of the run: with no death in the
+    /// schedule, `members.downs` and `members.rejoins` this way are the
+    /// false-down rates of decision 50.
+    pub fn per_node_hour(&self, count: u64) -> f64 {
+        count as f64 / self.node_hours().max(f64::MIN_POSITIVE)
+    }
+}
+
 fn ms(d: Duration) -> String {
     millis(u64::try_from(d.as_nanos()).unwrap_or(u64::MAX))
 }
@@ -495,6 +509,13 @@ impl fmt::Display for FleetReport {
             } else {
                 format!(" (first: {})", m.error_samples.join("; "))
             }
+        )?;
+        writeln!(
+            f,
+            "  per node-hour ({:.2} node-hours): down {:.3}, rejoined {:.3}",
+            self.node_hours(),
+            self.per_node_hour(m.downs),
+            self.per_node_hour(m.rejoins)
         )?;
         let n = &self.net;
         write!(

@@ -21,13 +21,14 @@ use super::chooser::Chooser;
 use crate::random::SimRng;
 use rand::{RngExt, SeedableRng};
 use serde::Deserialize;
+use shoal_core::cluster::Detection;
 use shoal_core::node::Settings;
 use shoal_core::{HealthConfig, Policy};
 use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 18] = [
+pub const SCENARIO_FILES: [(&str, &str); 19] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -90,6 +91,10 @@ pub const SCENARIO_FILES: [(&str, &str); 18] = [
     (
         "shared-checks",
         include_str!("../../scenarios/shared-checks.toml"),
+    ),
+    (
+        "false-downs",
+        include_str!("../../scenarios/false-downs.toml"),
     ),
 ];
 
@@ -171,6 +176,15 @@ pub struct ClusterSettings {
     pub resolve_interval_ms: Option<u64>,
     pub leave_linger_ms: Option<u64>,
     pub budget_hold_ms: Option<u64>,
+    /// Failure detection ([`shoal_core::cluster::Detection`]); `before =
+    /// true` starts from the settings before decision 50 (foca's LAN
+    /// ones) instead of the shipped ones.
+    pub before: bool,
+    pub probe_period_ms: Option<u64>,
+    pub probe_rtt_ms: Option<u64>,
+    pub indirect_probes: Option<usize>,
+    pub suspicion_periods: Option<u32>,
+    pub gossip_period_ms: Option<u64>,
 }
 
 impl ClusterSettings {
@@ -194,6 +208,15 @@ impl ClusterSettings {
         set(&mut s.resolve_interval, self.resolve_interval_ms);
         set(&mut s.leave_linger, self.leave_linger_ms);
         set(&mut s.budget_hold, self.budget_hold_ms);
+        let d = &mut s.detection;
+        if self.before {
+            *d = Detection::foca_lan();
+        }
+        set(&mut d.probe_period, self.probe_period_ms);
+        set(&mut d.probe_rtt, self.probe_rtt_ms);
+        set(&mut d.gossip_period, self.gossip_period_ms);
+        d.indirect_probes = self.indirect_probes.unwrap_or(d.indirect_probes);
+        d.suspicion_periods = self.suspicion_periods.unwrap_or(d.suspicion_periods);
         s
     }
 }
@@ -491,6 +514,12 @@ pub struct Expect {
     pub refused_max: Option<u64>,
     /// `MemberDown` events seen by live nodes, at least.
     pub member_downs_min: Option<u64>,
+    /// `MemberDown` events seen by live nodes, at most (with no death in
+    /// the schedule, each is a false one).
+    pub member_downs_max: Option<u64>,
+    /// Nodes renewing their identity after being declared down, at most
+    /// (with no death or cut in the schedule, each is a false death).
+    pub rejoins_max: Option<u64>,
     /// Backends taken down by a node's checks while really down, at least.
     pub backend_detections_min: Option<u64>,
     /// Node starts after the first (restarts), at least.

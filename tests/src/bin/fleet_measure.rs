@@ -771,9 +771,10 @@ fn markdown(
          sharing its CPUs with the backends and the measuring process), with one listener and \
          a `[cluster]` joined through node-1 as seed. Production settings: \
          `report_interval_ms = {REPORT_INTERVAL_MS}` (unchanged shards refreshed every 4 × that, \
-         dropped after 12 × that), SWIM = foca's LAN \
-         config (probe every 1 s, gossip every 200 ms to 3 members, suspicion 4 s for up to 10 \
-         nodes), health checks every 2 s (timeout 1 s, rise 2, fall 3). Join-only harness \
+         dropped after 12 × that), SWIM = foca's LAN config with decision 50's failure \
+         detection (probe every 500 ms, indirect probes after 200 ms through 5 members, \
+         suspicion 1.5 s for up to 10 nodes, gossip every 100 ms to 3 members), health checks \
+         every 2 s (timeout 1 s, rise 2, fall 3). Join-only harness \
          values: `reseed_interval_ms = 300`, `warm_start_timeout_ms = 2000`."
     );
     let _ = writeln!(

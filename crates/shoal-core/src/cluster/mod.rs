@@ -50,6 +50,7 @@
 //! Remote load for the pools is read with [`Cluster::remote`]; it changes
 //! when [`Cluster::view_generation`] does.
 
+pub mod detection;
 pub mod identity;
 pub mod report;
 pub mod timers;
@@ -57,6 +58,7 @@ pub mod view;
 
 use crate::time::Instant;
 use crate::wire::{self, WireError};
+pub use detection::{Detection, DetectionError};
 use foca::{AccumulatingRuntime, Foca, Member, NoCustomBroadcast, OwnedNotification, Timer};
 use identity::NodeId;
 use rand::SeedableRng;
@@ -68,7 +70,6 @@ use report::{BackendKey, CLIENT_ADDRS_MAX, DrainMark, Inbox, ReportEntry, Report
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::net::{IpAddr, SocketAddr};
-use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::Arc;
 use std::time::Duration;
 use timers::TimerQueue;
@@ -128,27 +129,42 @@ pub struct ClusterConfig {
     pub report_refresh: Duration,
     /// A peer's shard older than this (on our clock) is dropped.
     pub report_ttl: Duration,
+    /// How fast a crash is found (decision 50); `swim` is derived from it.
+    pub detection: Detection,
     /// foca's settings.
     pub swim: foca::Config,
 }
 
 impl ClusterConfig {
-    /// foca's LAN settings for `expected_nodes` (probe every second,
-    /// periodic gossip every 200 ms to 3 members), with packets sized for
-    /// QUIC datagrams and down members remembered long enough that a
+    /// The shipped failure detection ([`Detection::default`]) for
+    /// `expected_nodes`; see [`ClusterConfig::new`].
+    pub fn lan(expected_nodes: u32, report_interval: Duration, report_ttl: Duration) -> Self {
+        ClusterConfig::new(
+            expected_nodes,
+            Detection::default(),
+            report_interval,
+            report_ttl,
+        )
+    }
+
+    /// foca's LAN settings for `expected_nodes` with `detection`'s probe,
+    /// suspicion and gossip settings ([`Detection::swim`]), packets sized
+    /// for QUIC datagrams and down members remembered long enough that a
     /// stale shard cannot resurrect them.
     /// Unchanged shards are refreshed every 4 report intervals; see
     /// [`ClusterConfig::with_refresh`].
-    pub fn lan(expected_nodes: u32, report_interval: Duration, report_ttl: Duration) -> Self {
-        let report_refresh = report_interval * 4;
-        let mut swim =
-            foca::Config::new_lan(NonZeroU32::new(expected_nodes.max(1)).expect("max(1)"));
-        swim.max_packet_size = NonZeroUsize::new(SWIM_PACKET_BYTES_MAX).expect("non-zero");
+    pub fn new(
+        expected_nodes: u32,
+        detection: Detection,
+        report_interval: Duration,
+        report_ttl: Duration,
+    ) -> Self {
         ClusterConfig {
             report_interval,
-            report_refresh,
+            report_refresh: report_interval * 4,
             report_ttl,
-            swim,
+            swim: detection.swim(expected_nodes, SWIM_PACKET_BYTES_MAX),
+            detection,
         }
     }
 
@@ -307,6 +323,10 @@ pub struct ClusterStats {
     /// match its certificate, or it was superseded by a newer process of
     /// its name.
     pub impostors_refused: u64,
+    /// Down notices foca addressed to a member it holds alive (a
+    /// suspicion the member refuted in time), not sent: see
+    /// [`Cluster::is_stale_down_notice`].
+    pub stale_down_notices_dropped: u64,
     /// Events dropped because [`EVENTS_QUEUED_MAX`] were waiting.
     pub events_dropped: u64,
     /// Datagrams dropped because [`TRANSMITS_QUEUED_MAX`] were waiting.
@@ -1113,6 +1133,10 @@ impl Cluster {
         let mut welcome = BTreeSet::new();
         let mut rejoined = false;
         while let Some((to, data)) = self.runtime.to_send() {
+            if self.is_stale_down_notice(&to, &data) {
+                self.stats.stale_down_notices_dropped += 1;
+                continue;
+            }
             self.push_transmit(Transmit {
                 to: to.addr,
                 data: data.to_vec(),
@@ -1192,16 +1216,33 @@ impl Cluster {
         }
     }
 
+    /// Whether `data`, which foca is sending to `to`, is a Down notice
+    /// (`TurnUndead`) to a member foca holds alive with that very
+    /// identity. foca 2.0 sends one whenever a suspicion's timer runs
+    /// out, even when the member refuted the suspicion in time (its
+    /// timer then finds a newer incarnation and changes nothing, but
+    /// the notice goes anyway), and the member, told it is down, renews
+    /// its identity: every refuted suspicion became a false death
+    /// (decision 50). A real Down notice (the suspicion ran out, or the
+    /// sender is held down) goes to a member foca no longer holds alive,
+    /// so it is kept.
+    fn is_stale_down_notice(&self, to: &NodeId, data: &[u8]) -> bool {
+        matches!(
+            wire::swim_header(data),
+            Ok(h) if h.message == foca::Message::TurnUndead
+        ) && self.foca.iter_members().any(|m| m.id() == to)
+    }
+
     /// Re-derives foca's dissemination count (of member updates) and
-    /// suspicion timeout from the live node count (memberlist's LAN rules),
-    /// as the fleet grows or shrinks. The configured packet size and
-    /// periods stay.
+    /// suspicion timeout from the live node count (memberlist's LAN rules,
+    /// with this node's [`Detection`]), as the fleet grows or shrinks. The
+    /// configured packet size and periods stay.
     fn resize_swim(&mut self) {
         let n = self.live_nodes().max(3);
         if n == self.sized_for {
             return;
         }
-        let lan = foca::Config::new_lan(NonZeroU32::new(n).expect("max(3)"));
+        let lan = self.config.detection.swim(n, SWIM_PACKET_BYTES_MAX);
         let config = foca::Config {
             max_transmissions: lan.max_transmissions,
             suspect_to_down_after: lan.suspect_to_down_after,

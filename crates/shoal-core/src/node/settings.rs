@@ -3,7 +3,7 @@
 //! from the `[cluster]` table of the configuration; the simulator builds
 //! it from the same defaults and overrides the fields a scenario names.
 
-use crate::cluster::ClusterConfig;
+use crate::cluster::{ClusterConfig, Detection};
 use std::net::IpAddr;
 use std::time::Duration;
 
@@ -64,6 +64,10 @@ pub struct Settings {
     /// peer deciding its own; short enough that a burst fills the budget
     /// in a few rounds.
     pub budget_raise_interval: Duration,
+    /// Failure detection: probe period, indirect probes, suspicion
+    /// (decision 50). Not in the configuration file; the simulator's
+    /// scenarios override it.
+    pub detection: Detection,
 }
 
 /// Default of [`Settings::budget_raise_interval`].
@@ -112,6 +116,7 @@ impl Settings {
             client_addrs: Vec::new(),
             budget_hold: BUDGET_HOLD_DEFAULT,
             budget_raise_interval: BUDGET_RAISE_INTERVAL_DEFAULT,
+            detection: Detection::default(),
         }
     }
 
@@ -154,13 +159,22 @@ impl Settings {
                 ),
             });
         }
-        Ok(())
+        self.detection.validate().map_err(|e| SettingsError {
+            field: e.field,
+            value_ms: e.value,
+            reason: e.reason.to_owned(),
+        })
     }
 
     /// The membership and report settings of the [`crate::cluster::Cluster`].
     pub fn cluster_config(&self) -> ClusterConfig {
-        ClusterConfig::lan(self.expected_nodes, self.report_interval, self.report_ttl)
-            .with_refresh(self.report_refresh)
+        ClusterConfig::new(
+            self.expected_nodes,
+            self.detection,
+            self.report_interval,
+            self.report_ttl,
+        )
+        .with_refresh(self.report_refresh)
     }
 }
 

@@ -767,6 +767,19 @@ impl Sim<'_> {
                 t.members.downs
             ));
         }
+        if let Some(max) = e.member_downs_max
+            && t.members.downs > max
+        {
+            failed.push(format!(
+                "member downs {} > member_downs_max {max}",
+                t.members.downs
+            ));
+        }
+        if let Some(max) = e.rejoins_max
+            && t.members.rejoins > max
+        {
+            failed.push(format!("rejoins {} > rejoins_max {max}", t.members.rejoins));
+        }
         let detections = t.backend_detections.len() as u64;
         if let Some(min) = e.backend_detections_min
             && detections < min
