@@ -76,7 +76,8 @@ async fn shoal_status_draws_every_member_and_each_nodes_view_of_each_backend() {
     assert_eq!(
         header,
         [
-            "backend", "node-1", "node-2", "node-3", "verdict", "drain", "local", "fleet"
+            "backend", "node-1", "node-2", "node-3", "verdict", "drain", "local", "fleet",
+            "checkers"
         ],
         "{table}"
     );
@@ -89,6 +90,12 @@ async fn shoal_status_draws_every_member_and_each_nodes_view_of_each_backend() {
         "node-2 reports its client:\n{table}"
     );
     assert_eq!((one[1], one[2]), ("up", "0"), "{table}");
+    // Three nodes, the default three checkers: every node checks each.
+    for r in [&one, &two] {
+        let mut checkers: Vec<&str> = r.last().unwrap().split(',').collect();
+        checkers.sort_unstable();
+        assert_eq!(checkers, ["node-1", "node-2", "node-3"], "{table}");
+    }
     assert!(!one.contains(&"draining"), "{table}");
     drop(held);
 }
