@@ -85,6 +85,29 @@ fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP on {LISTEN_IP} in 20 tries");
 }
 
+/// Runs `cmd` (dnsmasq at `bin`) with its log lines, read from stderr,
+/// kept in the returned list.
+fn spawn_logged(bin: &std::path::Path, mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>) {
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
+    let stderr = child.stderr.take().unwrap();
+    let logs = Arc::new(Mutex::new(Vec::new()));
+    {
+        let logs = logs.clone();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stderr).lines() {
+                let Ok(line) = line else { break };
+                logs.lock().unwrap().push(line);
+            }
+        });
+    }
+    (child, logs)
+}
+
 impl Dnsmasq {
     /// Starts dnsmasq serving `records` and waits (bounded by
     /// [`crate::WAIT`]) until it answers every name with its addresses.
@@ -99,8 +122,8 @@ impl Dnsmasq {
         std::fs::set_permissions(&hosts, std::fs::Permissions::from_mode(0o644)).unwrap();
         let port = free_port();
         let addr = SocketAddr::from((LISTEN_IP, port));
-        let mut child = Command::new(&bin)
-            .arg("--keep-in-foreground")
+        let mut cmd = Command::new(&bin);
+        cmd.arg("--keep-in-foreground")
             .arg("--conf-file=/dev/null")
             .arg("--no-hosts")
             .arg("--no-resolv")
@@ -114,23 +137,8 @@ impl Dnsmasq {
                 dir.path().join("dnsmasq.pid").display()
             ))
             .arg("--log-facility=-")
-            .arg("--log-queries")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+            .arg("--log-queries");
+        let (child, logs) = spawn_logged(&bin, cmd);
         let mut server = Dnsmasq {
             child,
             addr,
@@ -176,23 +184,7 @@ impl Dnsmasq {
         for s in servers {
             cmd.arg(format!("--server=/{zone}/{}#{}", s.ip(), s.port()));
         }
-        let mut child = cmd
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .spawn()
-            .unwrap_or_else(|e| panic!("spawn {}: {e}", bin.display()));
-        let stderr = child.stderr.take().unwrap();
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        {
-            let logs = logs.clone();
-            std::thread::spawn(move || {
-                for line in BufReader::new(stderr).lines() {
-                    let Ok(line) = line else { break };
-                    logs.lock().unwrap().push(line);
-                }
-            });
-        }
+        let (child, logs) = spawn_logged(&bin, cmd);
         crate::eventually("dnsmasq to listen", crate::WAIT, || async {
             std::net::TcpStream::connect(addr).ok().map(|_| ())
         })

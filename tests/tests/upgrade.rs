@@ -28,6 +28,19 @@ const SHORT_CLIENTS: usize = 4;
 /// Clients holding a connection for this long, one echo every 50 ms.
 const LONG_LIVED: Duration = Duration::from_millis(1500);
 
+/// `shoal run -c CONFIG --take-over SOCK`.
+fn take_over_args(config: &std::path::Path, sock: &std::path::Path) -> Vec<String> {
+    [
+        "run",
+        "-c",
+        &config.display().to_string(),
+        "--take-over",
+        &sock.display().to_string(),
+    ]
+    .map(str::to_owned)
+    .to_vec()
+}
+
 #[derive(Default)]
 struct Tally {
     attempted: AtomicU64,
@@ -151,16 +164,7 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("shoal.toml");
         std::fs::write(&path, &successor_config).unwrap();
-        let args = [
-            "run",
-            "-c",
-            &path.display().to_string(),
-            "--take-over",
-            &sock.display().to_string(),
-        ]
-        .map(str::to_owned)
-        .to_vec();
-        let next = Shoal::spawn(args, dir).await;
+        let next = Shoal::spawn(take_over_args(&path, &sock), dir).await;
         assert_eq!(next.listener("web"), lb, "upgrade {i}: the listener moved");
         assert_eq!(next.admin, admin, "upgrade {i}: the admin endpoint moved");
         assert_eq!(next.dns, Some(dns), "upgrade {i}: the DNS server moved");
@@ -233,16 +237,7 @@ async fn take_over_with_nobody_there_starts_fresh_and_a_live_path_is_not_stolen(
     let cfg_dir = tempfile::tempdir().unwrap();
     let path = cfg_dir.path().join("shoal.toml");
     std::fs::write(&path, &config).unwrap();
-    let args = [
-        "run",
-        "-c",
-        &path.display().to_string(),
-        "--take-over",
-        &sock.display().to_string(),
-    ]
-    .map(str::to_owned)
-    .to_vec();
-    let first = Shoal::spawn(args, cfg_dir).await;
+    let first = Shoal::spawn(take_over_args(&path, &sock), cfg_dir).await;
     first
         .log_eventually("no running process at the take-over socket: starting fresh")
         .await;
