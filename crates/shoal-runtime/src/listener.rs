@@ -370,17 +370,18 @@ async fn serve_client(
     let _ = client.set_nodelay(true);
     // Who the client is and what it dialled: the connection's own
     // addresses, or what the balancer in front says.
-    let dialled = client.local_addr().unwrap_or(state.local_addr);
+    // The address dialled is needed only for a header sent on, and read
+    // (a system call) only then, off the path of other listeners.
     let (peer, dialled, early_data) = if cfg.accept_proxy {
         let read = tokio::select! {
             r = read_proxy_header(&mut client, cfg.proxy_header_timeout) => r,
             () = hard_stop.cancelled() => return,
         };
         match read {
-            Ok((h, early)) => {
-                let (p, d) = h.addresses.unwrap_or((tcp_peer, dialled));
-                (p, d, early)
-            }
+            Ok((h, early)) => match h.addresses {
+                Some((p, d)) => (p, Some(d), early),
+                None => (tcp_peer, None, early),
+            },
             Err(why) => {
                 state.proxy_header_errors.inc();
                 if let Some(held_back) = state.proxy_header_log.admit(Instant::now()) {
@@ -397,7 +398,7 @@ async fn serve_client(
             }
         }
     } else {
-        (tcp_peer, dialled, Vec::new())
+        (tcp_peer, None, Vec::new())
     };
     let mut tried: Vec<BackendId> = Vec::new();
     let mut last_error: Option<String> = None;
@@ -506,7 +507,11 @@ async fn serve_client(
     // The header for the backend, then what the client sent with its own
     // header: one write, before any other byte.
     let mut first = match cfg.send_proxy {
-        Some(v) => proxy_header::encode(v, peer, dialled),
+        Some(v) => {
+            let dialled =
+                dialled.unwrap_or_else(|| client.local_addr().unwrap_or(state.local_addr));
+            proxy_header::encode(v, peer, dialled)
+        }
         None => Vec::new(),
     };
     first.extend_from_slice(&early_data);
