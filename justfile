@@ -34,6 +34,11 @@ sim SCENARIO SEED="1":
 swarm SEEDS="0..200":
     cargo run --release -p shoal-sim -- swarm --seeds {{SEEDS}}
 
+# The fleet-wide budget alone between 2-10 nodes with late, reordered
+# views (crates/shoal-core/tests/budget_model.rs), over 20,000 seeds.
+budget-model:
+    cargo test --release -p shoal-core --test budget_model -- --include-ignored --nocapture
+
 # The fleet-wide budget's figures (decision 48): each budget scenario over
 # seeds 1..N, its peak and refusals (and the crash's refill) per seed.
 budget-figures N="20":

@@ -62,6 +62,11 @@ pub struct BudgetView {
     /// This node's place among the nodes it hears, in address order (0
     /// first).
     pub rank: u32,
+    /// The oldest raise clock among the peers it hears (`u32::MAX` with
+    /// none): every peer has seen every raise up to this clock.
+    pub clock_min: u32,
+    /// The newest raise clock among the peers it hears.
+    pub clock_max: u32,
 }
 
 impl Default for BudgetView {
@@ -72,17 +77,59 @@ impl Default for BudgetView {
             live_nodes: 1,
             fleet_nodes: 1,
             rank: 0,
+            clock_min: u32::MAX,
+            clock_max: 0,
         }
     }
 }
 
+/// What a node publishes of one backend's budget, in its report entry.
+#[derive(
+    Debug,
+    Clone,
+    Copy,
+    Default,
+    PartialEq,
+    Eq,
+    PartialOrd,
+    Ord,
+    serde::Serialize,
+    serde::Deserialize,
+)]
+pub struct Claim {
+    /// The connections it may hold.
+    pub connections: u32,
+    /// The newest raise clock it has seen (its own raises included).
+    pub clock: u32,
+}
+
 impl BudgetView {
+    /// The view of a node that hears `peers` (their newest publications),
+    /// with `live` nodes heard in all (itself included), the largest fleet
+    /// `fleet` and its `rank`.
+    pub fn from_peers(peers: &[Claim], live: u32, fleet: u32, rank: u32) -> Self {
+        BudgetView {
+            peer_claims: peers.iter().map(|p| u64::from(p.connections)).sum(),
+            live_nodes: live,
+            fleet_nodes: fleet,
+            rank,
+            clock_min: peers.iter().map(|p| p.clock).min().unwrap_or(u32::MAX),
+            clock_max: peers.iter().map(|p| p.clock).max().unwrap_or(0),
+        }
+    }
+
     /// Whether this node sees at most half of the fleet: cut off, or the
     /// rest crashed, which it cannot tell apart.
     pub fn is_cut_off(&self) -> bool {
         u64::from(self.live_nodes) * 2 <= u64::from(self.fleet_nodes) && self.fleet_nodes > 1
     }
 }
+
+/// How long a driver may hold a client that only waits for the fleet's
+/// next round of raises ([`Budget::waits_for_round`]) before refusing it:
+/// a round is one hop and back, so this covers a LAN many times over and
+/// bounds what a client can be made to wait.
+pub const ROUND_WAIT_MAX: std::time::Duration = std::time::Duration::from_millis(100);
 
 /// `total` split `n` ways, the part of the node of rank `rank`: the first
 /// `total mod n` ranks take one more, so the parts of ranks `0..n` add up
@@ -97,8 +144,10 @@ pub fn part(total: u64, n: u32, rank: u32) -> u64 {
 pub struct Budget {
     limit: u32,
     claim: u64,
-    /// A raise was taken since the last report.
-    raised: bool,
+    /// The newest raise clock seen, this node's own raises included.
+    clock: u32,
+    /// The clock of the last publication.
+    published_clock: u32,
     /// Connections opened since the last report: the demand the next
     /// claim follows.
     arrivals: u64,
@@ -117,7 +166,8 @@ impl Budget {
         Budget {
             limit,
             claim: 0,
-            raised: false,
+            clock: 0,
+            published_clock: 0,
             arrivals: 0,
             view: BudgetView::default(),
             refused: 0,
@@ -159,6 +209,19 @@ impl Budget {
         u64::from(active) + part(free, self.view.live_nodes, self.view.rank)
     }
 
+    /// Whether a raise may be taken: every peer has published a clock at
+    /// least that of this node's last raise, so its claim as heard here
+    /// holds every raise it took before it saw ours.
+    fn may_raise(&self) -> bool {
+        !self.view.is_cut_off() && self.view.clock_min >= self.clock
+    }
+
+    /// Whether this node has seen a raise clock it has not published yet:
+    /// peers waiting to raise again wait for it.
+    pub fn needs_ack(&self) -> bool {
+        self.clock > self.published_clock
+    }
+
     /// Whether a new connection fits, with `active` open here: below the
     /// share, or below what a raise would give if none was taken since
     /// the last report.
@@ -167,7 +230,16 @@ impl Budget {
         if self.view.is_cut_off() {
             return a < self.fair();
         }
-        a < self.claim || (!self.raised && a < self.raised_claim(active))
+        a < self.claim || (self.may_raise() && a < self.raised_claim(active))
+    }
+
+    /// Whether a client refused now would be admitted once every peer has
+    /// seen this node's last raise: the driver may hold it for the round
+    /// (at most [`ROUND_WAIT_MAX`]) instead of refusing it.
+    pub fn waits_for_round(&self, active: u32) -> bool {
+        !self.admits(active)
+            && !self.view.is_cut_off()
+            && u64::from(active) < self.raised_claim(active)
     }
 
     /// The refusals this budget caused (clients for whom it was the only
@@ -182,8 +254,11 @@ impl Budget {
     }
 
     /// The claim the last report carried.
-    pub fn reported(&self) -> u32 {
-        self.reported
+    pub fn reported(&self) -> Claim {
+        Claim {
+            connections: self.reported,
+            clock: self.published_clock,
+        }
     }
 
     /// The fleet's view, as last written.
@@ -198,9 +273,9 @@ impl Budget {
     /// (publish it at once).
     pub fn handle_open(&mut self, active: u32) -> bool {
         self.arrivals += 1;
-        if !self.view.is_cut_off() && u64::from(active) >= self.claim {
+        if self.may_raise() && u64::from(active) >= self.claim {
             self.claim = self.raised_claim(active);
-            self.raised = true;
+            self.clock += 1;
             self.unpublished = true;
             return true;
         }
@@ -212,17 +287,11 @@ impl Budget {
         self.refused += 1;
     }
 
-    /// [`crate::node::Settings::budget_raise_interval`] passed: a raise is
-    /// allowed again.
-    pub fn handle_raise_tick(&mut self) {
-        self.raised = false;
-    }
-
     /// The fleet's side changed (a peer's report arrived, or membership
     /// changed): a raise is allowed again, decided on this newer view.
     pub fn set_view(&mut self, view: BudgetView) {
         self.view = view;
-        self.raised = false;
+        self.clock = self.clock.max(view.clock_max);
     }
 
     /// This node reports now, with `active` open; `periodic` for the
@@ -232,7 +301,7 @@ impl Budget {
     /// the count: open connections are held) and allows the next raise. A
     /// report never raises the claim: every growth is a raise, published
     /// at once. Returns the claim to report.
-    pub fn handle_report(&mut self, active: u32, periodic: bool) -> u32 {
+    pub fn handle_report(&mut self, active: u32, periodic: bool) -> Claim {
         if periodic {
             let a = u64::from(active);
             let mut claim = self.claim.min(a + self.arrivals);
@@ -245,12 +314,12 @@ impl Budget {
                 claim = claim.saturating_sub(part(over, self.view.live_nodes, self.view.rank));
             }
             self.claim = claim.max(a);
-            self.raised = false;
             self.arrivals = 0;
         }
         self.unpublished = false;
         self.reported = u32::try_from(self.claim).unwrap_or(u32::MAX);
-        self.reported
+        self.published_clock = self.clock;
+        self.reported()
     }
 }
 
@@ -258,13 +327,21 @@ impl Budget {
 mod tests {
     use super::*;
 
-    fn view(peer_claims: u64, live: u32, fleet: u32, rank: u32) -> BudgetView {
+    /// A view whose peers have all seen raise clock `clock` (and none
+    /// newer).
+    fn view_at(peer_claims: u64, live: u32, fleet: u32, rank: u32, clock: u32) -> BudgetView {
         BudgetView {
             peer_claims,
             live_nodes: live,
             fleet_nodes: fleet,
             rank,
+            clock_min: clock,
+            clock_max: clock,
         }
+    }
+
+    fn view(peer_claims: u64, live: u32, fleet: u32, rank: u32) -> BudgetView {
+        view_at(peer_claims, live, fleet, rank, 0)
     }
 
     #[test]
@@ -308,7 +385,7 @@ mod tests {
         let mut b = Budget::new(100);
         b.set_view(view(20, 3, 3, 1));
         // Idle: claims its count only.
-        assert_eq!(b.handle_report(5, true), 5);
+        assert_eq!(b.handle_report(5, true).connections, 5);
         // Still admits: one raise is allowed per report.
         assert!(b.admits(5));
         b.handle_open(5);
@@ -318,16 +395,26 @@ mod tests {
             assert!(b.admits(a));
             b.handle_open(a);
         }
-        assert!(!b.admits(30), "one raise per view");
-        // A report never raises the claim; after it, one raise again:
+        assert!(!b.admits(30), "one raise per round");
+        // A report never raises the claim, nor does a view in which a
+        // peer has not seen the raise yet.
+        assert_eq!(b.handle_report(30, true).connections, 30);
+        assert!(!b.admits(30));
+        b.set_view(BudgetView {
+            clock_max: 1,
+            ..view(20, 3, 3, 1)
+        });
+        assert!(!b.admits(30), "one peer has not seen the raise");
+        assert!(b.waits_for_round(30), "the client may wait for the round");
+        // Once every peer has seen it, one raise again:
         // 30 + (100 - 20 - 30) / 3, by rank 1.
-        assert_eq!(b.handle_report(30, true), 30);
+        b.set_view(view_at(20, 3, 3, 1, 1));
         assert!(b.admits(30));
         b.handle_open(30);
         assert_eq!(b.share(), 47);
         // Connections closed, few arrivals: the claim shrinks to the
         // count plus the demand since the report.
-        assert_eq!(b.handle_report(10, true), 11);
+        assert_eq!(b.handle_report(10, true).connections, 11);
     }
 
     #[test]
@@ -338,7 +425,8 @@ mod tests {
         assert!(b.view().is_cut_off());
         assert!(b.admits(9));
         assert!(!b.admits(10));
-        assert_eq!(b.handle_report(4, true), 4);
+        assert!(!b.waits_for_round(10), "no round comes while cut off");
+        assert_eq!(b.handle_report(4, true).connections, 4);
         // 2 of 3 is a majority: it may take what the third held.
         b.set_view(view(10, 2, 3, 0));
         assert!(!b.view().is_cut_off());

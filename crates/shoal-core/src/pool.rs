@@ -66,7 +66,7 @@
 //! [`Pool::set_budget_view`] and reads the claims it reports with
 //! [`Pool::handle_report`].
 
-use crate::budget::{Budget, BudgetView};
+use crate::budget::{Budget, BudgetView, Claim};
 use crate::checkers;
 use crate::cluster::view::RemoteLoad;
 use crate::health::{Health, HealthConfig};
@@ -138,6 +138,9 @@ pub struct NoBackend {
     pub full: usize,
     /// At this node's share of the fleet-wide budget.
     pub over_budget: usize,
+    /// Of those, the ones that would admit the client once every peer has
+    /// seen this node's last raise ([`Budget::waits_for_round`]).
+    pub round: usize,
     pub tried: usize,
 }
 
@@ -146,6 +149,15 @@ impl NoBackend {
     /// backend that was up had room here but not in the budget.
     pub fn is_budget(&self) -> bool {
         self.over_budget > 0
+    }
+
+    /// Whether the client may be held for the fleet's next round of budget
+    /// raises: only budgets kept it out, and one of them would admit it
+    /// then. The driver waits for a newer view (at most
+    /// [`crate::budget::ROUND_WAIT_MAX`]) and asks again; if it gives up,
+    /// it calls [`Pool::refuse_for_budget`].
+    pub fn waits_for_round(&self) -> bool {
+        self.round > 0
     }
 }
 
@@ -518,6 +530,7 @@ impl Pool {
             draining: 0,
             full: 0,
             over_budget: 0,
+            round: 0,
             tried: 0,
         };
         let fleet = self.policy != Policy::LocalLeastConn;
@@ -536,6 +549,12 @@ impl Pool {
                 why.full += 1;
             } else if b.over_budget() {
                 why.over_budget += 1;
+                if b.budget
+                    .as_ref()
+                    .is_some_and(|x| x.waits_for_round(b.active))
+                {
+                    why.round += 1;
+                }
             } else {
                 let remote = if fleet { u64::from(b.remote.active) } else { 0 };
                 self.candidates.push(Candidate {
@@ -545,19 +564,8 @@ impl Pool {
             }
         }
         let Some(index) = choose(&self.candidates, &mut self.rr_cursor) else {
-            if self.candidates.is_empty() && why.over_budget > 0 {
-                // The budget alone kept these backends from the client.
-                for (index, b) in self.backends.iter_mut().enumerate() {
-                    if !tried.contains(&BackendId(index))
-                        && b.health.is_up()
-                        && !b.draining
-                        && !b.fleet_down(self.live_nodes)
-                        && !b.full()
-                        && let Some(budget) = b.budget.as_mut().filter(|x| !x.admits(b.active))
-                    {
-                        budget.handle_refused();
-                    }
-                }
+            if self.candidates.is_empty() && why.over_budget > 0 && !why.waits_for_round() {
+                self.refuse_for_budget(tried);
             }
             return Err(why);
         };
@@ -621,6 +629,23 @@ impl Pool {
         self.backends[id.0].draining = draining;
     }
 
+    /// Counts a client refused by the budgets alone (each backend whose
+    /// budget kept it out): [`Pool::acquire`] does when the client cannot
+    /// wait for a round, the driver after it waited in vain.
+    pub fn refuse_for_budget(&mut self, tried: &[BackendId]) {
+        for (index, b) in self.backends.iter_mut().enumerate() {
+            if !tried.contains(&BackendId(index))
+                && b.health.is_up()
+                && !b.draining
+                && !b.fleet_down(self.live_nodes)
+                && !b.full()
+                && let Some(budget) = b.budget.as_mut().filter(|x| !x.admits(b.active))
+            {
+                budget.handle_refused();
+            }
+        }
+    }
+
     /// The fleet's side of `id`'s budget (ignored if it has none).
     pub fn set_budget_view(&mut self, id: BackendId, view: BudgetView) {
         if let Some(b) = &mut self.backends[id.0].budget {
@@ -632,7 +657,7 @@ impl Pool {
     /// interval): its budget claim is re-decided (see
     /// [`Budget::handle_report`]) and returned for the report; `None`
     /// without a budget.
-    pub fn handle_report(&mut self, id: BackendId, periodic: bool) -> Option<u32> {
+    pub fn handle_report(&mut self, id: BackendId, periodic: bool) -> Option<Claim> {
         // The node reports every backend at once.
         self.raised = false;
         let b = &mut self.backends[id.0];
@@ -642,13 +667,14 @@ impl Pool {
             .map(|budget| budget.handle_report(active, periodic))
     }
 
-    /// Allows every budget a raise again (the node's raise tick).
-    pub fn handle_budget_tick(&mut self) {
-        for b in &mut self.backends {
-            if let Some(budget) = &mut b.budget {
-                budget.handle_raise_tick();
-            }
-        }
+    /// Whether some budget has seen a raise clock it has not published
+    /// ([`Budget::needs_ack`]): the node then publishes, so the peers
+    /// waiting for it may raise again. O(backends).
+    pub fn needs_budget_ack(&self) -> bool {
+        self.backends
+            .iter()
+            .filter_map(|b| b.budget.as_ref())
+            .any(Budget::needs_ack)
     }
 
     /// Whether a backend's budget claim was raised and not yet published:
@@ -818,6 +844,7 @@ mod tests {
                 draining: 0,
                 full: 2,
                 over_budget: 0,
+                round: 0,
                 tried: 0
             })
         );

@@ -139,6 +139,7 @@ impl Pools for Listeners<'_> {
             let mut b = l.lock();
             let before = b.pool.poll_timeout();
             f(i, &mut b.pool);
+            l.views.notify_waiters();
             let after = b.pool.poll_timeout();
             if after.is_some_and(|t| before.is_none_or(|b| t < b)) {
                 l.checks_moved.notify_one();

@@ -25,13 +25,16 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::rngs::SmallRng;
 use shoal_config::ListenerConfig;
+use shoal_core::budget::ROUND_WAIT_MAX;
 use shoal_core::proxy_header::{self, ProxyHeader};
 use shoal_core::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
 use std::net::SocketAddr;
+use std::pin::Pin;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::futures::Notified;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
@@ -72,6 +75,10 @@ pub struct ListenerState {
     /// gave this node a backend to check), so the checker task, which
     /// sleeps until the deadline it last read, looks again.
     pub checks_moved: Notify,
+    /// Woken whenever the fleet writes its view into the pool: clients
+    /// held for a round of budget raises ([`NoBackend::waits_for_round`])
+    /// ask the pool again.
+    pub views: Notify,
     /// Accepts, connects and checks that failed for want of a local
     /// resource.
     pub local: LocalErrors,
@@ -175,6 +182,7 @@ impl ListenerState {
             config,
             flips,
             checks_moved: Notify::new(),
+            views: Notify::new(),
         }
     }
 
@@ -402,11 +410,14 @@ async fn serve_client(
     };
     let mut tried: Vec<BackendId> = Vec::new();
     let mut last_error: Option<String> = None;
+    // A client that only waits for the fleet's next round of budget raises
+    // is held (at most ROUND_WAIT_MAX) until the fleet's view changes.
+    let mut round: Option<(Pin<Box<Notified<'_>>>, tokio::time::Instant)> = None;
     let connected = loop {
         if tried.len() > cfg.retries as usize {
             break Err(Refused::ConnectFailed);
         }
-        let id = {
+        let acquired = {
             let mut b = state.lock();
             let Balancer { pool, rng } = &mut *b;
             match pool.acquire(rng, &tried) {
@@ -416,10 +427,43 @@ async fn serve_client(
                         // health flip (decision 48).
                         state.flips.notify_one();
                     }
-                    id
+                    Ok(id)
+                }
+                Err(why) if why.waits_for_round() => {
+                    if round
+                        .as_ref()
+                        .is_some_and(|(_, until)| tokio::time::Instant::now() >= *until)
+                        || hard_stop.is_cancelled()
+                    {
+                        pool.refuse_for_budget(&tried);
+                        break Err(Refused::NoBackend(why));
+                    }
+                    Err(())
                 }
                 Err(why) => break Err(Refused::NoBackend(why)),
             }
+        };
+        let Ok(id) = acquired else {
+            match &mut round {
+                None => {
+                    // Listen first, then ask again: a view written between
+                    // the two is not missed.
+                    let mut views = Box::pin(state.views.notified());
+                    views.as_mut().enable();
+                    round = Some((views, tokio::time::Instant::now() + ROUND_WAIT_MAX));
+                }
+                Some((views, until)) => {
+                    tokio::select! {
+                        () = views.as_mut() => {}
+                        () = tokio::time::sleep_until(*until) => {}
+                        () = hard_stop.cancelled() => {}
+                    }
+                    let mut again = Box::pin(state.views.notified());
+                    again.as_mut().enable();
+                    *views = again;
+                }
+            }
+            continue;
         };
         let lease = BackendLease {
             state: state.clone(),

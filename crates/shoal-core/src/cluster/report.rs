@@ -16,24 +16,25 @@
 //! bytes per backend instead of the names. Two different pairs colliding
 //! has a probability near 2^-64 per pair.
 
+pub use crate::budget::Claim;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 + 1
-/// bytes an entry, 11 more with a drain mark, 6 more with a budget claim,
+/// bytes an entry, 11 more with a drain mark, 11 more with a budget claim,
 /// plus ~70 of header, and shard 0's client addresses) a full shard stays
 /// near 1050 bytes, so one always fits a report datagram (1100), and small
 /// shards share one.
-pub const ENTRIES_PER_SHARD_MAX: usize = 28;
+pub const ENTRIES_PER_SHARD_MAX: usize = 25;
 
 /// Client-facing IP addresses a node advertises in its report, at most
 /// (decision 51): four IPv6 addresses add 69 bytes to shard 0, which
 /// keeps a full shard 0 of the widest entries inside one report datagram.
 pub const CLIENT_ADDRS_MAX: usize = 4;
 
-/// Shards in one report: bounds the report of one node to 28 × 256 =
-/// 7,168 backends.
+/// Shards in one report: bounds the report of one node to 25 × 256 =
+/// 6,400 backends.
 pub const SHARDS_MAX: usize = 256;
 
 /// A backend as the fleet knows it: FNV-1a 64 of `listener \xff backend`.
@@ -68,9 +69,10 @@ pub struct ReportEntry {
     /// from the origin learns it (see [`DrainMark`]).
     pub drain: Option<DrainMark>,
     /// The connections the origin may hold to the backend under a
-    /// fleet-wide budget (its claim, see [`crate::budget`]); `None` when
-    /// the origin has no budget for it.
-    pub claim: Option<u32>,
+    /// fleet-wide budget (its claim and the newest raise clock it has
+    /// seen, see [`crate::budget`]); `None` when the origin has no budget
+    /// for it.
+    pub claim: Option<Claim>,
     /// Whether `healthy` is a checker's vote: the origin actively checks
     /// the backend and has finished a check since it started to
     /// (decision 49). Only votes count towards the fleet's majority; the
@@ -97,7 +99,11 @@ impl ReportEntry {
     /// count when it claims none (an origin without the budget configured
     /// still holds what it has open).
     pub fn claimed(&self) -> u64 {
-        u64::from(self.claim.unwrap_or(self.active).max(self.active))
+        u64::from(
+            self.claim
+                .map_or(self.active, |c| c.connections)
+                .max(self.active),
+        )
     }
 
     /// The entry with its checker flag set to `checker`.
@@ -275,7 +281,7 @@ mod tests {
 
     #[test]
     fn reports_are_split_into_numbered_shards() {
-        let entries: Vec<_> = (0..83).map(entry).collect();
+        let entries: Vec<_> = (0..73).map(entry).collect();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries, &[ip]);
         assert_eq!(s.len(), 3);
@@ -286,7 +292,7 @@ mod tests {
                 .enumerate()
                 .all(|(i, x)| x.shard == i as u16 && x.shards == 3 && x.seq == 7)
         );
-        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 83);
+        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 73);
         let empty = shard("127.0.0.1:1".parse().unwrap(), 1, 1, &[], &[]);
         assert_eq!(empty.len(), 1);
         assert!(empty[0].clients.is_empty());

@@ -42,24 +42,50 @@ struct Held {
 pub struct LoadView {
     origins: BTreeMap<SocketAddr, BTreeMap<u16, Held>>,
     totals: BTreeMap<BackendKey, RemoteLoad>,
-    /// Σ of the peers' budget claims per backend ([`ReportEntry::claimed`]).
-    claims: BTreeMap<BackendKey, u64>,
+    /// The peers' budget claims per backend.
+    claims: BTreeMap<BackendKey, Claims>,
     generation: u64,
     /// Bumped whenever any origin's client addresses may have changed.
     clients_generation: u64,
 }
 
-fn add_claims(claims: &mut BTreeMap<BackendKey, u64>, entries: &[ReportEntry]) {
+/// The peers' claims on one backend's budget.
+#[derive(Debug, Clone, Default)]
+struct Claims {
+    /// Σ [`ReportEntry::claimed`] over the entries held.
+    sum: u64,
+    /// How many entries hold each raise clock (a multiset, so the oldest
+    /// and newest are at hand as entries come and go).
+    clocks: BTreeMap<u32, u32>,
+    /// Entries counted.
+    entries: u32,
+}
+
+fn add_claims(claims: &mut BTreeMap<BackendKey, Claims>, entries: &[ReportEntry]) {
     for e in entries {
-        *claims.entry(e.key).or_default() += e.claimed();
+        let c = claims.entry(e.key).or_default();
+        c.sum += e.claimed();
+        c.entries += 1;
+        if let Some(claim) = e.claim {
+            *c.clocks.entry(claim.clock).or_default() += 1;
+        }
     }
 }
 
-fn subtract_claims(claims: &mut BTreeMap<BackendKey, u64>, entries: &[ReportEntry]) {
+fn subtract_claims(claims: &mut BTreeMap<BackendKey, Claims>, entries: &[ReportEntry]) {
     for e in entries {
         if let Some(c) = claims.get_mut(&e.key) {
-            *c = c.saturating_sub(e.claimed());
-            if *c == 0 {
+            c.sum = c.sum.saturating_sub(e.claimed());
+            c.entries = c.entries.saturating_sub(1);
+            if let Some(claim) = e.claim
+                && let Some(n) = c.clocks.get_mut(&claim.clock)
+            {
+                *n -= 1;
+                if *n == 0 {
+                    c.clocks.remove(&claim.clock);
+                }
+            }
+            if c.entries == 0 {
                 claims.remove(&e.key);
             }
         }
@@ -99,7 +125,19 @@ impl LoadView {
     /// Σ of the peers' claims on `key` against its fleet-wide budget (a
     /// peer's count where it claims nothing).
     pub fn claims(&self, key: BackendKey) -> u64 {
-        self.claims.get(&key).copied().unwrap_or(0)
+        self.claims.get(&key).map_or(0, |c| c.sum)
+    }
+
+    /// The oldest and newest budget raise clocks among the peers' claims
+    /// on `key` (`(u32::MAX, 0)` when none claims): see
+    /// [`crate::budget::BudgetView::clock_min`].
+    pub fn claim_clocks(&self, key: BackendKey) -> (u32, u32) {
+        let Some(c) = self.claims.get(&key) else {
+            return (u32::MAX, 0);
+        };
+        let min = c.clocks.keys().next().copied().unwrap_or(u32::MAX);
+        let max = c.clocks.keys().next_back().copied().unwrap_or(0);
+        (min, max)
     }
 
     /// Changes on every update; drivers compare it to skip unchanged views.
@@ -288,10 +326,17 @@ mod tests {
         // Without claims, a peer holds what it has open.
         assert_eq!(v.claims(BackendKey(10)), 7);
         let mut claiming = shard(1, 1, 2, 0, 1, &[(10, true, 1), (11, true, 0)]);
-        claiming.entries[0].claim = Some(9);
+        claiming.entries[0].claim = Some(crate::budget::Claim {
+            connections: 9,
+            clock: 3,
+        });
         v.apply(T0, claiming);
         assert_eq!(v.remote(BackendKey(10)).active, 5);
         assert_eq!(v.claims(BackendKey(10)), 9 + 4);
+        // Only claims carry clocks: the plain count of the other origin
+        // has none.
+        assert_eq!(v.claim_clocks(BackendKey(10)), (3, 3));
+        assert_eq!(v.claim_clocks(BackendKey(11)), (u32::MAX, 0));
         assert_eq!(v.remote(BackendKey(11)).down_votes, 1);
         assert_eq!(v.remote(BackendKey(99)), RemoteLoad::default());
     }

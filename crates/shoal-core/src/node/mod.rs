@@ -324,9 +324,6 @@ pub struct Node {
     /// The largest fleet seen (this node included) and until when it is
     /// held: fleet-wide budgets split their fair parts over it.
     fleet_high: (u32, Instant),
-    /// When the pools' budgets may raise again; `None` while no pool has
-    /// a budget (no wake-ups for nothing).
-    budget_tick: Option<Instant>,
     /// Per listener, per backend: whether this node is one of its
     /// checkers, as of the membership generation in `pushed`.
     assigned: Vec<Vec<bool>>,
@@ -381,7 +378,6 @@ impl Node {
             events: VecDeque::new(),
             pushed: None,
             fleet_high: (1, now),
-            budget_tick: None,
             assigned: Vec::new(),
             checkers_configured: Vec::new(),
             entries: Vec::new(),
@@ -652,12 +648,6 @@ impl Node {
                 self.sync_failed(now, sync, SyncFailure::TimedOut);
             }
         }
-        if let Some(tick) = self.budget_tick
-            && now >= tick
-        {
-            self.budget_tick = Some(now + self.settings.budget_raise_interval);
-            pools.each(&mut |_, pool| pool.handle_budget_tick());
-        }
         match &mut self.state {
             State::Warming { deadline, .. } => {
                 if now >= *deadline {
@@ -782,9 +772,6 @@ impl Node {
             } => t = t.min(next_sync).min(next_reseed).min(next_resolve),
             State::Leaving { close_at } => t = t.min(close_at),
             State::Closed => {}
-        }
-        if let Some(tick) = self.budget_tick {
-            t = t.min(tick);
         }
         self.syncs.values().fold(t, |t, s| t.min(s.deadline))
     }
@@ -1006,7 +993,12 @@ impl Node {
             }
             self.publish(now, pools, false);
         }
-        self.push_view(now, pools);
+        if self.push_view(now, pools) && self.publishing() {
+            // A peer raised a budget claim: say at once that this node has
+            // seen it, so the fleet's next round of raises is not held
+            // back by this node (decision 48).
+            self.publish(now, pools, true);
+        }
     }
 
     /// The largest fleet seen within [`Settings::budget_hold`], this node
@@ -1024,8 +1016,9 @@ impl Node {
     }
 
     /// Writes the fleet's load, size, drains, budget claims and this
-    /// node's checker assignments into the pools when they changed.
-    fn push_view(&mut self, now: Instant, pools: &mut dyn Pools) {
+    /// node's checker assignments into the pools when they changed; true
+    /// if a budget has seen a raise clock this node has not published.
+    fn push_view(&mut self, now: Instant, pools: &mut dyn Pools) -> bool {
         let high = self.fleet_high(now);
         let current = (
             self.cluster.view_generation(),
@@ -1034,7 +1027,7 @@ impl Node {
             high,
         );
         if self.pushed == Some(current) {
-            return;
+            return false;
         }
         let members_changed = self.pushed.is_none_or(|p| p.2 != current.2);
         self.pushed = Some(current);
@@ -1049,14 +1042,13 @@ impl Node {
         // report (decision 48).
         let live = current.1.max(1);
         let rank = cluster.view().origins().filter(|a| *a < me).count() as u32;
-        let mut has_budget = false;
+        let mut ack = false;
         pools.each(&mut |l, pool| {
             pool.set_live_nodes(current.1);
             for id in pool.ids() {
                 let key = keys[l][id.0];
                 let remote = cluster.remote(key);
                 if let Some(limit) = pool.budget(id).map(|b| b.limit()) {
-                    has_budget = true;
                     // A member SWIM holds alive but whose report is not
                     // fresh (lost, or it cannot reach us) is taken to hold
                     // its fair part: its claim is unknown, not zero.
@@ -1064,6 +1056,7 @@ impl Node {
                     let silent = live.saturating_sub(heard);
                     let fleet_nodes = high.max(heard);
                     let fair = u64::from(limit) / u64::from(fleet_nodes);
+                    let (clock_min, clock_max) = cluster.view().claim_clocks(key);
                     pool.set_budget_view(
                         id,
                         BudgetView {
@@ -1071,6 +1064,8 @@ impl Node {
                             live_nodes: heard,
                             fleet_nodes,
                             rank,
+                            clock_min,
+                            clock_max,
                         },
                     );
                 }
@@ -1081,10 +1076,9 @@ impl Node {
                     assigned[l][id.0],
                 );
             }
+            ack |= pool.needs_budget_ack();
         });
-        if has_budget && self.budget_tick.is_none() {
-            self.budget_tick = Some(now + self.settings.budget_raise_interval);
-        }
+        ack
     }
 
     /// Which backends this node checks, from the live membership

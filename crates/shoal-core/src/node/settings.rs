@@ -58,20 +58,11 @@ pub struct Settings {
     /// budgets: a node that sees at most half of it meanwhile keeps to its
     /// fair part of each budget (it may be cut off; decision 48).
     pub budget_hold: Duration,
-    /// A node raises a budget claim at most once per this long, unless a
-    /// newer view of the fleet arrives first (decision 48): much longer
-    /// than a hop, so two raises of one node are never both unseen by a
-    /// peer deciding its own; short enough that a burst fills the budget
-    /// in a few rounds.
-    pub budget_raise_interval: Duration,
     /// Failure detection: probe period, indirect probes, suspicion
     /// (decision 50). Not in the configuration file; the simulator's
     /// scenarios override it.
     pub detection: Detection,
 }
-
-/// Default of [`Settings::budget_raise_interval`].
-pub const BUDGET_RAISE_INTERVAL_DEFAULT: Duration = Duration::from_millis(20);
 
 /// Default of [`Settings::budget_hold`].
 pub const BUDGET_HOLD_DEFAULT: Duration = Duration::from_secs(60);
@@ -115,7 +106,6 @@ impl Settings {
             expected_nodes: 3,
             client_addrs: Vec::new(),
             budget_hold: BUDGET_HOLD_DEFAULT,
-            budget_raise_interval: BUDGET_RAISE_INTERVAL_DEFAULT,
             detection: Detection::default(),
         }
     }

@@ -515,13 +515,19 @@ fn a_warming_node_is_left_out_of_every_answer_until_it_serves() {
 }
 
 /// A client on node `i`, driven as the shells do: a budget raise is
-/// published at once.
+/// published at once; a client that could wait for the next round of
+/// raises is refused at once here (as in the simulator).
 fn acquire(
     net: &mut Net,
     i: usize,
     rng: &mut Xoshiro256PlusPlus,
 ) -> Result<BackendId, crate::pool::NoBackend> {
     let r = net.pools[i].acquire(rng, &[]);
+    if let Err(why) = &r
+        && why.waits_for_round()
+    {
+        net.pools[i].refuse_for_budget(&[]);
+    }
     if net.pools[i].has_unpublished_raise() {
         let now = net.now;
         net.nodes[i].handle_budget_raised(now, &mut net.pools[i]);

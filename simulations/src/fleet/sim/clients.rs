@@ -131,6 +131,14 @@ impl Sim<'_> {
                 Some(ties[rng.random_range(0..ties.len())])
             }),
         };
+        // The runtime holds such a client for the fleet's next round of
+        // raises (at most ROUND_WAIT_MAX); the simulator refuses it at
+        // once, which can only overstate the refusals.
+        if let Err(why) = &chosen
+            && why.waits_for_round()
+        {
+            pool.refuse_for_budget(&tried);
+        }
         match chosen {
             Err(why) => {
                 self.record(Record::Refused, client, 0);
