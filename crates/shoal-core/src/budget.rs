@@ -16,13 +16,21 @@
 //!   rank (the first `free mod n` nodes in address order take one more),
 //!   so `n` nodes holding the same view, stale or not, take at most *free*
 //!   together;
-//! - it takes it when a client finds the count at the claim (a *raise*, at
-//!   most once until a peer's report or a membership change brings a newer
-//!   view, or [`crate::node::Settings::budget_raise_interval`] passes) and
-//!   publishes the raised claim at once
-//!   (the driver sees [`Budget::has_unpublished_raise`] through the pool
-//!   and calls [`crate::node::Node::handle_budget_raised`]), so a peer
-//!   deciding its own raise misses it for one network latency at most;
+//! - it takes it when a client finds the count at the claim (a *raise*)
+//!   and publishes the raised claim at once (the driver sees
+//!   [`Budget::has_unpublished_raise`] through the pool and calls
+//!   [`crate::node::Node::handle_budget_raised`]);
+//! - raises go in **rounds**: every claim carries the newest raise clock
+//!   its node has seen ([`Claim::clock`]), a raise is the round after the
+//!   newest this node has seen, and a node raises only once every peer it
+//!   hears has published that clock (a node that sees a newer clock
+//!   publishes at once: [`Budget::needs_ack`]). So the view a raise of
+//!   round `r` is computed on holds every raise of the rounds before, and
+//!   the raises of one round, each its rank's part of what its view calls
+//!   free, add up to at most what was free, however the views differ
+//!   (`tests/budget_model.rs`). A client that only waits for the round
+//!   ([`Budget::waits_for_round`]) may be held by the driver, at most
+//!   [`ROUND_WAIT_MAX`];
 //!   at each periodic report, the claim shrinks to the count
 //!   plus the clients that arrived since the last report (the share
 //!   follows demand: an idle node holds only what it has open), and when

@@ -25,6 +25,7 @@ use crate::trace::Record;
 use crate::violation::{Invariant, Violation};
 use rand::RngExt;
 use shoal_core::BackendId;
+use shoal_core::budget::ROUND_WAIT_MAX;
 use std::time::Duration;
 
 impl Sim<'_> {
@@ -90,6 +91,7 @@ impl Sim<'_> {
             Client {
                 node,
                 tried: Vec::new(),
+                held_until: None,
             },
         );
         let life = self.nodes[node].life;
@@ -131,12 +133,31 @@ impl Sim<'_> {
                 Some(ties[rng.random_range(0..ties.len())])
             }),
         };
-        // The runtime holds such a client for the fleet's next round of
-        // raises (at most ROUND_WAIT_MAX); the simulator refuses it at
-        // once, which can only overstate the refusals.
+        // A client that only waits for the fleet's next round of raises
+        // is held (at most ROUND_WAIT_MAX) and asks again, as the runtime
+        // does; the runtime asks on every view change, the simulator
+        // every millisecond.
         if let Err(why) = &chosen
             && why.waits_for_round()
         {
+            let now = self.now();
+            let c = self.clients.get_mut(&client).expect("live client");
+            let until = *c.held_until.get_or_insert(now + ROUND_WAIT_MAX);
+            if now < until {
+                c.tried = tried;
+                let life = self.nodes[i].life;
+                self.queue.schedule_in(
+                    Duration::from_millis(1),
+                    Event::ClientAt {
+                        node: i,
+                        life,
+                        client,
+                    },
+                );
+                return Ok(());
+            }
+            let super::Host { proc, .. } = &mut self.nodes[i];
+            let pool = &mut proc.as_mut().expect("a running node").pool;
             pool.refuse_for_budget(&tried);
         }
         match chosen {

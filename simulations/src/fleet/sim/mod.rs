@@ -351,6 +351,9 @@ struct SimBackend {
 struct Client {
     node: usize,
     tried: Vec<BackendId>,
+    /// Held for the fleet's next round of budget raises until then, as
+    /// the runtime holds it ([`shoal_core::budget::ROUND_WAIT_MAX`]).
+    held_until: Option<Instant>,
 }
 
 /// A crash or stop whose detection by every live node is awaited.
