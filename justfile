@@ -95,7 +95,7 @@ false-downs SEEDS="1 2 3 4 5":
     cargo build --release -p shoal-sim
     for s in {{SEEDS}}; do cargo run -q --release -p shoal-sim -- run false-downs --seed $s | grep -E '^SEED|per node-hour|membership events'; done
 
-# The balance-quality study: every policy on skewed-dns and sparse-long-lived.
+# The balance-quality study (~4 min): every policy on the five study scenarios, seeds 1-10.
 study:
     cargo run --release -p shoal-sim -- study --out simulations/RESULTS.md
 

@@ -26,12 +26,13 @@ use std::process::ExitCode;
 
 const USAGE: &str = "usage:
   shoal-sim study [--seeds A..B] [--out FILE]
-      the balance-quality study: skewed-dns and sparse-long-lived for every policy and reference
-      chooser, written as a Markdown table (default simulations/RESULTS.md)
+      the balance-quality study: steady-state, skewed-dns, sparse-long-lived, burst-herd and
+      churn for every policy and reference chooser, seeds 1..11 by default, written as a
+      Markdown table (default simulations/RESULTS.md)
   shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug NAME] [--quick] [--keep-going]
       --keep-going: note broken invariants and run to the end for every figure
       P: least-conn, local-least-conn, round-robin, random, first-available,
-         global-argmin, oracle
+         power-of-two, global-argmin, oracle
   shoal-sim swarm [--seeds A..B] [--scenario NAME] [--quick]
       default: the one-node scenarios, chaos and fleet-swarm
   shoal-sim regressions
@@ -433,9 +434,15 @@ impl Closest {
 }
 
 /// Scenarios of the balance-quality study.
-const STUDY_SCENARIOS: [&str; 2] = ["skewed-dns", "sparse-long-lived"];
+const STUDY_SCENARIOS: [&str; 5] = [
+    "steady-state",
+    "skewed-dns",
+    "sparse-long-lived",
+    "burst-herd",
+    "churn",
+];
 /// Seeds per scenario and chooser, unless `--seeds` says otherwise.
-const STUDY_SEEDS_DEFAULT: Range<u64> = 1..6;
+const STUDY_SEEDS_DEFAULT: Range<u64> = 1..11;
 
 /// The balance-quality study (issue 4, item 6): every chooser on the
 /// scenarios where the fleet view matters, averaged over seeds.
@@ -454,17 +461,22 @@ fn study(args: &[String]) -> Result<bool> {
          Every figure is the mean over the seeds. Metrics, sampled through each run: **peak/mean** is \
          the busiest backend's active connections over the mean across backends (1.00 = perfectly even), \
          time-averaged, and its p99 over samples; **busiest p99** is the p99 over samples of the busiest \
-         backend's count. `global-argmin` takes the candidate with the fewest reported connections (ties \
-         to the lowest index): every node sees the same stale view and herds onto the same backend. \
-         `oracle` takes the true fleet-wide minimum, instantly: the bound no real policy reaches.\n\n",
+         backend's count; **÷ oracle** divides by the oracle's figure. `least-conn` is shoal's \
+         (own counts first, decision 58); `power-of-two` is the least-conn before it (two candidates \
+         at random, the lesser reported load). `global-argmin` takes the candidate with the fewest \
+         reported connections (ties to the lowest index): every node sees the same stale view and \
+         herds onto the same backend. `oracle` takes the true fleet-wide minimum, instantly: the \
+         bound no real policy reaches.\n\n",
         seeds.start, seeds.end
     ));
     for name in STUDY_SCENARIOS {
         let base =
             fleet_scenario(name, 0, false)?.ok_or_else(|| anyhow!("no scenario `{name}`"))?;
         md.push_str(&format!("## {name}: {}\n\n", base.description));
-        md.push_str("| policy | peak/mean (avg) | peak/mean (p99) | busiest p99 | mean per backend | refused | invariant breaks |\n");
-        md.push_str("|---|---|---|---|---|---|---|\n");
+        md.push_str("| policy | peak/mean (avg) | ÷ oracle | peak/mean (p99) | ÷ oracle | busiest p99 | mean per backend | refused | invariant breaks |\n");
+        md.push_str("|---|---|---|---|---|---|---|---|---|\n");
+        // (chooser, avg, p99, busiest, mean, refused, breaks), oracle last.
+        let mut rows = Vec::new();
         for chooser in Chooser::ALL {
             let (mut avg, mut p99, mut busiest, mut mean, mut refused, mut breaks) =
                 (0.0, 0.0, 0.0, 0.0, 0u64, 0u64);
@@ -490,15 +502,27 @@ fn study(args: &[String]) -> Result<bool> {
                 n += 1.0;
             }
             let n = f64::max(n, 1.0);
-            md.push_str(&format!(
-                "| {chooser} | {:.2} | {:.2} | {:.1} | {:.1} | {} | {breaks} |\n",
+            rows.push((
+                chooser,
                 avg / n,
                 p99 / n,
                 busiest / n,
                 mean / n,
-                refused
+                refused,
+                breaks,
             ));
             eprintln!("{name} {chooser}: done");
+        }
+        let oracle = rows
+            .iter()
+            .find(|r| r.0 == Chooser::Oracle)
+            .map_or((1.0, 1.0), |r| (r.1, r.2));
+        for (chooser, avg, p99, busiest, mean, refused, breaks) in rows {
+            md.push_str(&format!(
+                "| {chooser} | {avg:.3} | {:.3} | {p99:.2} | {:.3} | {busiest:.1} | {mean:.1} | {refused} | {breaks} |\n",
+                avg / oracle.0,
+                p99 / oracle.1,
+            ));
         }
         md.push('\n');
     }

@@ -64,7 +64,7 @@ fn every_scenario_passes_for_fixed_seeds() {
             assert!(r.formation.is_some(), "{name}: the fleet formed: {r}");
             // Each scenario's faults must show, or it tests nothing.
             match name {
-                "steady-state" | "skewed-dns" | "sparse-long-lived" => {
+                "steady-state" | "skewed-dns" | "sparse-long-lived" | "burst-herd" => {
                     assert_eq!(r.members.downs, 0, "{name}: {r}");
                     assert!(r.balance.samples > 0, "{name}: {r}");
                 }
@@ -139,6 +139,12 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert_eq!(r.members.downs, 0, "{r}");
                     assert_eq!(r.members.rejoins, 0, "{r}");
                     assert!(r.net.lost > 0, "{r}");
+                }
+                // Four crashes and four restarts, each seen by the others.
+                "churn" => {
+                    assert_eq!(r.members.restarts, 4, "{r}");
+                    assert!(r.crash_detections.count >= 4, "{r}");
+                    assert!(r.balance.samples > 0, "{r}");
                 }
                 other => panic!("no expectations for `{other}`"),
             }
@@ -332,43 +338,68 @@ fn a_drain_that_never_reaches_the_fleet_is_caught() {
 }
 
 /// Seeds of the least-conn comparison.
-const BALANCE_SEEDS: std::ops::RangeInclusive<u64> = 1..=8;
+const BALANCE_SEEDS: std::ops::RangeInclusive<u64> = 1..=4;
+
+/// The mean over `BALANCE_SEEDS` of the `[quick]` variant's time-averaged
+/// peak/mean balance figure.
+fn balance(name: &str, chooser: &str) -> f64 {
+    let s = quick(name).with_chooser(chooser.parse().unwrap());
+    let mut sum = 0.0;
+    for seed in BALANCE_SEEDS {
+        let r = must_pass(&s, seed, "--quick");
+        assert!(r.balance.samples > 10, "{name} {chooser}: {r}");
+        sum += r.balance.peak_over_mean_avg;
+    }
+    sum / BALANCE_SEEDS.count() as f64
+}
+
+/// `least-conn` (own counts first, decision 58) on every scenario of the
+/// balance study: better than the power of two choices it replaced, and
+/// within 8 % of the oracle (the `[quick]` variants, seeds 1..=4; the
+/// full study in simulations/RESULTS.md holds it to 5 % or says why not).
+/// Measured when written: ÷ oracle 1.055 steady-state, 1.012 skewed-dns,
+/// 1.050 sparse-long-lived, 1.031 burst-herd, 1.048 churn; power-of-two
+/// 1.04-1.23 × the oracle. With `least-conn` swapped back to power of two
+/// (`Policy::LeastConn => power_of_two` in `policy::choose`) the test
+/// fails on the first scenario: checked.
+#[test]
+fn least_conn_is_near_the_oracle_and_beats_power_of_two_on_every_study_scenario() {
+    for name in [
+        "steady-state",
+        "skewed-dns",
+        "sparse-long-lived",
+        "burst-herd",
+        "churn",
+    ] {
+        let ours = balance(name, "least-conn");
+        let p2c = balance(name, "power-of-two");
+        let oracle = balance(name, "oracle");
+        assert!(
+            ours < p2c,
+            "{name}: least-conn {ours:.3} against power-of-two {p2c:.3}"
+        );
+        assert!(
+            ours <= oracle * 1.08,
+            "{name}: least-conn {ours:.3}, oracle {oracle:.3}: {:.3} x",
+            ours / oracle
+        );
+    }
+}
 
 /// Cluster-wide least-conn spreads `sparse-long-lived` (each node holds
-/// about one connection, so only the fleet's view can spread them)
-/// better than per-node least-conn: over seeds 1..=8 of the `[quick]`
-/// variant, the mean of the peak/mean balance figure is at least 10%
-/// lower, and lower on every seed. Measured on bc16ac4: 2.02 against 2.48
-/// (23% lower), each seed 11% to 36% lower. With the cluster-wide chooser
-/// swapped for the local one (both runs `local-least-conn`) the test fails
-/// (ratio 1.0): checked.
+/// about one connection, so only the fleet's view can spread them) far
+/// better than per-node least-conn: at least 20 % lower peak/mean over
+/// seeds 1..=4 of the `[quick]` variant. Measured when written: 1.665
+/// against 2.515 (34 % lower); with power of two as least-conn it was
+/// 1.978 (21 % lower). With the cluster-wide chooser swapped for the local
+/// one the test fails (ratio 1.0): checked on bc16ac4.
 #[test]
 fn cluster_wide_least_conn_beats_local_least_conn_on_sparse_long_lived() {
-    let s = quick("sparse-long-lived");
-    let figure = |chooser: &str, seed: u64| {
-        let r = must_pass(
-            &s.clone().with_chooser(chooser.parse().unwrap()),
-            seed,
-            "--quick",
-        );
-        assert!(r.balance.samples > 50, "{r}");
-        r.balance.peak_over_mean_avg
-    };
-    let (mut fleet, mut local) = (0.0, 0.0);
-    for seed in BALANCE_SEEDS {
-        let (f, l) = (figure("least-conn", seed), figure("local-least-conn", seed));
-        assert!(
-            f < l,
-            "seed {seed}: least-conn {f:.3}, local-least-conn {l:.3}"
-        );
-        fleet += f;
-        local += l;
-    }
-    let n = BALANCE_SEEDS.count() as f64;
-    let (fleet, local) = (fleet / n, local / n);
+    let fleet = balance("sparse-long-lived", "least-conn");
+    let local = balance("sparse-long-lived", "local-least-conn");
     assert!(
-        fleet <= local * 0.9,
-        "peak/mean: least-conn {fleet:.3}, local-least-conn {local:.3}: not 10% better"
+        fleet <= local * 0.8,
+        "peak/mean: least-conn {fleet:.3}, local-least-conn {local:.3}: not 20% better"
     );
 }
 

@@ -14,11 +14,16 @@ use std::str::FromStr;
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize, Default)]
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
-    /// Power of two choices over the fleet's connection counts (this
-    /// node's exact count plus every peer's last report): pick two
-    /// candidates at random, take the one with fewer connections, break
-    /// ties at random. Never a global argmin: with gossiped (stale) counts
-    /// every node would herd onto the same backend.
+    /// Cluster-wide least connections, own counts first ([`own_first`],
+    /// decision 58): the candidate with the least `own × nodes + fleet`,
+    /// where `own` is this node's exact count, `fleet` that plus every
+    /// peer's last report, and `nodes` the live fleet size; ties at
+    /// random. Each node evens out its own connections and corrects the
+    /// fleet's imbalance by its `1 / nodes` part of it, so nodes holding
+    /// one stale view correct an imbalance once between them instead of
+    /// herding onto the backend that looks emptiest. Pools larger than
+    /// [`crate::pool::SCAN_POOL_MAX`] compare two random candidates by the
+    /// same score.
     #[default]
     LeastConn,
     /// Power of two choices over this node's own counts only, ignoring
@@ -87,22 +92,27 @@ pub struct Candidate {
     pub index: usize,
     /// Connections the policy weighs (the fleet's or this node's).
     pub load: u64,
+    /// This node's own connections to it (exact), part of `load`.
+    pub own: u64,
 }
 
 /// Chooses among `candidates` (sorted by index, none excluded yet).
-/// `rr_cursor` is the round-robin position, kept by the caller between calls.
+/// `rr_cursor` is the round-robin position, kept by the caller between calls;
+/// `nodes` the live fleet size, this node included.
 /// Returns the chosen backend's index, `None` only if `candidates` is empty.
 pub fn choose<R: Rng + ?Sized>(
     policy: Policy,
     candidates: &[Candidate],
     rr_cursor: &mut usize,
+    nodes: u32,
     rng: &mut R,
 ) -> Option<usize> {
     if candidates.is_empty() {
         return None;
     }
     let chosen = match policy {
-        Policy::LeastConn | Policy::LocalLeastConn => power_of_two(candidates, rng),
+        Policy::LeastConn => own_first(candidates, nodes, rng),
+        Policy::LocalLeastConn => power_of_two(candidates, rng),
         Policy::Random => candidates[rng.random_range(0..candidates.len())],
         Policy::FirstAvailable => candidates[0],
         Policy::RoundRobin => {
@@ -118,7 +128,47 @@ pub fn choose<R: Rng + ?Sized>(
     Some(chosen.index)
 }
 
-fn power_of_two<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> Candidate {
+/// The score [`own_first`] minimizes: `own × nodes + load`. Minimizing
+/// it is minimizing `own + (load − mean) / nodes`: this node's own count,
+/// plus its `1 / nodes` part of the backend's excess in the fleet's view
+/// (the mean is the same for every candidate).
+pub fn own_first_score(c: &Candidate, nodes: u32) -> u64 {
+    c.own
+        .saturating_mul(u64::from(nodes.max(1)))
+        .saturating_add(c.load)
+}
+
+/// Argmin of [`own_first_score`], ties at random (reservoir sampling): each
+/// node evens out its own connections, nudged by the fleet's imbalance
+/// divided by the nodes that all see it, so `nodes` nodes holding one
+/// stale view correct an imbalance once between them, not `nodes` times.
+/// O(candidates), no allocation.
+pub fn own_first<R: Rng + ?Sized>(candidates: &[Candidate], nodes: u32, rng: &mut R) -> Candidate {
+    let score = |c: &Candidate| own_first_score(c, nodes);
+    let mut best = candidates[0];
+    let mut ties = 1u32;
+    for c in &candidates[1..] {
+        match score(c).cmp(&score(&best)) {
+            std::cmp::Ordering::Less => {
+                best = *c;
+                ties = 1;
+            }
+            std::cmp::Ordering::Equal => {
+                ties += 1;
+                if rng.random_range(0..ties) == 0 {
+                    best = *c;
+                }
+            }
+            std::cmp::Ordering::Greater => {}
+        }
+    }
+    best
+}
+
+/// Power of two choices over `load`: two candidates at random, the lesser
+/// ([`lesser`]). `least-conn` before decision 58; the simulator keeps it
+/// as a reference.
+pub fn power_of_two<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> Candidate {
     let n = candidates.len();
     if n == 1 {
         return candidates[0];
@@ -134,7 +184,7 @@ fn power_of_two<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> Candi
 /// The one of `a` and `b` with the smaller load, ties at random: the
 /// comparison of power of two choices, shared by the scan above and the
 /// pool's sampled choice.
-pub(crate) fn lesser<R: Rng + ?Sized>(a: Candidate, b: Candidate, rng: &mut R) -> Candidate {
+pub fn lesser<R: Rng + ?Sized>(a: Candidate, b: Candidate, rng: &mut R) -> Candidate {
     match a.load.cmp(&b.load) {
         std::cmp::Ordering::Less => a,
         std::cmp::Ordering::Greater => b,
@@ -158,7 +208,11 @@ mod tests {
         loads
             .iter()
             .enumerate()
-            .map(|(index, &load)| Candidate { index, load })
+            .map(|(index, &load)| Candidate {
+                index,
+                load,
+                own: load,
+            })
             .collect()
     }
 
@@ -175,31 +229,31 @@ mod tests {
     fn empty_candidates_choose_nothing() {
         let mut rng = SmallRng::seed_from_u64(1);
         for p in Policy::ALL {
-            assert_eq!(choose(p, &[], &mut 0, &mut rng), None);
+            assert_eq!(choose(p, &[], &mut 0, 1, &mut rng), None);
         }
     }
 
     #[test]
-    fn least_conn_never_picks_the_strictly_most_loaded_of_three() {
+    fn local_least_conn_never_picks_the_strictly_most_loaded_of_three() {
         // P2C picks the lesser of two distinct candidates, so the unique
         // maximum can never win; the unique minimum wins 2/3 of the time.
         let mut rng = SmallRng::seed_from_u64(7);
         let c = cands(&[5, 0, 9]);
         let mut wins = [0u32; 3];
         for _ in 0..3000 {
-            wins[choose(Policy::LeastConn, &c, &mut 0, &mut rng).unwrap()] += 1;
+            wins[choose(Policy::LocalLeastConn, &c, &mut 0, 1, &mut rng).unwrap()] += 1;
         }
         assert_eq!(wins[2], 0);
         assert!((1800..2200).contains(&wins[1]), "{wins:?}");
     }
 
     #[test]
-    fn least_conn_ties_are_broken_at_random_and_seeded() {
+    fn power_of_two_ties_are_broken_at_random_and_seeded() {
         let c = cands(&[3, 3]);
         let run = |seed| {
             let mut rng = SmallRng::seed_from_u64(seed);
             (0..64)
-                .map(|_| choose(Policy::LeastConn, &c, &mut 0, &mut rng).unwrap())
+                .map(|_| choose(Policy::LocalLeastConn, &c, &mut 0, 1, &mut rng).unwrap())
                 .collect::<Vec<_>>()
         };
         let a = run(42);
@@ -212,19 +266,71 @@ mod tests {
         );
     }
 
+    /// Ten nodes hold one stale view in which backend 0 is 40 connections
+    /// below the three others, and each gets 8 new clients before the view
+    /// changes: an argmin over the view would send all 80 to backend 0
+    /// (120 against 40); least-conn's own-first score sends it about its
+    /// deficit, so the fleet ends even (50 each).
+    #[test]
+    fn nodes_holding_one_stale_view_fill_a_deficit_without_herding() {
+        let mut rng = SmallRng::seed_from_u64(3);
+        let view = [0u64, 40, 40, 40];
+        let mut fleet = view;
+        for _node in 0..10 {
+            let mut own = [0u64; 4];
+            for _client in 0..8 {
+                let c: Vec<Candidate> = (0..4)
+                    .map(|i| Candidate {
+                        index: i,
+                        load: view[i] + own[i],
+                        own: own[i],
+                    })
+                    .collect();
+                let i = choose(Policy::LeastConn, &c, &mut 0, 10, &mut rng).unwrap();
+                own[i] += 1;
+                fleet[i] += 1;
+            }
+        }
+        assert!(fleet.iter().all(|&n| (48..=52).contains(&n)), "{fleet:?}");
+    }
+
+    /// Own counts come first: a node holding more of its own on the
+    /// emptier backend (by the fleet's view) sends the next client to the
+    /// other when the fleet's difference is less than the fleet's size.
+    #[test]
+    fn least_conn_evens_its_own_counts_before_the_fleets() {
+        let mut rng = SmallRng::seed_from_u64(1);
+        let c = [
+            Candidate {
+                index: 0,
+                load: 20,
+                own: 3,
+            },
+            Candidate {
+                index: 1,
+                load: 24,
+                own: 1,
+            },
+        ];
+        // 3 × 5 + 20 = 35 against 1 × 5 + 24 = 29.
+        assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 5, &mut rng), Some(1));
+        // Alone, the fleet is this node: the lesser load.
+        assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 1, &mut rng), Some(0));
+    }
+
     #[test]
     fn round_robin_cycles_and_skips_missing_candidates() {
         let mut rng = SmallRng::seed_from_u64(0);
         let all = cands(&[0, 0, 0]);
         let mut cursor = 0;
         let picks: Vec<_> = (0..6)
-            .map(|_| choose(Policy::RoundRobin, &all, &mut cursor, &mut rng).unwrap())
+            .map(|_| choose(Policy::RoundRobin, &all, &mut cursor, 1, &mut rng).unwrap())
             .collect();
         assert_eq!(picks, vec![0, 1, 2, 0, 1, 2]);
         // Backend 1 gone (down or full): the cycle continues over 0 and 2.
         let some = vec![all[0], all[2]];
         let picks: Vec<_> = (0..4)
-            .map(|_| choose(Policy::RoundRobin, &some, &mut cursor, &mut rng).unwrap())
+            .map(|_| choose(Policy::RoundRobin, &some, &mut cursor, 1, &mut rng).unwrap())
             .collect();
         assert_eq!(picks, vec![0, 2, 0, 2]);
     }
@@ -233,11 +339,19 @@ mod tests {
     fn first_available_takes_the_lowest_index() {
         let mut rng = SmallRng::seed_from_u64(0);
         let c = vec![
-            Candidate { index: 2, load: 0 },
-            Candidate { index: 4, load: 0 },
+            Candidate {
+                index: 2,
+                load: 0,
+                own: 0,
+            },
+            Candidate {
+                index: 4,
+                load: 0,
+                own: 0,
+            },
         ];
         assert_eq!(
-            choose(Policy::FirstAvailable, &c, &mut 0, &mut rng),
+            choose(Policy::FirstAvailable, &c, &mut 0, 1, &mut rng),
             Some(2)
         );
     }
@@ -248,7 +362,7 @@ mod tests {
         let c = cands(&[0, 100, 1000]);
         let mut seen = [false; 3];
         for _ in 0..100 {
-            seen[choose(Policy::Random, &c, &mut 0, &mut rng).unwrap()] = true;
+            seen[choose(Policy::Random, &c, &mut 0, 1, &mut rng).unwrap()] = true;
         }
         assert_eq!(seen, [true; 3]);
     }

@@ -80,6 +80,11 @@ use std::fmt;
 /// [`Pool::acquire`]); below it a scan is as cheap.
 pub const SAMPLED_POOL_MIN: usize = 8;
 
+/// `least-conn` scans pools up to this size for the best score, and
+/// samples two candidates in larger ones (decision 58): a scan of 64 is a
+/// few hundred nanoseconds.
+pub const SCAN_POOL_MAX: usize = 64;
+
 /// Random draws the sampled choice makes before it falls back to a scan.
 pub const SAMPLE_DRAWS_MAX: usize = 8;
 
@@ -454,14 +459,19 @@ impl Pool {
         tried: &[BackendId],
     ) -> Result<BackendId, NoBackend> {
         let policy = self.policy;
-        if self.backends.len() > SAMPLED_POOL_MIN
+        let sampled_min = match policy {
+            Policy::LeastConn => SCAN_POOL_MAX,
+            _ => SAMPLED_POOL_MIN,
+        };
+        if self.backends.len() > sampled_min
             && let Some(index) = self.sample(rng, tried)
         {
             self.raised |= self.backends[index].open();
             return Ok(BackendId(index));
         }
+        let nodes = self.live_nodes;
         self.acquire_with(tried, |candidates, rr_cursor| {
-            policy::choose(policy, candidates, rr_cursor, rng)
+            policy::choose(policy, candidates, rr_cursor, nodes, rng)
         })
     }
 
@@ -500,9 +510,15 @@ impl Pool {
                 Candidate {
                     index,
                     load: u64::from(b.active) + remote,
+                    own: u64::from(b.active),
                 }
             };
-            return Some(policy::lesser(candidate(a), candidate(i), rng).index);
+            let (a, b) = (candidate(a), candidate(i));
+            return Some(if self.policy == Policy::LeastConn {
+                policy::own_first(&[a, b], self.live_nodes, rng).index
+            } else {
+                policy::lesser(a, b, rng).index
+            });
         }
         None
     }
@@ -560,6 +576,7 @@ impl Pool {
                 self.candidates.push(Candidate {
                     index,
                     load: u64::from(b.active) + remote,
+                    own: u64::from(b.active),
                 });
             }
         }
@@ -936,10 +953,15 @@ mod tests {
 
     #[test]
     fn least_conn_weighs_the_fleet_and_local_least_conn_does_not() {
-        // Backend 0 is idle here but carries 100 connections fleet-wide.
-        for (policy, expect_zero_share) in
-            [(Policy::LeastConn, true), (Policy::LocalLeastConn, false)]
-        {
+        // Backend 0 is idle here but carries 100 connections fleet-wide,
+        // in a fleet of 3: least-conn takes its part of the imbalance on
+        // itself (its own counts may differ by 100 / (3 + 1) = 25), so of
+        // 50 clients backend 1 gets the first 25 and then every other one
+        // (12 or 13 to backend 0); local-least-conn ignores the fleet (25).
+        for (policy, to_zero_range) in [
+            (Policy::LeastConn, 11..=14),
+            (Policy::LocalLeastConn, 18..=32),
+        ] {
             let (mut p, mut rng) = pool(policy, 2, None);
             p.set_live_nodes(3);
             p.set_remote(
@@ -956,9 +978,8 @@ mod tests {
                 let id = p.acquire(&mut rng, &[]).unwrap();
                 to_zero += usize::from(id == BackendId(0));
             }
-            assert_eq!(
-                to_zero == 0,
-                expect_zero_share,
+            assert!(
+                to_zero_range.contains(&to_zero),
                 "{policy}: {to_zero}/50 to backend 0"
             );
             assert_eq!(
@@ -1061,8 +1082,10 @@ mod tests {
         }
         let counts: Vec<u32> = p.ids().map(|id| p.active(id)).collect();
         let (min, max) = (counts.iter().min().unwrap(), counts.iter().max().unwrap());
+        // Two choices keep the gap at O(log log n) above the mean: 2-4 here
+        // over seeds (a single choice at random: about 12).
         assert!(
-            max - min <= 3,
+            max - min <= 4,
             "P2C keeps a 100-backend pool within a few: {min}..{max}"
         );
     }

@@ -9,6 +9,8 @@
 //!   (this node's exact count plus the peers' reports), ties to the lowest
 //!   index. Every node that saw the same reports picks the same backend:
 //!   this shows the herding that DESIGN.md warns about.
+//! - [`Chooser::PowerOfTwo`]: two candidates at random, the one with the
+//!   lesser reported load: `least-conn` before decision 58.
 //! - [`Chooser::Oracle`]: the candidate with the least TRUE fleet-wide
 //!   count, which only the simulator knows, ties at random: perfect,
 //!   instantaneous global least-connections, the bound no real policy
@@ -29,6 +31,9 @@ pub enum Chooser {
     GlobalArgmin,
     /// Argmin over the true fleet-wide counts (see the module doc).
     Oracle,
+    /// Power of two choices over the reported load: `least-conn` before
+    /// decision 58, kept to compare with.
+    PowerOfTwo,
 }
 
 impl Default for Chooser {
@@ -39,12 +44,13 @@ impl Default for Chooser {
 
 impl Chooser {
     /// Every chooser: the core policies, then the reference choosers.
-    pub const ALL: [Chooser; 7] = [
+    pub const ALL: [Chooser; 8] = [
         Chooser::Policy(Policy::LeastConn),
         Chooser::Policy(Policy::LocalLeastConn),
         Chooser::Policy(Policy::RoundRobin),
         Chooser::Policy(Policy::Random),
         Chooser::Policy(Policy::FirstAvailable),
+        Chooser::PowerOfTwo,
         Chooser::GlobalArgmin,
         Chooser::Oracle,
     ];
@@ -54,7 +60,7 @@ impl Chooser {
     pub fn pool_policy(self) -> Policy {
         match self {
             Chooser::Policy(p) => p,
-            Chooser::GlobalArgmin | Chooser::Oracle => Policy::LeastConn,
+            Chooser::GlobalArgmin | Chooser::Oracle | Chooser::PowerOfTwo => Policy::LeastConn,
         }
     }
 
@@ -64,6 +70,7 @@ impl Chooser {
             Chooser::Policy(p) => p.as_str(),
             Chooser::GlobalArgmin => "global-argmin",
             Chooser::Oracle => "oracle",
+            Chooser::PowerOfTwo => "power-of-two",
         }
     }
 }
@@ -77,7 +84,7 @@ impl fmt::Display for Chooser {
 /// A chooser name that is none of [`Chooser::ALL`].
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 #[error(
-    "unknown policy `{0}`; expected one of least-conn, local-least-conn, round-robin, random, first-available, global-argmin, oracle"
+    "unknown policy `{0}`; expected one of least-conn, local-least-conn, round-robin, random, first-available, power-of-two, global-argmin, oracle"
 )]
 pub struct UnknownChooser(pub String);
 

@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 19] = [
+pub const SCENARIO_FILES: [(&str, &str); 21] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -96,6 +96,11 @@ pub const SCENARIO_FILES: [(&str, &str); 19] = [
         "false-downs",
         include_str!("../../scenarios/false-downs.toml"),
     ),
+    (
+        "burst-herd",
+        include_str!("../../scenarios/burst-herd.toml"),
+    ),
+    ("churn", include_str!("../../scenarios/churn.toml")),
 ];
 
 /// The name of the scenario [`FleetScenario::swarm`] draws from a seed.

@@ -123,6 +123,10 @@ impl Sim<'_> {
                     .min_by_key(|c| (c.load, c.index))
                     .map(|c| c.index)
             }),
+            Chooser::PowerOfTwo => pool.acquire_with(&tried, |candidates, _| {
+                (!candidates.is_empty())
+                    .then(|| shoal_core::policy::power_of_two(candidates, rng).index)
+            }),
             Chooser::Oracle => pool.acquire_with(&tried, |candidates, _| {
                 let least = candidates.iter().map(|c| global[c.index]).min()?;
                 let ties: Vec<usize> = candidates
