@@ -119,6 +119,9 @@ pub async fn run(params: Params, resolution: Resolution) -> Result<Outcome> {
     outcome
 }
 
+/// Unexplained failures the summary lists one by one, at most.
+const UNEXPLAINED_LISTED_MAX: usize = 20;
+
 /// `min / median / max` of `v` in ms, and the count.
 fn spread(v: &mut [Duration]) -> String {
     if v.is_empty() {
@@ -179,6 +182,24 @@ pub fn summary(o: &Outcome, resolution: Resolution) -> String {
     }
     for (w, n) in &by {
         let _ = writeln!(s, "  failed: {n} {w}");
+    }
+    // Each unexplained one with its times, next to the churn log's.
+    for (f, _) in t
+        .failures
+        .iter()
+        .zip(&o.causes)
+        .filter(|(_, c)| **c == Cause::Unexplained)
+        .take(UNEXPLAINED_LISTED_MAX)
+    {
+        let _ = writeln!(
+            s,
+            "    unexplained: started {:.1} s, failed {:.1} s, client {} via node-{}: {}",
+            f.started.as_secs_f64(),
+            f.failed.as_secs_f64(),
+            f.client,
+            f.node + 1,
+            f.error
+        );
     }
     let mut detect: BTreeMap<&str, Vec<Duration>> = BTreeMap::new();
     let mut reassembly = Vec::new();
