@@ -19,27 +19,87 @@
 //! 2 for a usage error.
 
 use anyhow::{Context, Result, anyhow, bail};
+use clap::{Parser, Subcommand};
 use shoal_sim::fleet::scenario::{CHAOS_NAME, SWARM_NAME};
 use shoal_sim::fleet::{self, Chooser, FleetBug, FleetReport, FleetScenario};
 use std::ops::Range;
 use std::process::ExitCode;
 
-const USAGE: &str = "usage:
-  shoal-sim study [--seeds A..B] [--out FILE]
-      the balance-quality study: steady-state, skewed-dns, sparse-long-lived, burst-herd and
-      churn for every policy and reference chooser, seeds 1..11 by default, written as a
-      Markdown table (default simulations/RESULTS.md)
-  shoal-sim run <scenario|file.toml> --seed N [--policy P] [--plant-bug NAME] [--quick] [--keep-going]
-      --keep-going: note broken invariants and run to the end for every figure
-      P: least-conn, local-least-conn, round-robin, random, first-available,
-         power-of-two, global-argmin, oracle
-  shoal-sim swarm [--seeds A..B] [--scenario NAME] [--quick]
-      default: the one-node scenarios, chaos and fleet-swarm
-  shoal-sim regressions
-  shoal-sim list";
+/// The simulator's command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "shoal-sim",
+    about = "Deterministic simulation of shoal fleets on a virtual clock, replayable from a seed",
+    long_about = "Deterministic simulation of shoal fleets on a virtual clock, replayable from a \
+                  seed. Every run prints SEED=... first. Exit status: 0 when every run kept every \
+                  invariant, 1 when one broke, 2 for a usage error."
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
 
-/// Seeds a swarm runs when none are given.
-const SWARM_SEEDS_DEFAULT: Range<u64> = 0..100;
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run one scenario with one seed and print its report.
+    Run(RunArgs),
+    /// Many seeds over the one-node scenarios, chaos and fleet-swarm (or one scenario).
+    Swarm(SwarmArgs),
+    /// Replay simulations/regressions.toml.
+    Regressions,
+    /// The balance-quality study: every policy and reference chooser on the study's
+    /// scenarios, written as a Markdown table.
+    Study(StudyArgs),
+    /// List the scenarios.
+    List,
+}
+
+#[derive(Debug, clap::Args)]
+struct RunArgs {
+    /// A scenario compiled in from simulations/scenarios/ (see `list`), `fleet-swarm`,
+    /// `chaos`, or a path to a scenario file ending in .toml.
+    scenario: String,
+    /// The seed: the same seed gives the same run.
+    #[arg(long)]
+    seed: u64,
+    /// How the nodes choose a backend: least-conn, local-least-conn, round-robin, random,
+    /// first-available, or a reference chooser (power-of-two, global-argmin, oracle).
+    /// Default: the scenario's.
+    #[arg(long)]
+    policy: Option<Chooser>,
+    /// Run with a deliberate bug in the nodes, to see an invariant catch it.
+    #[arg(long = "plant-bug", value_name = "BUG")]
+    plant_bug: Option<String>,
+    /// The scenario's `[quick]` variant (fewer nodes, shorter).
+    #[arg(long)]
+    quick: bool,
+    /// Note broken invariants and run to the end, for every figure.
+    #[arg(long = "keep-going")]
+    keep_going: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct SwarmArgs {
+    /// Seeds to run, `A..B` or `A..=B`.
+    #[arg(long, value_parser = parse_seeds, default_value = "0..100")]
+    seeds: Range<u64>,
+    /// Only this scenario (default: the one-node scenarios, chaos and fleet-swarm).
+    #[arg(long)]
+    scenario: Option<String>,
+    /// The scenarios' `[quick]` variants.
+    #[arg(long)]
+    quick: bool,
+}
+
+#[derive(Debug, clap::Args)]
+struct StudyArgs {
+    /// Seeds per scenario and chooser, `A..B` or `A..=B`.
+    #[arg(long, value_parser = parse_seeds, default_value = "1..11")]
+    seeds: Range<u64>,
+    /// Where the Markdown goes.
+    #[arg(long, default_value = "simulations/RESULTS.md")]
+    out: String,
+}
 
 /// What a swarm runs when no scenario is named: the one-node scenarios
 /// (the single-node simulator's), the one-node `chaos` and `fleet-swarm`.
@@ -53,26 +113,25 @@ const SWARM_SCENARIOS_DEFAULT: [&str; 6] = [
 ];
 
 fn main() -> ExitCode {
-    let args = std::env::args().skip(1).collect::<Vec<_>>();
-    match dispatch(&args) {
+    let cli = Cli::parse();
+    match dispatch(cli.command) {
         Ok(true) => ExitCode::SUCCESS,
         Ok(false) => ExitCode::from(1),
         Err(e) => {
-            eprintln!("shoal-sim: {e:#}\n{USAGE}");
+            eprintln!("shoal-sim: {e:#}");
             ExitCode::from(2)
         }
     }
 }
 
 /// Runs the command; `Ok(false)` when an invariant broke.
-fn dispatch(args: &[String]) -> Result<bool> {
-    let (command, rest) = args.split_first().ok_or_else(|| anyhow!("no command"))?;
-    match command.as_str() {
-        "run" => run_one(rest),
-        "swarm" => swarm(rest),
-        "regressions" => regressions(rest),
-        "study" => study(rest),
-        "list" => {
+fn dispatch(command: Command) -> Result<bool> {
+    match command {
+        Command::Run(args) => run_one(&args),
+        Command::Swarm(args) => swarm(&args),
+        Command::Regressions => regressions(),
+        Command::Study(args) => study(&args),
+        Command::List => {
             println!("scenarios (simulations/scenarios/):");
             for name in FleetScenario::names() {
                 let s = FleetScenario::named(name, 0).expect("listed")?;
@@ -84,51 +143,6 @@ fn dispatch(args: &[String]) -> Result<bool> {
             );
             Ok(true)
         }
-        other => bail!("unknown command `{other}`"),
-    }
-}
-
-/// A command's arguments: positionals and `--flag value` pairs.
-#[derive(Debug)]
-struct Args<'a> {
-    positional: Vec<&'a str>,
-    flags: Vec<(&'a str, &'a str)>,
-}
-
-impl<'a> Args<'a> {
-    /// Splits `args`, refusing flags not in `known`. `--quick` and
-    /// `--keep-going` take no value.
-    fn parse(args: &'a [String], known: &[&str]) -> Result<Args<'a>> {
-        let mut positional = Vec::new();
-        let mut flags = Vec::new();
-        let mut it = args.iter();
-        while let Some(arg) = it.next() {
-            if let Some(flag) = arg.strip_prefix("--") {
-                if !known.contains(&flag) {
-                    bail!("unknown flag `--{flag}`");
-                }
-                if flag == "quick" || flag == "keep-going" {
-                    flags.push((flag, ""));
-                    continue;
-                }
-                let value = it
-                    .next()
-                    .ok_or_else(|| anyhow!("`--{flag}` needs a value"))?;
-                flags.push((flag, value.as_str()));
-            } else {
-                positional.push(arg.as_str());
-            }
-        }
-        Ok(Args { positional, flags })
-    }
-
-    /// The last value given for `--name`.
-    fn flag(&self, name: &str) -> Option<&'a str> {
-        self.flags
-            .iter()
-            .rev()
-            .find(|(f, _)| *f == name)
-            .map(|(_, v)| *v)
     }
 }
 
@@ -167,19 +181,19 @@ fn replay(name: &str, seed: u64, chooser: Option<Chooser>, quick: bool) -> Strin
     cmd
 }
 
-fn run_fleet(s: FleetScenario, args: &Args<'_>, name: &str, seed: u64) -> Result<bool> {
+fn run_fleet(s: FleetScenario, args: &RunArgs, name: &str, seed: u64) -> Result<bool> {
     let mut s = s;
-    let chooser = args.flag("policy").map(str::parse::<Chooser>).transpose()?;
+    let chooser = args.policy;
     if let Some(c) = chooser {
         s = s.with_chooser(c);
     }
-    if let Some(b) = args.flag("plant-bug") {
+    if let Some(b) = args.plant_bug.as_deref() {
         let names = FleetBug::ALL.map(FleetBug::as_str).join(", ");
         let bug = FleetBug::from_name(b)
             .ok_or_else(|| anyhow!("unknown bug `{b}`; expected one of {names}"))?;
         s = s.with_bug(bug);
     }
-    let quick = args.flag("quick").is_some();
+    let quick = args.quick;
     println!(
         "scenario {} ({}): {} nodes ({} seeds), {} backends, policy {}, {} clients/s for {} ms, {} faults{}",
         s.name,
@@ -196,7 +210,7 @@ fn run_fleet(s: FleetScenario, args: &Args<'_>, name: &str, seed: u64) -> Result
     for (at, action) in s.schedule()? {
         println!("  at {:>9} ms: {action:?}", at.as_millis());
     }
-    let keep_going = args.flag("keep-going").is_some();
+    let keep_going = args.keep_going;
     let started = wall_now();
     let result = if keep_going {
         fleet::sim::run_keep_going(&s, seed)
@@ -233,29 +247,18 @@ fn print_speed(r: &FleetReport, wall: f64) {
     );
 }
 
-fn run_one(args: &[String]) -> Result<bool> {
-    let args = Args::parse(
-        args,
-        &["seed", "policy", "plant-bug", "quick", "keep-going"],
-    )?;
-    let [name] = args.positional[..] else {
-        bail!("`run` takes exactly one scenario name");
-    };
-    let seed = args
-        .flag("seed")
-        .ok_or_else(|| anyhow!("`run` needs `--seed N`"))?
-        .parse::<u64>()
-        .context("`--seed`")?;
+fn run_one(args: &RunArgs) -> Result<bool> {
+    let (name, seed) = (args.scenario.as_str(), args.seed);
     // First, before anything can fail or panic.
     println!("SEED={seed}");
-    let quick = args.flag("quick").is_some();
+    let quick = args.quick;
     let Some(s) = fleet_scenario(name, seed, quick)? else {
         bail!(
             "unknown scenario `{name}`; expected one of {}, {SWARM_NAME}, {CHAOS_NAME} or a .toml path",
             FleetScenario::names().collect::<Vec<_>>().join(", ")
         );
     };
-    run_fleet(s, &args, name, seed)
+    run_fleet(s, args, name, seed)
 }
 
 fn parse_seeds(text: &str) -> Result<Range<u64>> {
@@ -276,17 +279,10 @@ fn parse_seeds(text: &str) -> Result<Range<u64>> {
     Ok(start..end)
 }
 
-fn swarm(args: &[String]) -> Result<bool> {
-    let args = Args::parse(args, &["seeds", "scenario", "quick"])?;
-    if !args.positional.is_empty() {
-        bail!("`swarm` takes no positional arguments");
-    }
-    let seeds = match args.flag("seeds") {
-        Some(text) => parse_seeds(text)?,
-        None => SWARM_SEEDS_DEFAULT,
-    };
-    let quick = args.flag("quick").is_some();
-    let names = match args.flag("scenario") {
+fn swarm(args: &SwarmArgs) -> Result<bool> {
+    let seeds = args.seeds.clone();
+    let quick = args.quick;
+    let names = match args.scenario.as_deref() {
         Some(name) => {
             if fleet_scenario(name, 0, quick)?.is_none() {
                 bail!("unknown scenario `{name}`");
@@ -346,8 +342,7 @@ fn swarm(args: &[String]) -> Result<bool> {
 }
 
 /// Replays `simulations/regressions.toml`.
-fn regressions(args: &[String]) -> Result<bool> {
-    Args::parse(args, &[])?;
+fn regressions() -> Result<bool> {
     let mut failed = 0;
     for r in fleet::regressions::all() {
         let s = fleet_scenario(&r.scenario, r.seed, r.quick)?
@@ -441,18 +436,12 @@ const STUDY_SCENARIOS: [&str; 5] = [
     "burst-herd",
     "churn",
 ];
-/// Seeds per scenario and chooser, unless `--seeds` says otherwise.
-const STUDY_SEEDS_DEFAULT: Range<u64> = 1..11;
 
 /// The balance-quality study (issue 4, item 6): every chooser on the
 /// scenarios where the fleet view matters, averaged over seeds.
-fn study(args: &[String]) -> Result<bool> {
-    let args = Args::parse(args, &["seeds", "out"])?;
-    let seeds = match args.flag("seeds") {
-        Some(text) => parse_seeds(text)?,
-        None => STUDY_SEEDS_DEFAULT,
-    };
-    let out = args.flag("out").unwrap_or("simulations/RESULTS.md");
+fn study(args: &StudyArgs) -> Result<bool> {
+    let seeds = args.seeds.clone();
+    let out = args.out.as_str();
     println!("SEED={}..{}", seeds.start, seeds.end);
     let mut md = String::new();
     md.push_str("# Balance quality by policy\n\n");
@@ -546,11 +535,15 @@ mod tests {
 
     #[test]
     fn quick_takes_no_value_and_names_resolve() {
-        let args = ["node-crash", "--quick", "--seed", "4"].map(String::from);
-        let parsed = Args::parse(&args, &["seed", "quick"]).unwrap();
-        assert_eq!(parsed.positional, vec!["node-crash"]);
-        assert_eq!(parsed.flag("quick"), Some(""));
-        assert_eq!(parsed.flag("seed"), Some("4"));
+        let cli = Cli::try_parse_from(["shoal-sim", "run", "node-crash", "--quick", "--seed", "4"])
+            .unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("not run: {cli:?}")
+        };
+        assert_eq!(
+            (run.scenario.as_str(), run.seed, run.quick),
+            ("node-crash", 4, true)
+        );
         assert!(fleet_scenario("node-crash", 1, true).unwrap().is_some());
         assert!(fleet_scenario("chaos", 1, false).unwrap().is_some());
         assert!(fleet_scenario("steady-ish", 1, false).unwrap().is_none());
@@ -562,12 +555,15 @@ mod tests {
 
     #[test]
     fn flags_are_checked() {
-        let args = ["steady", "--seed", "4"].map(String::from);
-        let parsed = Args::parse(&args, &["seed"]).unwrap();
-        assert_eq!(parsed.positional, vec!["steady"]);
-        assert_eq!(parsed.flag("seed"), Some("4"));
-        assert!(Args::parse(&args, &["policy"]).is_err());
-        let dangling = ["--seed"].map(String::from);
-        assert!(Args::parse(&dangling, &["seed"]).is_err());
+        let parse = |args: &[&str]| Cli::try_parse_from(["shoal-sim"].iter().chain(args));
+        assert!(parse(&["run", "steady", "--seed", "4"]).is_ok());
+        assert!(parse(&["run", "steady"]).is_err(), "--seed is needed");
+        assert!(parse(&["run", "steady", "--seed"]).is_err());
+        assert!(parse(&["run", "steady", "--seed", "4", "--policy", "herd"]).is_err());
+        assert!(parse(&["swarm", "--seeds", "7..3"]).is_err());
+        let Command::Study(study) = parse(&["study"]).unwrap().command else {
+            panic!("not study")
+        };
+        assert_eq!(study.seeds, 1..11);
     }
 }
