@@ -27,8 +27,10 @@ const SHORT_CLIENTS: usize = 4;
 /// How long a long-lived connection lasts, one echo every 50 ms.
 const LONG_LIVED: Duration = Duration::from_millis(800);
 
-/// The load's bound in time, whatever else happens.
-const LOAD_MAX: Duration = Duration::from_secs(40);
+/// The load's bound in time, whatever else happens: this per reload,
+/// plus [`LOAD_MAX_BASE`].
+const LOAD_MAX_PER_RELOAD: Duration = Duration::from_millis(300);
+const LOAD_MAX_BASE: Duration = Duration::from_secs(10);
 
 /// `shoal run -c DIR/shoal.toml` with `config`; returns the node and the
 /// file to rewrite.
@@ -125,13 +127,14 @@ async fn long_lived(lb: SocketAddr, n: u64) -> Result<(), String> {
     Ok(())
 }
 
-/// Client load on `lb` until `stop`, bounded in count and by [`LOAD_MAX`].
+/// Client load on `lb` until `stop`, bounded in count and by `limit`.
 fn load(
     lb: SocketAddr,
     tally: &Arc<Tally>,
     stop: &Arc<AtomicBool>,
+    limit: Duration,
 ) -> Vec<tokio::task::JoinHandle<()>> {
-    let deadline = tokio::time::Instant::now() + LOAD_MAX;
+    let deadline = tokio::time::Instant::now() + limit;
     let running = move |stop: &AtomicBool| {
         !stop.load(Ordering::SeqCst) && tokio::time::Instant::now() < deadline
     };
@@ -140,7 +143,7 @@ fn load(
         let (tally, stop) = (tally.clone(), stop.clone());
         tasks.push(tokio::spawn(async move {
             let mut n = 0u64;
-            while running(&stop) && n < 100_000 {
+            while running(&stop) && n < 1_000_000 {
                 tally.attempted.fetch_add(1, Ordering::SeqCst);
                 if let Err(why) = short(lb, c as u64 * 1_000_000 + n).await {
                     tally.fail(why);
@@ -153,7 +156,7 @@ fn load(
     tasks.push(tokio::spawn(async move {
         let mut n = 0u64;
         let mut held = Vec::new();
-        while running(&stop) && n < 2_000 {
+        while running(&stop) && n < 50_000 {
             tally.attempted.fetch_add(1, Ordering::SeqCst);
             let tally = tally.clone();
             held.push(tokio::spawn(async move {
@@ -214,7 +217,9 @@ async fn run_reloads(reloads: usize) {
 
     let tally = Arc::new(Tally::default());
     let stop = Arc::new(AtomicBool::new(false));
-    let tasks = load(lb, &tally, &stop);
+    let started = tokio::time::Instant::now();
+    let limit = LOAD_MAX_BASE + LOAD_MAX_PER_RELOAD * reloads as u32;
+    let tasks = load(lb, &tally, &stop, limit);
     for i in 0..reloads {
         // Even: C added and rise 3; odd: C removed (drained) and rise 2.
         // The last reload removes C.
@@ -238,6 +243,10 @@ async fn run_reloads(reloads: usize) {
         // Let the load meet each configuration.
         tokio::time::sleep(Duration::from_millis(30)).await;
     }
+    assert!(
+        started.elapsed() < limit,
+        "the reloads outlasted the load's bound ({limit:?})"
+    );
     stop.store(true, Ordering::SeqCst);
     for t in tasks {
         t.await.unwrap();
