@@ -582,3 +582,66 @@ async fn a_rotated_node_certificate_is_read_again_and_a_later_node_still_joins()
     }
     let _ = path;
 }
+
+/// `backend`'s fleet-wide count in `node`'s `/status`, if listed.
+async fn fleet_count(node: &Shoal, backend: SocketAddr) -> Option<u64> {
+    let backend = backend.to_string();
+    node.cluster_counts("web")
+        .await
+        .into_iter()
+        .find(|(b, _)| *b == backend)
+        .map(|(_, count)| count)
+}
+
+/// In a fleet the report keys follow a reload: a backend added on two
+/// nodes is counted fleet-wide, and one removed leaves the reports.
+#[tokio::test]
+async fn in_a_fleet_the_reports_follow_the_backends_a_reload_adds() {
+    let a = Backend::start(Behaviour::Echo).await;
+    let c = Backend::start(Behaviour::Echo).await;
+    let ca = Certs::new();
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let certs = [ca.node("node-1"), ca.node("node-2")];
+    let cfg = |name: &str, i: usize, backends: &[SocketAddr], seeds: &[String]| {
+        fleet_config(name, backends, any, seeds, &certs[i], "", "")
+    };
+    let (one, one_path) = start(&cfg("node-1", 0, &[a.addr], &[])).await;
+    let seeds = [one.cluster.unwrap().to_string()];
+    let (two, two_path) = start(&cfg("node-2", 1, &[a.addr], &seeds)).await;
+    for n in [&one, &two] {
+        eventually("a fleet of two", WAIT, || async {
+            (n.live_nodes().await == 2).then_some(())
+        })
+        .await;
+    }
+    // node-1 gets C beside A; node-2 only C (A removed there).
+    write(&one_path, &cfg("node-1", 0, &[a.addr, c.addr], &[]));
+    write(&two_path, &cfg("node-2", 1, &[c.addr], &seeds));
+    assert_eq!(post_reload(&one).await.0, 200);
+    two.sighup();
+    two.log_eventually("configuration reloaded").await;
+    // A client of node-2 lands on C; node-1 counts it from node-2's report.
+    let mut held = TcpStream::connect(two.listener("web")).await.unwrap();
+    echo_round_trip(&mut held, b"via node-2").await.unwrap();
+    eventually("node-1 counting node-2's connection to C", WAIT, || async {
+        (fleet_count(&one, c.addr).await == Some(1)).then_some(())
+    })
+    .await;
+    // node-1 lists node-2's checks of C, and who checks it.
+    let s = one.status().await;
+    let entry = s["listeners"][0]["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|b| b["address"] == c.addr.to_string())
+        .cloned()
+        .unwrap();
+    assert_eq!(entry["checkers"].as_array().unwrap().len(), 2, "{entry}");
+    drop(held);
+    eventually("the fleet's count of C back to 0", WAIT, || async {
+        (fleet_count(&one, c.addr).await == Some(0)).then_some(())
+    })
+    .await;
+    assert_no_bug(&one);
+    assert_no_bug(&two);
+}
