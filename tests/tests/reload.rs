@@ -432,7 +432,12 @@ async fn a_listener_added_accepts_and_a_removed_one_refuses_while_its_connection
     let a = Backend::start(Behaviour::Echo).await;
     let base =
         standalone(&[a.addr], 2).replace("drain_timeout_ms = 10000", "drain_timeout_ms = 1500");
-    let extra = "\n[[listener]]\nname = \"extra\"\nbind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\nbackends = [\"BACKEND\"]\n"
+    // The added listener on an address of its own, so that no socket of
+    // another test can answer at its port once it is closed; the [dns]
+    // table's advertise keeps the node's client addresses unchanged.
+    let base = base
+        + "\n[dns]\nbind = \"127.0.0.1:0\"\nallow_ephemeral_port = true\nname = \"lb.reload.test.\"\nadvertise = [\"127.0.0.1\"]\n";
+    let extra = "\n[[listener]]\nname = \"extra\"\nbind = \"127.0.0.7:0\"\nallow_ephemeral_port = true\nbackends = [\"BACKEND\"]\n"
         .replace("BACKEND", &a.addr.to_string());
     let (node, path) = start(&base).await;
     let web = node.listener("web");
@@ -644,4 +649,63 @@ async fn in_a_fleet_the_reports_follow_the_backends_a_reload_adds() {
     .await;
     assert_no_bug(&one);
     assert_no_bug(&two);
+}
+
+/// With `node.takeover_socket`, the sockets a successor would be handed
+/// follow reloads: a removed listener's socket is not kept for it (its
+/// port refuses), and an added one is handed over at its address.
+#[tokio::test]
+async fn a_binary_upgrade_after_reloads_takes_the_listeners_as_they_are() {
+    let a = Backend::start(Behaviour::Echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let sock = dir.path().join("takeover.sock");
+    let listener = |name: &str| {
+        format!(
+            // An address of their own (as above), the same for both.
+            "\n[[listener]]\nname = \"{name}\"\nbind = \"127.0.0.7:0\"\nallow_ephemeral_port = true\nbackends = [\"{}\"]\n",
+            a.addr
+        )
+    };
+    let base = standalone(&[a.addr], 2).replace(
+        "[node]\n",
+        &format!("[node]\ntakeover_socket = \"{}\"\n", sock.display()),
+    );
+    let (node, path) = start(&(base.clone() + &listener("old"))).await;
+    let old = node.listener("old");
+    // "old" removed, "new" added.
+    write(&path, &(base.clone() + &listener("new")));
+    let (code, body) = post_reload(&node).await;
+    assert_eq!(code, 200, "{body}");
+    let refused = TcpStream::connect(old).await;
+    assert_eq!(
+        refused.map(|_| ()).unwrap_err().kind(),
+        std::io::ErrorKind::ConnectionRefused,
+        "a removed listener's socket is still open (kept for a successor?)"
+    );
+    let s = node.status().await;
+    let new: SocketAddr = s["listeners"][1]["bind"].as_str().unwrap().parse().unwrap();
+    let mut held = TcpStream::connect(new).await.unwrap();
+    echo_round_trip(&mut held, b"before the upgrade")
+        .await
+        .unwrap();
+    // The successor, from the same file, takes "web" and "new" over at
+    // their addresses.
+    let args = vec![
+        "run".into(),
+        "-c".into(),
+        path.display().to_string(),
+        "--take-over".into(),
+        sock.display().to_string(),
+    ];
+    let next = Shoal::spawn(args, tempfile::tempdir().unwrap()).await;
+    assert_eq!(next.listener("new"), new);
+    assert_eq!(next.listener("web"), node.listener("web"));
+    node.log_eventually("the successor accepts: this process stops accepting and drains")
+        .await;
+    echo_round_trip(&mut held, b"after the upgrade")
+        .await
+        .unwrap();
+    let mut s = TcpStream::connect(new).await.unwrap();
+    echo_round_trip(&mut s, b"to the successor").await.unwrap();
+    assert_no_bug(&node);
 }

@@ -69,6 +69,36 @@ fn new_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<socket2::So
     Ok(socket)
 }
 
+/// What stops accepting on one listener's sockets, and says when its
+/// accept loops have ended (and so dropped their sockets).
+#[derive(Debug, Clone)]
+pub struct AcceptGroup {
+    stop: CancellationToken,
+    loops: TaskTracker,
+}
+
+impl AcceptGroup {
+    /// A group that also stops when `parent` is cancelled.
+    pub fn new(parent: &CancellationToken) -> Self {
+        AcceptGroup {
+            stop: parent.child_token(),
+            loops: TaskTracker::new(),
+        }
+    }
+
+    /// Stops accepting (the loops end at their next poll).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops accepting and waits until every accept loop has ended.
+    pub async fn stopped(&self) {
+        self.stop.cancel();
+        self.loops.close();
+        self.loops.wait().await;
+    }
+}
+
 /// What every data thread knows of the others.
 #[derive(Debug)]
 pub struct Workers {
@@ -126,7 +156,7 @@ impl Drop for LoadGuard {
 struct Start {
     accepting: tokio_util::task::task_tracker::TaskTrackerToken,
     /// Each socket with the token that stops accepting on it.
-    listeners: Vec<(Arc<ListenerState>, std::net::TcpListener, CancellationToken)>,
+    listeners: Vec<(Arc<ListenerState>, std::net::TcpListener, AcceptGroup)>,
     workers: Arc<Workers>,
     tracker: TaskTracker,
     hard_stop: CancellationToken,
@@ -219,11 +249,7 @@ impl DataPlane {
     /// spawned on `tracker`; they are cut at `hard_stop`.
     pub fn start(
         &mut self,
-        listeners: Vec<(
-            Arc<ListenerState>,
-            Vec<std::net::TcpListener>,
-            CancellationToken,
-        )>,
+        listeners: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>, AcceptGroup)>,
         tracker: &TaskTracker,
         hard_stop: &CancellationToken,
     ) {
@@ -265,7 +291,7 @@ impl DataPlane {
         &self,
         state: Arc<ListenerState>,
         group: Vec<std::net::TcpListener>,
-        stop: CancellationToken,
+        stop: AcceptGroup,
     ) {
         let Some((tracker, hard_stop)) = &self.started else {
             error!(listener = %state.name, "a listener was added before the data threads started (bug)");
@@ -280,16 +306,17 @@ impl DataPlane {
                 tracker: tracker.clone(),
                 hard_stop: hard_stop.clone(),
             };
-            let (state, stop) = (state.clone(), stop.clone());
+            let (state, token) = (state.clone(), stop.stop.clone());
             // Registered with the thread's own reactor, so it runs there.
-            self.workers.handles[me].spawn(self.accepting.track_future(async move {
+            let accept_loop = stop.loops.track_future(async move {
                 match TcpListener::from_std(socket) {
-                    Ok(tcp) => listener::accept_loop(state, tcp, accept, stop).await,
+                    Ok(tcp) => listener::accept_loop(state, tcp, accept, token).await,
                     Err(e) => {
                         error!(listener = %state.name, error = %e, "cannot register the listening socket")
                     }
                 }
-            }));
+            });
+            self.workers.handles[me].spawn(self.accepting.track_future(accept_loop));
         }
     }
 
@@ -328,8 +355,8 @@ async fn serve(me: usize, start: Start) {
             tracker: start.tracker.clone(),
             hard_stop: start.hard_stop.clone(),
         };
-        loops.push(tokio::spawn(listener::accept_loop(
-            state, tcp, accept, stop,
+        loops.push(tokio::spawn(stop.loops.track_future(
+            listener::accept_loop(state, tcp, accept, stop.stop.clone()),
         )));
     }
     for l in loops {

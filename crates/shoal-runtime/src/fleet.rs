@@ -93,6 +93,9 @@ enum Request {
     },
     Reload {
         apply: ReloadApply,
+        /// The certificates re-read from disk, to serve and dial with
+        /// (boxed: the request queue's slots stay small).
+        tls: Option<Box<ClusterTls>>,
         reply: oneshot::Sender<()>,
     },
 }
@@ -156,11 +159,21 @@ impl FleetHandle {
 
     /// Runs `apply` on the fleet task and has the node follow the
     /// listeners it returns (new report keys, checkers, a report at
-    /// once). Once the task has ended, `apply` is given back, to be run
-    /// by the caller.
-    pub async fn reload(&self, apply: ReloadApply) -> Result<(), ReloadApply> {
+    /// once); with `tls`, new fleet connections use it from then on
+    /// ([`Transport::set_tls`]). Once the task has ended (the endpoint is
+    /// closed), `apply` is given back, to be run by the caller.
+    pub async fn reload(
+        &self,
+        apply: ReloadApply,
+        tls: Option<ClusterTls>,
+    ) -> Result<(), ReloadApply> {
         let (reply, rx) = oneshot::channel();
-        match self.requests.send(Request::Reload { apply, reply }).await {
+        let request = Request::Reload {
+            apply,
+            tls: tls.map(Box::new),
+            reply,
+        };
+        match self.requests.send(request).await {
             Ok(()) => {
                 // The task ran it, or ended with it unrun (dropped): the
                 // pools are changed in either case only by it.
@@ -361,13 +374,6 @@ impl Fleet {
         &self.tls
     }
 
-    /// The fleet endpoint, e.g. to rotate its certificates
-    /// ([`Transport::set_tls`]). A clone keeps the endpoint open only
-    /// until [`Fleet::run`] closes it.
-    pub fn transport(&self) -> Transport {
-        self.transport.clone()
-    }
-
     /// For `/status` and `/metrics`.
     pub fn handle(&self) -> FleetHandle {
         self.handle.clone()
@@ -436,13 +442,17 @@ impl Fleet {
                     }
                     // After the select: it replaces the listeners `pools`
                     // borrows.
-                    Request::Reload { apply, reply } => reload = Some((apply, reply)),
+                    Request::Reload { apply, tls, reply } => reload = Some((apply, tls, reply)),
                 },
                 () = tokio::time::sleep_until(deadline.into()) => {
                     self.node.handle_timeout(self.clock.now(), &mut pools);
                 }
             }
-            if let Some((apply, reply)) = reload {
+            if let Some((apply, tls, reply)) = reload {
+                if let Some(tls) = tls {
+                    self.transport.set_tls(&tls);
+                    self.tls = *tls;
+                }
                 self.listeners = apply();
                 let keys = keys_of(&self.listeners);
                 let mut pools = Listeners(&self.listeners);

@@ -15,7 +15,7 @@
 use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
-use crate::dataplane::{self, DataPlane};
+use crate::dataplane::{self, AcceptGroup, DataPlane};
 use crate::dns::DnsSockets;
 use crate::fleet::{Fleet, FleetError, FleetHandle, NodeParts, ReloadApply};
 use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
@@ -91,7 +91,7 @@ pub struct Node {
 #[derive(Debug)]
 struct Live {
     state: Arc<ListenerState>,
-    accepting: CancellationToken,
+    accepting: AcceptGroup,
     checker: CancellationToken,
     dups: Vec<std::net::TcpListener>,
 }
@@ -110,8 +110,10 @@ fn dups(group: &[std::net::TcpListener], name: &str) -> Vec<std::net::TcpListene
 /// What a reload works with in [`Node::run`].
 struct Serving {
     stop_accepting: CancellationToken,
+    /// The fleet task, which owns the QUIC endpoint: holding a handle on
+    /// the endpoint here would keep its UDP socket bound after the fleet
+    /// closed it for a successor.
     fleet: Option<FleetHandle>,
-    transport: Option<shoal_transport::Transport>,
     listeners: Arc<ListenerSet>,
     /// With `node.takeover_socket`: what a successor would be handed.
     offer: Option<Arc<tokio::sync::Mutex<Sockets>>>,
@@ -404,7 +406,7 @@ impl Node {
             .iter()
             .map(|(state, group)| Live {
                 state: state.clone(),
-                accepting: stop_accepting.child_token(),
+                accepting: AcceptGroup::new(&stop_accepting),
                 checker: stop_accepting.child_token(),
                 dups: dups(group, &state.name),
             })
@@ -420,7 +422,7 @@ impl Node {
         }
         let mut fleet_task = None;
         let fleet_handle = self.fleet.as_ref().map(Fleet::handle);
-        let transport = self.fleet.as_ref().map(Fleet::transport);
+
         let drain_node = CancellationToken::new();
         // The admin endpoint serves from the start: during the warm start
         // too, so /status shows a node that is joining.
@@ -561,7 +563,6 @@ impl Node {
         let mut serving = Serving {
             stop_accepting: stop_accepting.clone(),
             fleet: fleet_handle.clone(),
-            transport,
             listeners: listener_set.clone(),
             offer,
             admin_dup,
@@ -725,18 +726,21 @@ impl Node {
             }
         }
 
-        // From here on nothing fails.
-        if let (Some(transport), Some(tls)) = (&serving.transport, &loaded.tls) {
-            // New connections, either way, use the certificate on disk now.
-            transport.set_tls(tls);
+        // From here on nothing fails. New fleet connections, either way,
+        // use the certificate on disk now (the fleet task sets it).
+        if let Some(tls) = &loaded.tls {
             self.tls = Some(tls.clone());
         }
         let drain = loaded.config.node.drain_timeout;
         let mut old: Vec<Live> = std::mem::take(lives);
+        // Accept groups that stop: the answer waits for their loops, so
+        // that from then on their sockets are closed (connects refused).
+        let mut closing: Vec<AcceptGroup> = Vec::new();
         for name in &plan.removed {
             if let Some(i) = old.iter().position(|l| &l.state.name == name) {
                 let live = old.swap_remove(i);
-                live.accepting.cancel();
+                live.accepting.stop();
+                closing.push(live.accepting.clone());
                 live.checker.cancel();
                 info!(listener = %name, open = live.state.active.get(), drain_timeout_ms = drain.as_millis() as u64,
                     "listener removed: stopped accepting; its connections finish within the drain timeout");
@@ -744,11 +748,8 @@ impl Node {
             }
         }
         let mut changes: Vec<(Arc<ListenerState>, ListenerConfig)> = Vec::new();
-        let mut start: Vec<(
-            Arc<ListenerState>,
-            Vec<std::net::TcpListener>,
-            CancellationToken,
-        )> = Vec::new();
+        let mut start: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>, AcceptGroup)> =
+            Vec::new();
         let mut new_checkers = Vec::new();
         for l in &loaded.config.listeners {
             let group = bound
@@ -771,7 +772,7 @@ impl Node {
                     info!(listener = %l.name, bind = %local, "listener added");
                     let live = Live {
                         state: state.clone(),
-                        accepting: serving.stop_accepting.child_token(),
+                        accepting: AcceptGroup::new(&serving.stop_accepting),
                         checker: serving.stop_accepting.child_token(),
                         dups: dups(&group, &l.name),
                     };
@@ -787,8 +788,9 @@ impl Node {
                         if let Some((_, group, local)) = group {
                             // A new address: the old sockets stop accepting
                             // (their connections go on), the new accept.
-                            live.accepting.cancel();
-                            live.accepting = serving.stop_accepting.child_token();
+                            live.accepting.stop();
+                            closing.push(live.accepting.clone());
+                            live.accepting = AcceptGroup::new(&serving.stop_accepting);
                             live.dups = dups(&group, &l.name);
                             info!(listener = %l.name, bind = %local, "listener moved");
                             live.state.set_local_addr(local);
@@ -810,7 +812,7 @@ impl Node {
         // plan from these two configurations).
         for live in old {
             error!(listener = %live.state.name, "a listener the reload did not place was stopped (bug)");
-            live.accepting.cancel();
+            live.accepting.stop();
             live.checker.cancel();
         }
         let order: Vec<Arc<ListenerState>> = lives.iter().map(|l| l.state.clone()).collect();
@@ -833,7 +835,7 @@ impl Node {
         };
         match &serving.fleet {
             Some(fleet) => {
-                if let Err(apply) = fleet.reload(apply).await {
+                if let Err(apply) = fleet.reload(apply, loaded.tls.clone()).await {
                     apply();
                 }
             }
@@ -850,6 +852,12 @@ impl Node {
         serving.listeners.set(order);
         if let Some(offer) = offer_guard.as_deref_mut() {
             *offer = self::offer(lives, serving.admin_dup.as_ref(), serving.dns_dup.as_ref());
+        }
+        drop(offer_guard);
+        for group in closing {
+            // Bounded: a data thread busy for longer than this only delays
+            // the close, which follows at its next poll.
+            let _ = tokio::time::timeout(Duration::from_secs(2), group.stopped()).await;
         }
         let summary = plan.summary();
         self.config = loaded.config;
