@@ -709,3 +709,36 @@ async fn a_binary_upgrade_after_reloads_takes_the_listeners_as_they_are() {
     echo_round_trip(&mut s, b"to the successor").await.unwrap();
     assert_no_bug(&node);
 }
+
+/// During the shutdown drain SIGHUP is logged and ignored (the node
+/// neither reloads nor dies of it), and POST /reload answers 503.
+#[tokio::test]
+async fn during_the_drain_sighup_is_ignored_and_post_reload_answers_503() {
+    let a = Backend::start(Behaviour::Echo).await;
+    let (mut node, path) = start(&standalone(&[a.addr], 2)).await;
+    let mut held = TcpStream::connect(node.listener("web")).await.unwrap();
+    echo_round_trip(&mut held, b"held through the drain")
+        .await
+        .unwrap();
+    node.sigterm();
+    node.log_eventually("shutting down: stopped accepting, draining open connections")
+        .await;
+    // A file the node would refuse: ignored, not even read.
+    write(&path, "not toml");
+    node.sighup();
+    node.log_eventually(
+        "SIGHUP received during the drain: ignored, the configuration is unchanged",
+    )
+    .await;
+    let (code, body) = post_reload(&node).await;
+    assert_eq!(code, 503, "{body}");
+    assert!(
+        node.logs_with("reload refused: configuration unchanged")
+            .is_empty()
+    );
+    assert!(node.try_exit().is_none(), "SIGHUP ended the node");
+    echo_round_trip(&mut held, b"still draining").await.unwrap();
+    drop(held);
+    let status = node.wait_exit(WAIT).await;
+    assert!(status.success(), "{status:?}");
+}
