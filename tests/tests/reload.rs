@@ -742,3 +742,34 @@ async fn during_the_drain_sighup_is_ignored_and_post_reload_answers_503() {
     let status = node.wait_exit(WAIT).await;
     assert!(status.success(), "{status:?}");
 }
+
+/// A CA rewritten in place (with a node certificate of the new CA, so the
+/// files check out) is the fleet's trust changing: refused, by name.
+#[tokio::test]
+async fn a_new_ca_at_the_same_path_is_refused() {
+    let a = Backend::start(Behaviour::Echo).await;
+    let dir = tempfile::tempdir().unwrap();
+    let certs = shoal_e2e::fleet::NodeCerts {
+        ca: dir.path().join("ca.pem"),
+        cert: dir.path().join("node-1.pem"),
+        key: dir.path().join("node-1.key"),
+    };
+    let install = |from: &shoal_e2e::fleet::NodeCerts| {
+        std::fs::copy(&from.ca, &certs.ca).unwrap();
+        std::fs::copy(&from.cert, &certs.cert).unwrap();
+        std::fs::copy(&from.key, &certs.key).unwrap();
+    };
+    let (first, second) = (Certs::new(), Certs::new());
+    install(&first.node("node-1"));
+    let any: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    let (node, _path) = start(&fleet_config("node-1", &[a.addr], any, &[], &certs, "", "")).await;
+    install(&second.node("node-1"));
+    let (code, body) = post_reload(&node).await;
+    assert_eq!(code, 400, "{body}");
+    assert!(
+        body.contains("cluster.ca: the CA certificate changed")
+            && body.contains("nothing was applied"),
+        "{body}"
+    );
+    assert_eq!(metric(&node, "shoal_reload_failures_total").await, 1.0);
+}
