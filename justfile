@@ -73,6 +73,12 @@ dns-failover *ARGS="--clients 8 --seconds 20 --kill-at-s 5 --rounds 3":
     cargo build --release -p shoal
     cargo run --release -p shoal-e2e --bin dns_failover -- {{ARGS}}
 
+# 1,000 live reloads under load (the default test run does 100:
+# tests/tests/reload.rs); prints connections attempted and failed.
+reload-long:
+    cargo build -p shoal
+    cargo test -p shoal-e2e --test reload -- --ignored --nocapture a_thousand_reloads
+
 # Side by side with HAProxy and direct, on loopback; writes BENCHMARKS.md.
 bench:
     python3 bench/bench.py

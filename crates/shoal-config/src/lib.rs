@@ -7,9 +7,11 @@
 //!
 //! ## Layout
 //! - [`raw`]: the file's shape, as serde reads it, with defaults.
+//! - [`diff`]: what changed between two configurations (a live reload).
 //! - this module: [`Config`] and friends, the validated form the runtime
 //!   uses, and [`ConfigError`].
 
+pub mod diff;
 pub mod raw;
 
 use shoal_core::node::Settings;

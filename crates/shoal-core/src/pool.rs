@@ -22,6 +22,15 @@
 //! 2. [`Pool::poll_event`] until it returns `None`, to report health flips;
 //! 3. [`Pool::poll_timeout`] for the next instant it must be woken.
 //!
+//! A live reload changes a pool in place ([`Pool::add_backend`],
+//! [`Pool::remove_backend`], [`Pool::set_policy`],
+//! [`Pool::set_health_config`], [`Pool::set_limits`]; decision 57). A
+//! removed backend is drained: it takes no new connection and is not
+//! checked, its open connections finish, and once the last one is
+//! released it is gone ([`Pool::ids`] skips it). A backend's id never
+//! changes while it has a connection: a later [`Pool::add_backend`] may
+//! reuse the slot of a gone one only.
+//!
 //! In a fleet, the driver (the [`crate::node::Node`]) also calls
 //! [`Pool::set_live_nodes`], then [`Pool::set_fleet`] for every backend,
 //! whenever its view of the peers changes.
@@ -75,6 +84,10 @@ use crate::time::Instant;
 use rand::{Rng, RngExt};
 use std::collections::VecDeque;
 use std::fmt;
+
+fn interval_ns(h: &HealthConfig) -> u64 {
+    u64::try_from(h.interval.as_nanos()).unwrap_or(u64::MAX)
+}
 
 /// Pools larger than this choose by sampling instead of scanning (see
 /// [`Pool::acquire`]); below it a scan is as cheap.
@@ -188,6 +201,12 @@ struct Backend {
     suspect: bool,
     /// Whether an observation came in since `checker` last became true.
     voted: bool,
+    /// Removed by a reload: no new connection, no checks; its open
+    /// connections finish.
+    removed: bool,
+    /// Removed and without connections: not a backend any more; its slot
+    /// may be reused by [`Pool::add_backend`].
+    gone: bool,
 }
 
 impl Backend {
@@ -195,6 +214,7 @@ impl Backend {
     fn takes(&self, checkers: u32) -> bool {
         self.health.is_up()
             && !self.draining
+            && !self.removed
             && !self.fleet_down(checkers)
             && !self.full()
             && !self.over_budget()
@@ -264,7 +284,35 @@ impl Backend {
 
     /// Whether this node probes it.
     fn probes(&self) -> bool {
-        self.checker || self.suspect
+        !self.removed && (self.checker || self.suspect)
+    }
+
+    /// A new backend at `now`, up but unproven, first checked at a random
+    /// point of the first interval.
+    fn new<R: Rng + ?Sized>(
+        spec: BackendSpec,
+        interval_ns: u64,
+        now: Instant,
+        rng: &mut R,
+    ) -> Self {
+        Backend {
+            health: Health::new(),
+            active: 0,
+            next_check: Instant::from_nanos(
+                now.as_nanos() + rng.random_range(0..interval_ns.max(1)),
+            ),
+            checking: false,
+            remote: RemoteLoad::default(),
+            draining: false,
+            budget: spec.fleet_max_connections.map(Budget::new),
+            spec,
+            assigned: true,
+            checker: true,
+            suspect: false,
+            voted: false,
+            removed: false,
+            gone: false,
+        }
     }
 }
 
@@ -301,25 +349,10 @@ impl Pool {
             health_config.validate().is_ok(),
             "invalid health config {health_config:?}"
         );
-        let interval_ns = u64::try_from(health_config.interval.as_nanos()).unwrap_or(u64::MAX);
+        let interval_ns = interval_ns(&health_config);
         let backends = specs
             .into_iter()
-            .map(|spec| Backend {
-                health: Health::new(),
-                active: 0,
-                next_check: Instant::from_nanos(
-                    now.as_nanos() + rng.random_range(0..interval_ns.max(1)),
-                ),
-                checking: false,
-                remote: RemoteLoad::default(),
-                draining: false,
-                budget: spec.fleet_max_connections.map(Budget::new),
-                spec,
-                assigned: true,
-                checker: true,
-                suspect: false,
-                voted: false,
-            })
+            .map(|spec| Backend::new(spec, interval_ns, now, rng))
             .collect::<Vec<_>>();
         Pool {
             policy,
@@ -345,19 +378,54 @@ impl Pool {
         &self.health_config
     }
 
-    /// Number of backends.
+    /// Number of backends (removed ones included until they are gone).
     pub fn len(&self) -> usize {
-        self.backends.len()
+        self.backends.iter().filter(|b| !b.gone).count()
     }
 
     /// Whether the pool has no backends.
     pub fn is_empty(&self) -> bool {
-        self.backends.is_empty()
+        self.len() == 0
     }
 
-    /// Every backend id, in configuration order.
+    /// Every backend id, in configuration order (slots of added backends
+    /// after), removed ones included until their last connection ends.
     pub fn ids(&self) -> impl Iterator<Item = BackendId> + use<> {
-        (0..self.backends.len()).map(BackendId)
+        let gone = self.backends.iter().filter(|b| b.gone).count();
+        let ids: Vec<BackendId> = if gone == 0 {
+            (0..self.backends.len()).map(BackendId).collect()
+        } else {
+            self.backends
+                .iter()
+                .enumerate()
+                .filter(|(_, b)| !b.gone)
+                .map(|(i, _)| BackendId(i))
+                .collect()
+        };
+        ids.into_iter()
+    }
+
+    /// Slots, gone backends' included: every [`BackendId`] is below it.
+    pub fn slots(&self) -> usize {
+        self.backends.len()
+    }
+
+    /// Whether a reload removed `id` (it drains until its connections end).
+    pub fn is_removed(&self, id: BackendId) -> bool {
+        self.backends[id.0].removed
+    }
+
+    /// Whether `id` was removed and its last connection has ended.
+    pub fn is_gone(&self, id: BackendId) -> bool {
+        self.backends[id.0].gone
+    }
+
+    /// The backend named `name` (its configured address), unless gone.
+    pub fn find(&self, name: &str) -> Option<BackendId> {
+        self.backends
+            .iter()
+            .position(|b| !b.gone && b.spec.name == name)
+            .map(BackendId)
     }
 
     /// The backend's configured spec.
@@ -553,8 +621,13 @@ impl Pool {
         let checkers = self.checkers();
         self.candidates.clear();
         for (index, b) in self.backends.iter().enumerate() {
-            if tried.contains(&BackendId(index)) {
+            if b.gone {
+                continue;
+            } else if tried.contains(&BackendId(index)) {
                 why.tried += 1;
+            } else if b.removed {
+                // Removed by a reload: drained until its connections end.
+                why.draining += 1;
             } else if !b.health.is_up() {
                 why.down += 1;
             } else if b.draining {
@@ -607,7 +680,97 @@ impl Pool {
         debug_assert!(b.active > 0, "release of {id} with no active connection");
         let had = b.active > 0;
         b.active = b.active.saturating_sub(1);
+        if b.removed && b.active == 0 {
+            b.gone = true;
+        }
         had
+    }
+
+    /// A reload added a backend: it starts up but unproven, like those of
+    /// [`Pool::new`], first checked within one interval from `now`. Takes
+    /// the slot of a gone backend whose last check has ended, if any, else
+    /// a new one. An address already in the pool and not gone is a
+    /// programmer error (the configuration has no duplicates, and a
+    /// removed backend added back is [`Pool::restore_backend`]'s).
+    pub fn add_backend<R: Rng + ?Sized>(
+        &mut self,
+        spec: BackendSpec,
+        now: Instant,
+        rng: &mut R,
+    ) -> BackendId {
+        assert!(
+            self.find(&spec.name).is_none(),
+            "backend {} is in the pool already",
+            spec.name
+        );
+        let backend = Backend::new(spec, interval_ns(&self.health_config), now, rng);
+        match self.backends.iter().position(|b| b.gone && !b.checking) {
+            Some(i) => {
+                self.backends[i] = backend;
+                BackendId(i)
+            }
+            None => {
+                self.backends.push(backend);
+                BackendId(self.backends.len() - 1)
+            }
+        }
+    }
+
+    /// A reload removed `id`: it takes no new connection and is no longer
+    /// checked; its open connections finish, and it is gone once the last
+    /// is released (at once if it has none). Returns whether it is gone.
+    pub fn remove_backend(&mut self, id: BackendId) -> bool {
+        let b = &mut self.backends[id.0];
+        b.removed = true;
+        b.gone = b.active == 0;
+        b.gone
+    }
+
+    /// A reload added back a backend that is still draining from its
+    /// removal: it keeps its connections, health and id, and takes new
+    /// connections again.
+    pub fn restore_backend(&mut self, id: BackendId) {
+        let b = &mut self.backends[id.0];
+        assert!(!b.gone, "restoring gone backend {id}");
+        b.removed = false;
+    }
+
+    /// A reload changed the policy: the next choice follows it.
+    pub fn set_policy(&mut self, policy: Policy) {
+        self.policy = policy;
+        self.rr_cursor = 0;
+    }
+
+    /// A reload changed the health checks' parameters, from `now`: streaks
+    /// and verdicts stay; a check due later than one new interval from
+    /// `now` is brought forward to then.
+    ///
+    /// # Panics
+    /// If `health_config` does not validate (as [`Pool::new`]).
+    pub fn set_health_config(&mut self, health_config: HealthConfig, now: Instant) {
+        assert!(
+            health_config.validate().is_ok(),
+            "invalid health config {health_config:?}"
+        );
+        let latest = now + health_config.interval;
+        for b in &mut self.backends {
+            b.next_check = b.next_check.min(latest);
+        }
+        self.health_config = health_config;
+    }
+
+    /// A reload changed the listener's limits for its backends: this
+    /// node's `max_connections` applies to the next choice; a changed
+    /// `fleet_max_connections` starts the backend's budget anew (its claim
+    /// grows again from what it holds).
+    pub fn set_limits(&mut self, max_connections: Option<u32>, fleet_max_connections: Option<u32>) {
+        for b in &mut self.backends {
+            b.spec.max_connections = max_connections;
+            if b.spec.fleet_max_connections != fleet_max_connections {
+                b.spec.fleet_max_connections = fleet_max_connections;
+                b.budget = fleet_max_connections.map(Budget::new);
+            }
+        }
     }
 
     /// The peers' latest load on `id` (from the cluster's view).
@@ -654,6 +817,7 @@ impl Pool {
             if !tried.contains(&BackendId(index))
                 && b.health.is_up()
                 && !b.draining
+                && !b.removed
                 && !b.fleet_down(self.live_nodes)
                 && !b.full()
                 && let Some(budget) = b.budget.as_mut().filter(|x| !x.admits(b.active))
@@ -714,6 +878,9 @@ impl Pool {
     /// fails its checks still reaches `fall` under traffic, and only
     /// active checks bring a backend up.
     pub fn handle_connect_failure(&mut self, id: BackendId) {
+        if self.backends[id.0].removed {
+            return;
+        }
         self.observe(id, false, HealthCause::Traffic);
     }
 
@@ -725,7 +892,11 @@ impl Pool {
             return;
         }
         b.checking = false;
-        self.observe(id, ok, HealthCause::Check);
+        // A removed backend's health no longer matters (and its flip would
+        // be logged as if it were still in service).
+        if !b.removed {
+            self.observe(id, ok, HealthCause::Check);
+        }
     }
 
     /// The active check of `id` could not be made for a reason of this
@@ -1270,6 +1441,118 @@ mod tests {
             false,
         );
         assert!(p.is_checking(id), "reports without votes: nobody checks it");
+    }
+
+    /// A removed backend is drained: no new connection, no check, its
+    /// connections finish, then it is gone and its slot is reused by the
+    /// next added backend, while the others keep their ids and counts.
+    #[test]
+    fn a_removed_backend_drains_then_goes_and_an_added_one_takes_its_slot() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 3, None);
+        let (a, b, c) = (BackendId(0), BackendId(1), BackendId(2));
+        let held: Vec<_> = (0..3).map(|_| p.acquire(&mut rng, &[]).unwrap()).collect();
+        assert_eq!(held, [a, b, c]);
+        assert!(!p.remove_backend(b), "it holds a connection: not gone yet");
+        assert!(p.is_removed(b) && !p.is_gone(b));
+        assert_eq!(p.ids().collect::<Vec<_>>(), [a, b, c], "still reported");
+        for _ in 0..20 {
+            let id = p.acquire(&mut rng, &[]).unwrap();
+            assert_ne!(id, b);
+            assert!(p.release(id));
+        }
+        // Not checked any more, even when due.
+        let (checked, now) = run_checks(&mut p, Instant::ZERO, Duration::from_secs(10), true);
+        assert!(!checked.contains(&b) && checked.contains(&a), "{checked:?}");
+        let why = p.acquire(&mut rng, &[a, c]).unwrap_err();
+        assert_eq!((why.draining, why.tried), (1, 2), "{why}");
+        // Its last connection ends: gone, out of ids and len.
+        assert!(p.release(b));
+        assert!(p.is_gone(b));
+        assert_eq!(p.ids().collect::<Vec<_>>(), [a, c]);
+        assert_eq!((p.len(), p.slots()), (2, 3));
+        assert_eq!(p.find("127.0.0.1:5001"), None);
+        // A new backend takes the gone slot; the others are untouched.
+        let spec = BackendSpec {
+            name: "127.0.0.1:6000".into(),
+            max_connections: None,
+            fleet_max_connections: None,
+        };
+        let d = p.add_backend(spec, now, &mut rng);
+        assert_eq!(d, b);
+        assert_eq!(p.find("127.0.0.1:6000"), Some(d));
+        assert_eq!((p.active(a), p.active(c), p.active(d)), (1, 1, 0));
+        assert!(p.is_up(d) && !p.is_proven(d) && !p.is_removed(d));
+        // It is checked within one interval, and chosen.
+        let (checked, _) = run_checks(&mut p, now, Duration::from_secs(2), true);
+        assert!(checked.contains(&d), "{checked:?}");
+        let chosen: Vec<_> = (0..3).map(|_| p.acquire(&mut rng, &[]).unwrap()).collect();
+        assert!(chosen.contains(&d), "{chosen:?}");
+        // No gone slot left: the next one is appended.
+        let spec = BackendSpec {
+            name: "127.0.0.1:6001".into(),
+            max_connections: None,
+            fleet_max_connections: None,
+        };
+        assert_eq!(p.add_backend(spec, now, &mut rng), BackendId(3));
+        // A backend without connections is gone at once.
+        assert!(p.remove_backend(BackendId(3)));
+        assert_eq!(p.len(), 3);
+    }
+
+    /// A backend removed and added back before its connections ended keeps
+    /// its id, count and health.
+    #[test]
+    fn a_removed_backend_added_back_keeps_its_connections() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 2, None);
+        let a = p.acquire(&mut rng, &[]).unwrap();
+        p.remove_backend(a);
+        p.restore_backend(a);
+        assert!(!p.is_removed(a));
+        assert_eq!(p.active(a), 1);
+        let chosen: Vec<_> = (0..4).map(|_| p.acquire(&mut rng, &[]).unwrap()).collect();
+        assert!(chosen.contains(&a), "{chosen:?}");
+    }
+
+    #[test]
+    fn policy_health_and_limits_change_in_place() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 2, None);
+        let held = p.acquire(&mut rng, &[]).unwrap();
+        p.set_policy(Policy::FirstAvailable);
+        for _ in 0..5 {
+            assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(0)));
+        }
+        // A limit applies to the next choice; the count is kept.
+        p.set_limits(Some(2), None);
+        assert_eq!(p.acquire(&mut rng, &[]), Ok(BackendId(1)));
+        assert_eq!(p.active(BackendId(0)), 6);
+        assert_eq!(p.spec(BackendId(0)).max_connections, Some(2));
+        p.set_limits(None, Some(10));
+        assert_eq!(p.budget(BackendId(0)).map(|b| b.limit()), Some(10));
+        assert!(p.release(held));
+        // A shorter interval brings far checks forward; rise applies next.
+        let now = Instant::ZERO + Duration::from_secs(1);
+        let health = HealthConfig {
+            interval: Duration::from_millis(100),
+            timeout: Duration::from_millis(50),
+            rise: 5,
+            ..HealthConfig::default()
+        };
+        p.set_health_config(health, now);
+        assert_eq!(p.health_config().rise, 5);
+        assert!(p.poll_timeout().unwrap() <= now + Duration::from_millis(100));
+        // Down (unproven: one failure), then rise 5 checks to come back.
+        p.handle_connect_failure(BackendId(0));
+        assert!(!p.is_up(BackendId(0)));
+        let mut t = now;
+        let mut ups = 0;
+        while !p.is_up(BackendId(0)) {
+            t = p.poll_timeout().unwrap().max(t);
+            while let Some(id) = p.poll_check(t) {
+                p.handle_check_result(id, true);
+                ups += usize::from(id == BackendId(0));
+            }
+        }
+        assert_eq!(ups, 5);
     }
 
     #[test]

@@ -2,8 +2,8 @@
 //! `GET /status` (JSON: listeners, backends, health and counts, and each
 //! peer's view of each backend from its reports), `GET /` (the status page,
 //! one self-contained HTML file that reads `/status`), and the commands
-//! `POST /backends/{listener}/{backend}/drain`, `.../undrain` and
-//! `POST /drain-node`.
+//! `POST /backends/{listener}/{backend}/drain`, `.../undrain`,
+//! `POST /drain-node` and `POST /reload` (decision 57).
 //!
 //! The endpoint has no authentication: it is for a loopback or management
 //! address. So that a web page from another origin cannot make an
@@ -24,8 +24,9 @@
 //! drain. HTTP is hyper's (http1 only), routing is axum's.
 
 use crate::fleet::FleetHandle;
-use crate::listener::ListenerState;
+use crate::listener::ListenerSet;
 use crate::metrics::{BackendLabels, Metrics};
+use crate::reload::ReloadHandle;
 use axum::Router;
 use axum::extract::{Path, State};
 use axum::http::{HeaderMap, StatusCode, header};
@@ -267,7 +268,10 @@ impl AsyncWrite for Tracked {
 #[derive(Debug, Clone)]
 pub struct AdminState {
     pub node_name: String,
-    pub listeners: Vec<Arc<ListenerState>>,
+    /// The listeners as they are now (a reload replaces them).
+    pub listeners: Arc<ListenerSet>,
+    /// Where `POST /reload` goes; `None` for a node not run from a file.
+    pub reload: Option<ReloadHandle>,
     pub metrics: Arc<Metrics>,
     /// With `[cluster]`: asks the fleet task, which builds its status when
     /// asked.
@@ -342,6 +346,9 @@ pub struct ListenerStatus {
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
     pub address: String,
+    /// A reload removed it: no new connection; shown until its last
+    /// connection ends.
+    pub removed: bool,
     /// Whether this node sends it new connections (its own checks and the
     /// fleet's majority agree it is up).
     pub up: bool,
@@ -397,10 +404,21 @@ impl AdminState {
             .collect();
         let listeners = self
             .listeners
+            .get()
             .iter()
             .enumerate()
             .map(|(li, l)| {
                 let b = l.lock();
+                // A backend a reload removed is shown until its last
+                // connection ends; its gauges go with it.
+                for slot in (0..b.pool.slots()).map(shoal_core::BackendId) {
+                    if b.pool.is_gone(slot) {
+                        self.metrics.forget_backend(&BackendLabels {
+                            listener: l.name.clone(),
+                            backend: b.pool.spec(slot).name.clone(),
+                        });
+                    }
+                }
                 let backends = b
                     .pool
                     .ids()
@@ -408,7 +426,7 @@ impl AdminState {
                         let address = b.pool.spec(id).name.clone();
                         let active = b.pool.active(id);
                         let labels = BackendLabels {
-                            listener: l.config.name.clone(),
+                            listener: l.name.clone(),
                             backend: address.clone(),
                         };
                         let checks_up = b.pool.is_up(id);
@@ -416,7 +434,7 @@ impl AdminState {
                         let remote = b.pool.remote(id);
                         let cluster = b.pool.cluster_active(id);
                         let draining = b.pool.is_draining(id);
-                        let key = BackendKey::new(&l.config.name, &address);
+                        let key = BackendKey::new(&l.name, &address);
                         let mut nodes = vec![NodeView {
                             node: self.node_name.clone(),
                             checks_up: Some(checks_up),
@@ -474,6 +492,7 @@ impl AdminState {
                         });
                         BackendStatus {
                             address,
+                            removed: b.pool.is_removed(id),
                             up,
                             checks_up,
                             fleet_down_votes: remote.down_votes,
@@ -490,9 +509,9 @@ impl AdminState {
                     })
                     .collect();
                 ListenerStatus {
-                    name: l.config.name.clone(),
-                    bind: l.local_addr.to_string(),
-                    policy: l.config.policy.to_string(),
+                    name: l.name.clone(),
+                    bind: l.local_addr().to_string(),
+                    policy: b.pool.policy().to_string(),
                     active_connections: l.active.get(),
                     backends,
                 }
@@ -546,6 +565,7 @@ pub fn router(state: AdminState) -> Router {
         .route("/backends/{listener}/{backend}/drain", post(drain))
         .route("/backends/{listener}/{backend}/undrain", post(undrain))
         .route("/drain-node", post(drain_node))
+        .route("/reload", post(reload))
         .with_state(state)
 }
 
@@ -616,9 +636,34 @@ async fn drain_node(State(s): State<AdminState>, headers: HeaderMap) -> Response
     s.drain_node.cancel();
     Json(DrainNodeAnswer {
         node: s.node_name.clone(),
-        open: s.listeners.iter().map(|l| l.active.get()).sum(),
+        open: s.listeners.get().iter().map(|l| l.active.get()).sum(),
     })
     .into_response()
+}
+
+/// `POST /reload`: re-reads the configuration file (decision 57). 200
+/// with a one-line summary of what changed, 400 with the one-line reason
+/// nothing was applied, 503 once the node is stopping.
+async fn reload(State(s): State<AdminState>, headers: HeaderMap) -> Response {
+    if let Some(refused) = refuse_without_command_header(&headers) {
+        return refused;
+    }
+    let Some(handle) = &s.reload else {
+        return (
+            StatusCode::BAD_REQUEST,
+            "this node was not started from a configuration file (shoal run -c FILE): nothing to reload\n",
+        )
+            .into_response();
+    };
+    match handle.request().await {
+        Some(Ok(summary)) => (StatusCode::OK, summary + "\n").into_response(),
+        Some(Err(line)) => (StatusCode::BAD_REQUEST, line + "\n").into_response(),
+        None => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            "the node is stopping: reloads are not taken during the drain\n",
+        )
+            .into_response(),
+    }
 }
 
 async fn drain(
@@ -648,12 +693,12 @@ fn not_found(message: String) -> Response {
 }
 
 async fn set_drain(s: &AdminState, listener: String, backend: String, draining: bool) -> Response {
-    let Some(state) = s.listeners.iter().find(|l| l.config.name == listener) else {
+    let Some(state) = s.listeners.get().into_iter().find(|l| l.name == listener) else {
         return not_found(format!("no listener named `{listener}`"));
     };
     let id = {
         let b = state.lock();
-        b.pool.ids().find(|&id| b.pool.spec(id).name == backend)
+        b.pool.find(&backend).filter(|&id| !b.pool.is_removed(id))
     };
     let Some(id) = id else {
         return not_found(format!(

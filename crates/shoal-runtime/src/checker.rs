@@ -74,23 +74,27 @@ pub async fn probe(
     }
 }
 
-/// Runs the checks of `state`'s pool until `stop`.
+/// Runs the checks of `state`'s pool until `stop`. Each probe follows the
+/// listener's configuration as it is when the probe starts (a reload may
+/// change it).
 pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: CancellationToken) {
-    // At most one check per backend is in flight, so this bound is never hit.
-    let (tx, mut rx) = mpsc::channel(state.config.backends.len().max(1));
-    let timeout = state.config.health.timeout;
-    let source = state.config.health_source;
+    // At most one check per backend is in flight, and a probe that finds
+    // the channel full waits for room, so no result is lost.
+    let (tx, mut rx) = mpsc::channel(state.lock().pool.len().max(1));
     loop {
+        let config = state.config();
+        let timeout = config.health.timeout;
+        let source = config.health_source;
+        let send_proxy = config.send_proxy;
         let deadline = {
             let mut b = state.lock();
             let now = state.clock.now();
             while let Some(id) = b.pool.poll_check(now) {
-                let addr = state.config.backends[id.0];
+                let addr = b.backends[id.0].addr;
                 let tx = tx.clone();
-                let send_proxy = state.config.send_proxy;
                 tokio::spawn(async move {
                     let result = probe(addr, source, timeout, send_proxy).await;
-                    let _ = tx.send((id, result)).await;
+                    let _ = tx.send((id, addr, result)).await;
                 });
             }
             b.pool.poll_timeout()
@@ -102,8 +106,8 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
             }
         };
         tokio::select! {
-            Some((id, result)) = rx.recv() => {
-                let backend = state.config.backends[id.0].to_string();
+            Some((id, addr, result)) = rx.recv() => {
+                let backend = addr.to_string();
                 if let Err(ProbeError::Connect(e)) = &result
                     && state.local.record(LocalOp::check, Some(&backend), e)
                 {
@@ -114,10 +118,10 @@ pub async fn run(state: Arc<ListenerState>, metrics: Arc<Metrics>, stop: Cancell
                 }
                 let ok = result.is_ok();
                 if let Err(e) = &result {
-                    debug!(listener = %state.config.name, %backend, error = %e, "health check failed");
+                    debug!(listener = %state.name, %backend, error = %e, "health check failed");
                 }
                 metrics.health_checks.get_or_create(&CheckLabels {
-                    listener: state.config.name.clone(),
+                    listener: state.name.clone(),
                     backend,
                     result: if ok { CheckResult::ok } else { CheckResult::failed },
                 }).inc();

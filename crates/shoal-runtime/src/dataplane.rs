@@ -69,6 +69,36 @@ fn new_socket(addr: SocketAddr, reuse_port: bool) -> std::io::Result<socket2::So
     Ok(socket)
 }
 
+/// What stops accepting on one listener's sockets, and says when its
+/// accept loops have ended (and so dropped their sockets).
+#[derive(Debug, Clone)]
+pub struct AcceptGroup {
+    stop: CancellationToken,
+    loops: TaskTracker,
+}
+
+impl AcceptGroup {
+    /// A group that also stops when `parent` is cancelled.
+    pub fn new(parent: &CancellationToken) -> Self {
+        AcceptGroup {
+            stop: parent.child_token(),
+            loops: TaskTracker::new(),
+        }
+    }
+
+    /// Stops accepting (the loops end at their next poll).
+    pub fn stop(&self) {
+        self.stop.cancel();
+    }
+
+    /// Stops accepting and waits until every accept loop has ended.
+    pub async fn stopped(&self) {
+        self.stop.cancel();
+        self.loops.close();
+        self.loops.wait().await;
+    }
+}
+
 /// What every data thread knows of the others.
 #[derive(Debug)]
 pub struct Workers {
@@ -125,10 +155,10 @@ impl Drop for LoadGuard {
 #[derive(Debug)]
 struct Start {
     accepting: tokio_util::task::task_tracker::TaskTrackerToken,
-    listeners: Vec<(Arc<ListenerState>, std::net::TcpListener)>,
+    /// Each socket with the token that stops accepting on it.
+    listeners: Vec<(Arc<ListenerState>, std::net::TcpListener, AcceptGroup)>,
     workers: Arc<Workers>,
     tracker: TaskTracker,
-    stop_accepting: CancellationToken,
     hard_stop: CancellationToken,
     finished: CancellationToken,
 }
@@ -146,9 +176,13 @@ struct Thread {
 pub struct DataPlane {
     threads: Vec<Thread>,
     workers: Arc<Workers>,
-    /// Holds a token per data thread while its accept loops run.
+    /// Holds a token per data thread while its accept loops run, and
+    /// tracks the accept loops a reload added.
     accepting: TaskTracker,
     finished: CancellationToken,
+    /// Once started: the connections' tracker and the hard stop, for
+    /// listeners a reload adds.
+    started: Option<(TaskTracker, CancellationToken)>,
 }
 
 impl DataPlane {
@@ -201,6 +235,7 @@ impl DataPlane {
             workers: Arc::new(Workers { handles, loads }),
             accepting: TaskTracker::new(),
             finished: CancellationToken::new(),
+            started: None,
         })
     }
 
@@ -210,25 +245,25 @@ impl DataPlane {
     }
 
     /// Starts accepting: thread `i` serves socket `i` of every listener's
-    /// group. Connections are spawned on `tracker`; accepting stops at
-    /// `stop_accepting`, connections are cut at `hard_stop`.
+    /// group, until that listener's token is cancelled. Connections are
+    /// spawned on `tracker`; they are cut at `hard_stop`.
     pub fn start(
         &mut self,
-        listeners: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>)>,
+        listeners: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>, AcceptGroup)>,
         tracker: &TaskTracker,
-        stop_accepting: &CancellationToken,
         hard_stop: &CancellationToken,
     ) {
+        self.started = Some((tracker.clone(), hard_stop.clone()));
         let mut per_thread: Vec<Vec<_>> = self.threads.iter().map(|_| Vec::new()).collect();
         // One socket per thread; a group handed over by a process with
         // more threads than this one has more: every socket is accepted
         // on (a socket nobody accepts on would hold its clients forever),
         // the extra ones by threads in turn.
         let threads = per_thread.len().max(1);
-        for (state, group) in listeners {
+        for (state, group, stop) in listeners {
             for (i, socket) in group.into_iter().enumerate() {
                 if let Some(list) = per_thread.get_mut(i % threads) {
-                    list.push((state.clone(), socket));
+                    list.push((state.clone(), socket, stop.clone()));
                 }
             }
         }
@@ -241,13 +276,47 @@ impl DataPlane {
                 listeners,
                 workers: self.workers.clone(),
                 tracker: tracker.clone(),
-                stop_accepting: stop_accepting.clone(),
                 hard_stop: hard_stop.clone(),
                 finished: self.finished.clone(),
             });
             if sent.is_err() {
                 error!("a data thread ended before it started accepting");
             }
+        }
+    }
+
+    /// After [`DataPlane::start`]: accepts on a group a reload bound
+    /// (socket `i` on thread `i`, in turn), until `stop`.
+    pub fn add_listener(
+        &self,
+        state: Arc<ListenerState>,
+        group: Vec<std::net::TcpListener>,
+        stop: AcceptGroup,
+    ) {
+        let Some((tracker, hard_stop)) = &self.started else {
+            error!(listener = %state.name, "a listener was added before the data threads started (bug)");
+            return;
+        };
+        let threads = self.workers.handles.len().max(1);
+        for (i, socket) in group.into_iter().enumerate() {
+            let me = i % threads;
+            let accept = Accept {
+                me,
+                workers: self.workers.clone(),
+                tracker: tracker.clone(),
+                hard_stop: hard_stop.clone(),
+            };
+            let (state, token) = (state.clone(), stop.stop.clone());
+            // Registered with the thread's own reactor, so it runs there.
+            let accept_loop = stop.loops.track_future(async move {
+                match TcpListener::from_std(socket) {
+                    Ok(tcp) => listener::accept_loop(state, tcp, accept, token).await,
+                    Err(e) => {
+                        error!(listener = %state.name, error = %e, "cannot register the listening socket")
+                    }
+                }
+            });
+            self.workers.handles[me].spawn(self.accepting.track_future(accept_loop));
         }
     }
 
@@ -272,11 +341,11 @@ impl DataPlane {
 /// One data thread: an accept loop per listener, then wait for the end.
 async fn serve(me: usize, start: Start) {
     let mut loops = Vec::new();
-    for (state, socket) in start.listeners {
+    for (state, socket, stop) in start.listeners {
         let tcp = match TcpListener::from_std(socket) {
             Ok(t) => t,
             Err(e) => {
-                error!(listener = %state.config.name, error = %e, "cannot register the listening socket");
+                error!(listener = %state.name, error = %e, "cannot register the listening socket");
                 continue;
             }
         };
@@ -286,11 +355,8 @@ async fn serve(me: usize, start: Start) {
             tracker: start.tracker.clone(),
             hard_stop: start.hard_stop.clone(),
         };
-        loops.push(tokio::spawn(listener::accept_loop(
-            state,
-            tcp,
-            accept,
-            start.stop_accepting.clone(),
+        loops.push(tokio::spawn(stop.loops.track_future(
+            listener::accept_loop(state, tcp, accept, stop.stop.clone()),
         )));
     }
     for l in loops {

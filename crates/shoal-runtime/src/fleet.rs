@@ -77,8 +77,13 @@ pub fn check_name(node_name: &str, tls: &ClusterTls) -> Result<(), FleetError> {
 /// Admin requests waiting for the fleet task, at most.
 const ADMIN_REQUESTS_MAX: usize = 16;
 
-/// What the admin endpoint asks of the fleet task.
-#[derive(Debug)]
+/// What a live reload does to the listeners on the fleet task, between
+/// two of the core node's inputs (which read the pools with the report
+/// keys): changes the pools, and returns the listeners as they are now, in
+/// the new configuration's order.
+pub type ReloadApply = Box<dyn FnOnce() -> Vec<Arc<ListenerState>> + Send>;
+
+/// What the admin endpoint (and a reload) asks of the fleet task.
 enum Request {
     Status(oneshot::Sender<FleetStatus>),
     Drain {
@@ -86,6 +91,37 @@ enum Request {
         draining: bool,
         reply: oneshot::Sender<Result<DrainMark, UnknownBackend>>,
     },
+    Reload {
+        apply: ReloadApply,
+        /// The certificates re-read from disk, to serve and dial with
+        /// (boxed: the request queue's slots stay small).
+        tls: Option<Box<ClusterTls>>,
+        reply: oneshot::Sender<()>,
+    },
+}
+
+impl std::fmt::Debug for Request {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Request::Status(_) => "Status",
+            Request::Drain { .. } => "Drain",
+            Request::Reload { .. } => "Reload",
+        })
+    }
+}
+
+/// Each listener's report keys, one per pool slot (decision 57: a slot
+/// whose backend is gone keeps its last key until a reload reuses it).
+fn keys_of(listeners: &[Arc<ListenerState>]) -> Vec<Vec<BackendKey>> {
+    listeners
+        .iter()
+        .map(|l| {
+            let b = l.lock();
+            (0..b.pool.slots())
+                .map(|i| BackendKey::new(&l.name, &b.pool.spec(shoal_core::BackendId(i)).name))
+                .collect()
+        })
+        .collect()
 }
 
 /// Asks the fleet task for what `/status` and `/metrics` show of the
@@ -119,6 +155,34 @@ impl FleetHandle {
         };
         self.requests.send(request).await.ok()?;
         rx.await.ok()
+    }
+
+    /// Runs `apply` on the fleet task and has the node follow the
+    /// listeners it returns (new report keys, checkers, a report at
+    /// once); with `tls`, new fleet connections use it from then on
+    /// ([`Transport::set_tls`]). Once the task has ended (the endpoint is
+    /// closed), `apply` is given back, to be run by the caller.
+    pub async fn reload(
+        &self,
+        apply: ReloadApply,
+        tls: Option<ClusterTls>,
+    ) -> Result<(), ReloadApply> {
+        let (reply, rx) = oneshot::channel();
+        let request = Request::Reload {
+            apply,
+            tls: tls.map(Box::new),
+            reply,
+        };
+        match self.requests.send(request).await {
+            Ok(()) => {
+                // The task ran it, or ended with it unrun (dropped): the
+                // pools are changed in either case only by it.
+                let _ = rx.await;
+                Ok(())
+            }
+            Err(mpsc::error::SendError(Request::Reload { apply, .. })) => Err(apply),
+            Err(_) => unreachable!("the request sent was a reload"),
+        }
     }
 }
 
@@ -161,6 +225,8 @@ enum SyncError {
 /// The fleet shell of one node.
 pub struct Fleet {
     node: Node,
+    /// The certificates the transport serves and dials with now.
+    tls: ClusterTls,
     transport: Transport,
     incoming: mpsc::Receiver<Incoming>,
     resolver: SeedResolver,
@@ -245,8 +311,9 @@ impl Fleet {
                 .unwrap_or(u64::MAX),
             ..TransportLimits::default()
         };
+        let tls = tls.clone();
         let (transport, incoming) =
-            Transport::bind(config.bind, tls, limits).map_err(|source| FleetError::Bind {
+            Transport::bind(config.bind, &tls, limits).map_err(|source| FleetError::Bind {
                 addr: config.bind,
                 source,
             })?;
@@ -264,16 +331,7 @@ impl Fleet {
             _ => config.advertise,
         };
         let identity = NodeId::new(advertise, node_name, epoch);
-        let keys = listeners
-            .iter()
-            .map(|l| {
-                l.config
-                    .backends
-                    .iter()
-                    .map(|b| BackendKey::new(&l.config.name, &b.to_string()))
-                    .collect()
-            })
-            .collect();
+        let keys = keys_of(&listeners);
         let mut rng: rand::rngs::SmallRng = rand::make_rng();
         let node = Node::new(identity, settings, keys, rng.random(), clock.now());
         let (sync_tx, sync_rx) = mpsc::channel(SYNCS_IN_FLIGHT_MAX);
@@ -281,6 +339,7 @@ impl Fleet {
         let (requests_tx, requests) = mpsc::channel(ADMIN_REQUESTS_MAX);
         Ok(Fleet {
             node,
+            tls,
             transport,
             incoming,
             resolver,
@@ -311,6 +370,11 @@ impl Fleet {
         self.transport.local_addr()
     }
 
+    /// The certificates the fleet endpoint was bound with.
+    pub fn tls(&self) -> &ClusterTls {
+        &self.tls
+    }
+
     /// For `/status` and `/metrics`.
     pub fn handle(&self) -> FleetHandle {
         self.handle.clone()
@@ -324,6 +388,7 @@ impl Fleet {
         self.carry();
         let mut stopping = false;
         while !(stopping && self.closed) {
+            let mut reload = None;
             let deadline = self.clock.to_std(self.node.poll_timeout());
             let leaving = matches!(self.node.phase(), Phase::Leaving | Phase::Closed);
             let mut pools = Listeners(&self.listeners);
@@ -376,10 +441,24 @@ impl Fleet {
                         }
                         let _ = reply.send(result);
                     }
+                    // After the select: it replaces the listeners `pools`
+                    // borrows.
+                    Request::Reload { apply, tls, reply } => reload = Some((apply, tls, reply)),
                 },
                 () = tokio::time::sleep_until(deadline.into()) => {
                     self.node.handle_timeout(self.clock.now(), &mut pools);
                 }
+            }
+            if let Some((apply, tls, reply)) = reload {
+                if let Some(tls) = tls {
+                    self.transport.set_tls(&tls);
+                    self.tls = *tls;
+                }
+                self.listeners = apply();
+                let keys = keys_of(&self.listeners);
+                let mut pools = Listeners(&self.listeners);
+                self.node.handle_reload(self.clock.now(), keys, &mut pools);
+                let _ = reply.send(());
             }
             self.carry();
         }

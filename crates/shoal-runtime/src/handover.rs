@@ -421,7 +421,7 @@ pub fn listen(path: &Path, successor: bool) -> Result<UnixListener, HandoverErro
 /// through `steps`. Returns when the hand-over is done or `stop` fires.
 pub async fn serve(
     listener: UnixListener,
-    sockets: &Sockets,
+    offer: std::sync::Arc<tokio::sync::Mutex<Sockets>>,
     steps: tokio::sync::mpsc::Sender<Step>,
 ) {
     loop {
@@ -433,7 +433,10 @@ pub async fn serve(
                 continue;
             }
         };
-        match exchange(&link, sockets, &steps).await {
+        // Held for the exchange: a live reload, which replaces the offer,
+        // is refused meanwhile.
+        let sockets = offer.lock().await;
+        match exchange(&link, &sockets, &steps).await {
             Ok(()) => return,
             Err((released, e)) if released => {
                 tracing::error!(error = %e,

@@ -23,6 +23,8 @@
 //!   transport, the seed resolver, the pools and tokio's timers.
 //! - [`handover`]: binary upgrade: the listening sockets passed to a
 //!   successor process over a Unix socket (`SCM_RIGHTS`).
+//! - [`reload`]: live reload (SIGHUP, `POST /reload`): the handle that
+//!   asks a node for one and the loader that re-reads its configuration.
 //! - [`metrics`]: the Prometheus registry and the series shoal exports.
 //! - [`admin`]: the HTTP endpoint serving `/metrics` and `/status`, with
 //!   its own accept loop: connection limit, header and idle timeouts.
@@ -42,6 +44,7 @@ pub mod local;
 pub mod metrics;
 pub mod node;
 pub mod proxy;
+pub mod reload;
 pub mod splice;
 
 pub use node::{Node, StartError};

@@ -30,7 +30,7 @@ use shoal_core::proxy_header::{self, ProxyHeader};
 use shoal_core::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
 use std::net::SocketAddr;
 use std::pin::Pin;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
@@ -39,31 +39,79 @@ use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
-/// A pool and the RNG its choices use, behind one lock.
+/// A pool, the RNG its choices use, and what the shell keeps of each of
+/// its backends (`backends[i]` is the pool's `BackendId(i)`), behind one
+/// lock, so a reload that adds or removes backends changes them together.
 #[derive(Debug)]
 pub struct Balancer {
     pub pool: Pool,
     pub rng: SmallRng,
+    pub backends: Vec<BackendSlot>,
 }
 
-/// Per-backend metric handles, looked up once.
-#[derive(Debug)]
+/// A backend's address and metric handles, looked up once.
+#[derive(Debug, Clone)]
+pub struct BackendSlot {
+    pub addr: SocketAddr,
+    handles: BackendHandles,
+}
+
+/// Per-backend metric handles.
+#[derive(Debug, Clone)]
 struct BackendHandles {
     connections: Counter,
     connect_failures: Counter,
     bytes: ByteCounters,
 }
 
+impl BackendHandles {
+    fn new(listener: &str, backend: SocketAddr, metrics: &Metrics) -> Self {
+        let labels = BackendLabels {
+            listener: listener.to_owned(),
+            backend: backend.to_string(),
+        };
+        let bytes = |direction| {
+            metrics
+                .bytes
+                .get_or_create(&BytesLabels {
+                    listener: listener.to_owned(),
+                    backend: backend.to_string(),
+                    direction,
+                })
+                .clone()
+        };
+        BackendHandles {
+            connections: metrics.connections.get_or_create(&labels).clone(),
+            connect_failures: metrics.connect_failures.get_or_create(&labels).clone(),
+            bytes: ByteCounters {
+                client_to_backend: bytes(Direction::client_to_backend),
+                backend_to_client: bytes(Direction::backend_to_client),
+            },
+        }
+    }
+}
+
 /// What every connection of a listener shares.
+///
+/// A live reload changes it in place ([`ListenerState::reconfigure`]):
+/// the configuration a new connection reads, the pool's backends, policy,
+/// health and limits, and the listening sockets' address
+/// ([`ListenerState::set_local_addr`]). A connection reads the
+/// configuration once, when it starts.
 #[derive(Debug)]
 pub struct ListenerState {
-    pub config: ListenerConfig,
+    /// The listener's name: the one thing a reload never changes.
+    pub name: String,
+    config: RwLock<Arc<ListenerConfig>>,
     /// The address actually bound (differs from the config for port 0).
-    pub local_addr: SocketAddr,
+    local_addr: Mutex<SocketAddr>,
     pub balancer: Mutex<Balancer>,
     pub clock: Clock,
-    limit: Option<Arc<Semaphore>>,
-    handles: Vec<BackendHandles>,
+    limit: Mutex<Option<Arc<Semaphore>>>,
+    /// Cancelled to cut this listener's connections: at the node's hard
+    /// stop (its parent), or when a reload removed the listener and its
+    /// drain timeout has passed.
+    pub cut: CancellationToken,
     client_connections: Counter,
     no_backend: Counter,
     proxy_header_errors: Counter,
@@ -89,6 +137,26 @@ pub struct ListenerState {
     proxy_header_log: LogLimit,
 }
 
+/// The node's listeners as they are now, for readers that outlive a
+/// reload (the admin endpoint): a reload replaces the list.
+#[derive(Debug, Default)]
+pub struct ListenerSet(RwLock<Vec<Arc<ListenerState>>>);
+
+impl ListenerSet {
+    pub fn new(listeners: Vec<Arc<ListenerState>>) -> Self {
+        ListenerSet(RwLock::new(listeners))
+    }
+
+    /// The listeners now.
+    pub fn get(&self) -> Vec<Arc<ListenerState>> {
+        self.0.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    pub fn set(&self, listeners: Vec<Arc<ListenerState>>) {
+        *self.0.write().unwrap_or_else(|p| p.into_inner()) = listeners;
+    }
+}
+
 /// First pause of the accept loop after an accept error (out of file
 /// descriptors, say); it doubles on every further error.
 pub const ACCEPT_BACKOFF_MIN_MS: u64 = 5;
@@ -101,60 +169,37 @@ pub const ACCEPT_BACKOFF_MAX_MS: u64 = 100;
 
 impl ListenerState {
     /// State for `config`, bound at `local_addr`, with a pool seeded from
-    /// the OS.
+    /// the OS; its connections are cut when `cut` is cancelled.
     pub fn new(
         config: ListenerConfig,
         local_addr: SocketAddr,
         clock: Clock,
         metrics: &Metrics,
         flips: Arc<Notify>,
+        cut: CancellationToken,
     ) -> Self {
         let mut rng: SmallRng = rand::make_rng();
-        let specs = config
-            .backends
-            .iter()
-            .map(|a| BackendSpec {
-                name: a.to_string(),
-                max_connections: config.backend_max_connections,
-                fleet_max_connections: config.fleet_max_connections,
-            })
-            .collect();
+        let specs = config.backends.iter().map(|a| spec(&config, *a)).collect();
         let pool = Pool::new(config.policy, config.health, specs, clock.now(), &mut rng);
-        let handles = config
+        let backends = config
             .backends
             .iter()
-            .map(|a| {
-                let labels = BackendLabels {
-                    listener: config.name.clone(),
-                    backend: a.to_string(),
-                };
-                let bytes = |direction| {
-                    metrics
-                        .bytes
-                        .get_or_create(&BytesLabels {
-                            listener: config.name.clone(),
-                            backend: a.to_string(),
-                            direction,
-                        })
-                        .clone()
-                };
-                BackendHandles {
-                    connections: metrics.connections.get_or_create(&labels).clone(),
-                    connect_failures: metrics.connect_failures.get_or_create(&labels).clone(),
-                    bytes: ByteCounters {
-                        client_to_backend: bytes(Direction::client_to_backend),
-                        backend_to_client: bytes(Direction::backend_to_client),
-                    },
-                }
+            .map(|&addr| BackendSlot {
+                addr,
+                handles: BackendHandles::new(&config.name, addr, metrics),
             })
             .collect();
         let listener_labels = ListenerLabels {
             listener: config.name.clone(),
         };
         ListenerState {
-            limit: config
-                .max_connections
-                .map(|n| Arc::new(Semaphore::new(n as usize))),
+            name: config.name.clone(),
+            cut,
+            limit: Mutex::new(
+                config
+                    .max_connections
+                    .map(|n| Arc::new(Semaphore::new(n as usize))),
+            ),
             client_connections: metrics
                 .client_connections
                 .get_or_create(&listener_labels)
@@ -172,18 +217,111 @@ impl ListenerState {
                 .listener_active
                 .get_or_create(&listener_labels)
                 .clone(),
-            handles,
             local: LocalErrors::new(&config.name, metrics),
             accept_errors: LogLimit::new(Duration::from_millis(LOCAL_ERROR_LOG_INTERVAL_MS)),
             proxy_header_log: LogLimit::new(Duration::from_millis(LOCAL_ERROR_LOG_INTERVAL_MS)),
-            local_addr,
-            balancer: Mutex::new(Balancer { pool, rng }),
+            local_addr: Mutex::new(local_addr),
+            balancer: Mutex::new(Balancer {
+                pool,
+                rng,
+                backends,
+            }),
             clock,
-            config,
+            config: RwLock::new(Arc::new(config)),
             flips,
             checks_moved: Notify::new(),
             views: Notify::new(),
         }
+    }
+
+    /// The configuration new connections follow.
+    pub fn config(&self) -> Arc<ListenerConfig> {
+        self.config
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    /// The address the listening sockets are bound at.
+    pub fn local_addr(&self) -> SocketAddr {
+        *self.local_addr.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A reload moved the listener to new sockets bound at `addr`.
+    pub fn set_local_addr(&self, addr: SocketAddr) {
+        *self.local_addr.lock().unwrap_or_else(|p| p.into_inner()) = addr;
+    }
+
+    /// The listener's connection limit now (`max_connections`).
+    fn limit(&self) -> Option<Arc<Semaphore>> {
+        self.limit.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// Applies a reload's new configuration of this listener (same name):
+    /// backends added (up but unproven, checked within an interval) and
+    /// removed (drained: no new connection, the open ones finish, then
+    /// gone), policy, health and limits in place; what a connection reads
+    /// when it starts (timeouts, retries, PROXY protocol) applies to the
+    /// next one. A changed `max_connections` is a new limit for clients
+    /// accepted from now on. Returns the backends that are gone at once
+    /// (removed with no connection), whose gauges the caller drops.
+    pub fn reconfigure(&self, config: ListenerConfig, metrics: &Metrics) -> Vec<SocketAddr> {
+        assert_eq!(config.name, self.name, "a listener keeps its name");
+        let old = self.config();
+        let mut gone = Vec::new();
+        {
+            let mut b = self.lock();
+            let Balancer {
+                pool,
+                rng,
+                backends,
+            } = &mut *b;
+            let now = self.clock.now();
+            if old.policy != config.policy {
+                pool.set_policy(config.policy);
+            }
+            if old.health != config.health {
+                pool.set_health_config(config.health, now);
+            }
+            pool.set_limits(config.backend_max_connections, config.fleet_max_connections);
+            for id in pool.ids() {
+                let addr = backends[id.0].addr;
+                if !config.backends.contains(&addr)
+                    && !pool.is_removed(id)
+                    && pool.remove_backend(id)
+                {
+                    gone.push(addr);
+                }
+            }
+            for &addr in &config.backends {
+                match pool.find(&addr.to_string()) {
+                    Some(id) if pool.is_removed(id) => pool.restore_backend(id),
+                    Some(_) => {}
+                    None => {
+                        let id = pool.add_backend(spec(&config, addr), now, rng);
+                        let slot = BackendSlot {
+                            addr,
+                            handles: BackendHandles::new(&self.name, addr, metrics),
+                        };
+                        if id.0 == backends.len() {
+                            backends.push(slot);
+                        } else {
+                            backends[id.0] = slot;
+                        }
+                    }
+                }
+            }
+        }
+        if old.max_connections != config.max_connections {
+            *self.limit.lock().unwrap_or_else(|p| p.into_inner()) = config
+                .max_connections
+                .map(|n| Arc::new(Semaphore::new(n as usize)));
+        }
+        *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
+        // Added backends and a shorter interval move checks earlier.
+        self.checks_moved.notify_one();
+        self.flips.notify_one();
+        gone
     }
 
     /// Locks the balancer. A panic while it was held cannot leave the pool
@@ -201,13 +339,22 @@ impl ListenerState {
                     self.flips.notify_one();
                     let name = &pool.spec(backend).name;
                     if up {
-                        info!(listener = %self.config.name, backend = %name, ?cause, "backend is up");
+                        info!(listener = %self.name, backend = %name, ?cause, "backend is up");
                     } else {
-                        warn!(listener = %self.config.name, backend = %name, ?cause, "backend is down");
+                        warn!(listener = %self.name, backend = %name, ?cause, "backend is down");
                     }
                 }
             }
         }
+    }
+}
+
+/// The pool's view of backend `addr` of `config`.
+fn spec(config: &ListenerConfig, addr: SocketAddr) -> BackendSpec {
+    BackendSpec {
+        name: addr.to_string(),
+        max_connections: config.backend_max_connections,
+        fleet_max_connections: config.fleet_max_connections,
     }
 }
 
@@ -220,7 +367,7 @@ struct BackendLease {
 impl Drop for BackendLease {
     fn drop(&mut self) {
         if !self.state.lock().pool.release(self.id) {
-            error!(listener = %self.state.config.name, backend = %self.id,
+            error!(listener = %self.state.name, backend = %self.id,
                 "released a connection the pool did not count (bug)");
         }
     }
@@ -250,7 +397,7 @@ pub async fn accept_loop(
                 // the slot before accepting would deadlock with several
                 // threads: the slot's winner could wait on an empty queue
                 // while the client sits in another thread's.
-                let permit = match &state.limit {
+                let permit = match state.limit() {
                     None => None,
                     Some(sem) => tokio::select! {
                         p = sem.clone().acquire_owned() => Some(p.expect("the semaphore is never closed")),
@@ -259,20 +406,24 @@ pub async fn accept_loop(
                 };
                 state.client_connections.inc();
                 let state = state.clone();
-                accept.dispatch(stream, move |stream, hard_stop| {
-                    serve_client(state, stream, peer, permit, hard_stop)
+                // The listener's own token: cancelled with the node's hard
+                // stop, or alone when a reload removed it and its drain
+                // timeout passed.
+                accept.dispatch(stream, move |stream, _hard_stop| {
+                    let cut = state.cut.clone();
+                    serve_client(state, stream, peer, permit, cut)
                 });
             }
             // A client that reset before it was accepted: its own
             // problem, and the next one may be waiting already.
             Err(e) if is_client_abort(&e) => {
-                debug!(listener = %state.config.name, error = %e, "accept: client gone");
+                debug!(listener = %state.name, error = %e, "accept: client gone");
             }
             Err(e) => {
                 if !state.local.record(LocalOp::accept, None, &e)
                     && let Some(held_back) = state.accept_errors.admit(Instant::now())
                 {
-                    warn!(listener = %state.config.name, error = %e, held_back, "accept failed");
+                    warn!(listener = %state.name, error = %e, held_back, "accept failed");
                 }
                 // Retrying at once would spin: the listening socket stays
                 // readable while its queue holds the client that could not
@@ -285,7 +436,7 @@ pub async fn accept_loop(
             }
         }
     }
-    debug!(listener = %state.config.name, "stopped accepting");
+    debug!(listener = %state.name, "stopped accepting");
 }
 
 /// Errors of accept(2) that concern one client, not the listener (Linux
@@ -374,7 +525,7 @@ async fn serve_client(
     let start = Instant::now();
     state.active.inc();
     let _active = ActiveGuard(state.active.clone());
-    let cfg = &state.config;
+    let cfg = &*state.config();
     let _ = client.set_nodelay(true);
     // Who the client is and what it dialled: the connection's own
     // addresses, or what the balancer in front says.
@@ -419,7 +570,11 @@ async fn serve_client(
         }
         let acquired = {
             let mut b = state.lock();
-            let Balancer { pool, rng } = &mut *b;
+            let Balancer {
+                pool,
+                rng,
+                backends,
+            } = &mut *b;
             match pool.acquire(rng, &tried) {
                 Ok(id) => {
                     if pool.has_unpublished_raise() {
@@ -427,7 +582,7 @@ async fn serve_client(
                         // health flip (decision 48).
                         state.flips.notify_one();
                     }
-                    Ok(id)
+                    Ok((id, backends[id.0].clone()))
                 }
                 Err(why) if why.waits_for_round() => {
                     if round
@@ -443,7 +598,7 @@ async fn serve_client(
                 Err(why) => break Err(Refused::NoBackend(why)),
             }
         };
-        let Ok(id) = acquired else {
+        let Ok((id, slot)) = acquired else {
             match &mut round {
                 None => {
                     // Listen first, then ask again: a view written between
@@ -469,13 +624,13 @@ async fn serve_client(
             state: state.clone(),
             id,
         };
-        let addr = cfg.backends[id.0];
+        let addr = slot.addr;
         let result = tokio::select! {
             r = connect(addr, cfg.connect_timeout) => r,
             () = hard_stop.cancelled() => Err(std::io::Error::other("node shutting down")),
         };
         match result {
-            Ok(stream) => break Ok((stream, lease)),
+            Ok(stream) => break Ok((stream, lease, slot)),
             Err(e)
                 if state
                     .local
@@ -494,7 +649,7 @@ async fn serve_client(
                     b.pool.handle_connect_failure(id);
                     state.report_events(&mut b.pool);
                 }
-                state.handles[id.0].connect_failures.inc();
+                slot.handles.connect_failures.inc();
                 debug!(listener = %cfg.name, backend = %addr, error = %e, "connect failed");
                 last_error = Some(format!("{addr}: {e}"));
                 tried.push(id);
@@ -504,7 +659,7 @@ async fn serve_client(
             }
         }
     };
-    let (backend, lease) = match connected {
+    let (backend, lease, slot) = match connected {
         Ok(c) => c,
         Err(why) => {
             let reason = match (&why, tried.is_empty()) {
@@ -545,15 +700,15 @@ async fn serve_client(
     let mut backend = backend;
     let _ = backend.set_nodelay(true);
     let connect_ms = start.elapsed().as_millis() as u64;
-    let handles = &state.handles[lease.id.0];
+    let handles = &slot.handles;
     handles.connections.inc();
-    let addr = cfg.backends[lease.id.0];
+    let addr = slot.addr;
     // The header for the backend, then what the client sent with its own
     // header: one write, before any other byte.
     let mut first = match cfg.send_proxy {
         Some(v) => {
             let dialled =
-                dialled.unwrap_or_else(|| client.local_addr().unwrap_or(state.local_addr));
+                dialled.unwrap_or_else(|| client.local_addr().unwrap_or(state.local_addr()));
             proxy_header::encode(v, peer, dialled)
         }
         None => Vec::new(),

@@ -174,6 +174,9 @@ pub struct Metrics {
     pub defunct: Counter,
     pub fleet_events_dropped: Counter,
     pub admin_connections_refused: Counter,
+    /// Live reloads applied, and refused (decision 57).
+    pub reloads: Counter,
+    pub reload_failures: Counter,
     pub dns_queries: Family<DnsLabels, Counter>,
 }
 
@@ -190,6 +193,22 @@ impl Default for Metrics {
 }
 
 impl Metrics {
+    /// Drops the gauges of a backend a reload removed and whose last
+    /// connection ended (its counters stay: they are totals).
+    pub fn forget_backend(&self, labels: &BackendLabels) {
+        for family in [
+            &self.backend_up,
+            &self.backend_active,
+            &self.backend_cluster,
+            &self.backend_draining,
+            &self.backend_checking,
+            &self.backend_budget,
+            &self.backend_share,
+        ] {
+            family.remove(labels);
+        }
+    }
+
     /// A registry with every shoal series.
     pub fn new() -> Self {
         let mut registry = Registry::default();
@@ -222,6 +241,8 @@ impl Metrics {
             defunct: Counter::default(),
             fleet_events_dropped: Counter::default(),
             admin_connections_refused: Counter::default(),
+            reloads: Counter::default(),
+            reload_failures: Counter::default(),
             dns_queries: Family::default(),
         };
         registry.register(
@@ -358,6 +379,16 @@ impl Metrics {
             "shoal_admin_connections_refused",
             "Admin connections closed at once because node.admin_connections_max were open",
             m.admin_connections_refused.clone(),
+        );
+        registry.register(
+            "shoal_reloads",
+            "Live reloads (SIGHUP, POST /reload) applied",
+            m.reloads.clone(),
+        );
+        registry.register(
+            "shoal_reload_failures",
+            "Live reloads refused: a file that does not validate, or a setting that cannot change while the node runs; nothing of them was applied",
+            m.reload_failures.clone(),
         );
         registry.register(
             "shoal_dns_queries",

@@ -4,17 +4,25 @@
 //! the listeners, health checkers, fleet driver and admin endpoint, and on
 //! shutdown tells the fleet it leaves, stops accepting, lets open
 //! connections finish for up to the drain timeout, then cuts what is left.
+//!
+//! While it serves, it takes live reloads ([`crate::reload`], decision
+//! 57), one at a time, in its main loop: listeners added are bound and
+//! accept; removed ones stop accepting, their connections finish within
+//! the drain timeout and are then cut; changed ones change in place and
+//! keep their sockets unless their address moved; the node certificate is
+//! re-read. Nothing is applied unless everything validates and binds.
 
 use crate::admin::{self, AdminState};
 use crate::checker;
 use crate::clock::Clock;
-use crate::dataplane::{self, DataPlane};
+use crate::dataplane::{self, AcceptGroup, DataPlane};
 use crate::dns::DnsSockets;
-use crate::fleet::{Fleet, FleetError, NodeParts};
+use crate::fleet::{Fleet, FleetError, FleetHandle, NodeParts, ReloadApply};
 use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
-use crate::listener::ListenerState;
-use crate::metrics::Metrics;
-use shoal_config::Config;
+use crate::listener::{ListenerSet, ListenerState};
+use crate::metrics::{BackendLabels, Metrics};
+use crate::reload::{Loader, RELOADS_QUEUED_MAX, ReloadHandle, ReloadRequest};
+use shoal_config::{Config, ListenerConfig};
 use shoal_core::dns::ClientAnswer;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -24,7 +32,7 @@ use tokio::net::{TcpListener, TcpSocket, UnixListener};
 use tokio::sync::{Notify, mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-use tracing::{info, warn};
+use tracing::{error, info, warn};
 
 /// Why a node could not start.
 #[derive(Debug, thiserror::Error)]
@@ -67,6 +75,50 @@ pub struct Node {
     /// while it accepts).
     dns: Option<DnsSockets>,
     answer: watch::Sender<Arc<ClientAnswer>>,
+    clock: Clock,
+    flips: Arc<Notify>,
+    /// Cuts every connection; each listener's `cut` is a child of it.
+    hard_stop: CancellationToken,
+    /// With `[cluster]`: the certificates the fleet endpoint uses now.
+    tls: Option<shoal_transport::ClusterTls>,
+    /// Reads the configuration again on a reload; `None`: no reloads.
+    loader: Option<Loader>,
+    reloads: (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
+}
+
+/// One listener while the node serves: what stops it, and duplicates of
+/// its listening sockets (to set a new backlog, and for a successor).
+#[derive(Debug)]
+struct Live {
+    state: Arc<ListenerState>,
+    accepting: AcceptGroup,
+    checker: CancellationToken,
+    dups: Vec<std::net::TcpListener>,
+}
+
+fn dups(group: &[std::net::TcpListener], name: &str) -> Vec<std::net::TcpListener> {
+    group
+        .iter()
+        .filter_map(|l| {
+            l.try_clone()
+                .inspect_err(|e| warn!(listener = %name, error = %e, "cannot keep a duplicate of a listening socket"))
+                .ok()
+        })
+        .collect()
+}
+
+/// What a reload works with in [`Node::run`].
+struct Serving {
+    stop_accepting: CancellationToken,
+    /// The fleet task, which owns the QUIC endpoint: holding a handle on
+    /// the endpoint here would keep its UDP socket bound after the fleet
+    /// closed it for a successor.
+    fleet: Option<FleetHandle>,
+    listeners: Arc<ListenerSet>,
+    /// With `node.takeover_socket`: what a successor would be handed.
+    offer: Option<Arc<tokio::sync::Mutex<Sockets>>>,
+    admin_dup: Option<std::net::TcpListener>,
+    dns_dup: Option<(std::net::UdpSocket, std::net::TcpListener)>,
 }
 
 fn bind_tcp(addr: SocketAddr, backlog: u32) -> std::io::Result<TcpListener> {
@@ -111,20 +163,42 @@ fn inherited_group(
 
 /// Duplicates of every listening socket, for a successor.
 fn offer(
-    listeners: &[(Arc<ListenerState>, Vec<std::net::TcpListener>)],
+    lives: &[Live],
     admin: Option<&std::net::TcpListener>,
-    dns: Option<(std::net::UdpSocket, std::net::TcpListener)>,
+    dns: Option<&(std::net::UdpSocket, std::net::TcpListener)>,
 ) -> Sockets {
     let mut sockets = Sockets::default();
-    for (state, group) in listeners {
-        let dups = group.iter().filter_map(|l| l.try_clone().inspect_err(|e| {
-            warn!(listener = %state.config.name, error = %e, "cannot keep a listening socket for a successor");
-        }).ok()).collect();
-        sockets.listeners.push((state.config.name.clone(), dups));
+    for live in lives {
+        sockets
+            .listeners
+            .push((live.state.name.clone(), dups(&live.dups, &live.state.name)));
     }
     sockets.admin = admin.and_then(|a| a.try_clone().ok());
-    sockets.dns = dns;
+    sockets.dns = dns.and_then(|(udp, tcp)| Some((udp.try_clone().ok()?, tcp.try_clone().ok()?)));
     sockets
+}
+
+/// A listener a reload removed, which has stopped accepting: its
+/// connections finish, and those left after `drain` are cut.
+fn retire(state: Arc<ListenerState>, drain: Duration) {
+    tokio::spawn(async move {
+        let deadline = tokio::time::Instant::now() + drain;
+        // The count is a gauge the connections keep; polling it is cheap
+        // and bounded by the drain.
+        while state.active.get() > 0 && tokio::time::Instant::now() < deadline {
+            tokio::select! {
+                () = tokio::time::sleep(Duration::from_millis(100)) => {}
+                () = state.cut.cancelled() => return,
+            }
+        }
+        let open = state.active.get();
+        if open > 0 {
+            warn!(listener = %state.name, open, "removed listener: drain timeout reached; closing its remaining connections");
+            state.cut.cancel();
+        } else {
+            info!(listener = %state.name, "removed listener: its last connection ended");
+        }
+    });
 }
 
 impl Node {
@@ -159,6 +233,7 @@ impl Node {
         };
         let clock = Clock::new();
         let flips = Arc::new(Notify::new());
+        let hard_stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         let threads = config.node.worker_threads.unwrap_or_else(|| {
             std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get)
@@ -174,7 +249,14 @@ impl Node {
                 Some(found) => found.map_err(bind_err)?,
                 None => dataplane::bind_group(l.bind, l.backlog, threads).map_err(bind_err)?,
             };
-            let state = ListenerState::new(l.clone(), local, clock, &metrics, flips.clone());
+            let state = ListenerState::new(
+                l.clone(),
+                local,
+                clock,
+                &metrics,
+                flips.clone(),
+                hard_stop.child_token(),
+            );
             listeners.push((Arc::new(state), group));
         }
         for (name, _) in &sockets.listeners {
@@ -229,6 +311,7 @@ impl Node {
             .transpose()?;
         let (answer, _) = watch::channel(Arc::new(ClientAnswer::default()));
         let (ready_tx, ready_rx) = oneshot::channel();
+        let mut tls_now = None;
         let fleet = match &config.cluster {
             None => None,
             Some(c) => {
@@ -240,7 +323,9 @@ impl Node {
                     flips: flips.clone(),
                     answer: dns.is_some().then(|| answer.clone()),
                 };
-                Some(Fleet::bind(c, tls, parts, ready_tx)?)
+                let fleet = Fleet::bind(c, tls, parts, ready_tx)?;
+                tls_now = Some(fleet.tls().clone());
+                Some(fleet)
             }
         };
         let data =
@@ -257,7 +342,26 @@ impl Node {
             predecessor,
             dns,
             answer,
+            clock,
+            flips,
+            hard_stop,
+            tls: tls_now,
+            loader: None,
+            reloads: mpsc::channel(RELOADS_QUEUED_MAX),
         })
+    }
+
+    /// Lets the node reload: SIGHUP ([`ReloadHandle::signal`]) and `POST
+    /// /reload` re-read the configuration with `loader`. Without one,
+    /// `POST /reload` answers that there is nothing to reload.
+    pub fn set_loader(&mut self, loader: Loader) {
+        self.loader = Some(loader);
+    }
+
+    /// Where reloads are asked for (SIGHUP). Reloads wait while the node
+    /// warms up; once it stops accepting it takes none.
+    pub fn reload_handle(&self) -> ReloadHandle {
+        ReloadHandle(self.reloads.0.clone())
     }
 
     /// Every listener's shared state (pools, counts), e.g. for a demo table.
@@ -274,7 +378,7 @@ impl Node {
     pub fn listener_addrs(&self) -> Vec<(String, SocketAddr)> {
         self.listeners
             .iter()
-            .map(|(s, _)| (s.config.name.clone(), s.local_addr))
+            .map(|(s, _)| (s.name.clone(), s.local_addr()))
             .collect()
     }
 
@@ -292,21 +396,33 @@ impl Node {
     pub async fn run(mut self, shutdown: impl Future<Output = ()>) {
         tokio::pin!(shutdown);
         let stop_accepting = CancellationToken::new();
-        let hard_stop = CancellationToken::new();
+        let hard_stop = self.hard_stop.clone();
         let connections = TaskTracker::new();
         let mut background = Vec::new();
         let states: Vec<_> = self.listeners.iter().map(|(s, _)| s.clone()).collect();
+        let listener_set = Arc::new(ListenerSet::new(states.clone()));
+        let mut lives: Vec<Live> = self
+            .listeners
+            .iter()
+            .map(|(state, group)| Live {
+                state: state.clone(),
+                accepting: AcceptGroup::new(&stop_accepting),
+                checker: stop_accepting.child_token(),
+                dups: dups(group, &state.name),
+            })
+            .collect();
         // Checks start at once, so a warm start that finds no peer still
         // has this node's own verdicts soon.
-        for state in &states {
+        for live in &lives {
             background.push(tokio::spawn(checker::run(
-                state.clone(),
+                live.state.clone(),
                 self.metrics.clone(),
-                stop_accepting.clone(),
+                live.checker.clone(),
             )));
         }
         let mut fleet_task = None;
         let fleet_handle = self.fleet.as_ref().map(Fleet::handle);
+
         let drain_node = CancellationToken::new();
         // The admin endpoint serves from the start: during the warm start
         // too, so /status shows a node that is joining.
@@ -318,13 +434,15 @@ impl Node {
                 .ok(),
             _ => None,
         };
-        let admin_task = self.admin.map(|tcp| {
+        let reload_handle = self.loader.is_some().then(|| self.reload_handle());
+        let admin_task = self.admin.take().map(|tcp| {
             if let Ok(addr) = tcp.local_addr() {
                 info!(admin = %addr, "admin endpoint serving /metrics and /status");
             }
             let router = admin::router(AdminState {
                 node_name: self.config.node.name.clone(),
-                listeners: states.clone(),
+                listeners: listener_set.clone(),
+                reload: reload_handle.clone(),
                 metrics: self.metrics.clone(),
                 fleet: fleet_handle.clone(),
                 drain_node: drain_node.clone(),
@@ -400,21 +518,25 @@ impl Node {
             }
         }
         for (state, _) in &self.listeners {
-            info!(listener = %state.config.name, bind = %state.local_addr, policy = %state.config.policy,
-                backends = state.config.backends.len(), threads = self.data.threads(), "listening");
+            let config = state.config();
+            info!(listener = %state.name, bind = %state.local_addr(), policy = %config.policy,
+                backends = config.backends.len(), threads = self.data.threads(), "listening");
         }
         // What a successor will be handed: duplicates of the sockets the
         // data threads accept on (taken before they get them).
-        let offer = self
-            .takeover
-            .as_ref()
-            .map(|_| offer(&self.listeners, admin_dup.as_ref(), dns_dup));
-        self.data.start(
-            std::mem::take(&mut self.listeners),
-            &connections,
-            &stop_accepting,
-            &hard_stop,
-        );
+        let offer = self.takeover.as_ref().map(|_| {
+            Arc::new(tokio::sync::Mutex::new(offer(
+                &lives,
+                admin_dup.as_ref(),
+                dns_dup.as_ref(),
+            )))
+        });
+        let groups = std::mem::take(&mut self.listeners)
+            .into_iter()
+            .zip(&lives)
+            .map(|((state, group), live)| (state, group, live.accepting.clone()))
+            .collect();
+        self.data.start(groups, &connections, &hard_stop);
         if let Some(p) = self.predecessor.take() {
             match p.accepting().await {
                 Ok(()) => {
@@ -426,18 +548,26 @@ impl Node {
             }
         }
         let (steps_tx, mut steps_rx) = mpsc::channel(1);
-        if let (Some(listener), Some(offer)) = (self.takeover.take(), offer) {
+        if let (Some(listener), Some(offer)) = (self.takeover.take(), offer.clone()) {
             let stop = stop_accepting.clone();
-            // The duplicates live in this task: once the node stops
-            // accepting, they must go too, or the kernel would keep
-            // queueing clients nobody accepts.
+            // The duplicates live in this task (and in `serving`, for
+            // reloads): once the node stops accepting, they must go too,
+            // or the kernel would keep queueing clients nobody accepts.
             background.push(tokio::spawn(async move {
                 tokio::select! {
-                    () = handover::serve(listener, &offer, steps_tx) => {}
+                    () = handover::serve(listener, offer, steps_tx) => {}
                     () = stop.cancelled() => {}
                 }
             }));
         }
+        let mut serving = Serving {
+            stop_accepting: stop_accepting.clone(),
+            fleet: fleet_handle.clone(),
+            listeners: listener_set.clone(),
+            offer,
+            admin_dup,
+            dns_dup,
+        };
         // A node of its own answers with its own addresses while it
         // accepts (the same core function the fleet's answer comes from),
         // and nothing from a drain-node or a shutdown on.
@@ -467,6 +597,27 @@ impl Node {
                         "drain-node: stopped accepting and left the fleet; open connections finish; SIGTERM or Ctrl-C ends the process");
                     stop_accepting.cancel();
                     drained = true;
+                    self.reloads.1.close();
+                    serving.offer = None;
+                    for live in &mut lives {
+                        live.dups.clear();
+                    }
+                }
+                Some(request) = self.reloads.1.recv(), if !drained => {
+                    let outcome = self.reload(&mut lives, &serving).await;
+                    match &outcome {
+                        Ok(summary) => {
+                            self.metrics.reloads.inc();
+                            info!(source = ?request.source, changes = %summary, "configuration reloaded");
+                        }
+                        Err(line) => {
+                            self.metrics.reload_failures.inc();
+                            error!(source = ?request.source, error = %line, "reload refused: configuration unchanged");
+                        }
+                    }
+                    if let Some(reply) = request.reply {
+                        let _ = reply.send(outcome);
+                    }
                 }
                 Some(step) = steps_rx.recv() => match step {
                     Step::Release(done) => {
@@ -486,6 +637,12 @@ impl Node {
                 },
             }
         }
+        // No reload from here on: SIGHUP is ignored, POST /reload answers
+        // 503. The duplicates of the listening sockets go, so a listener
+        // is closed once its accept loops end.
+        self.reloads.1.close();
+        drop(serving);
+        drop(lives);
         let drain = self.config.node.drain_timeout;
         info!(
             open = connections.len(),
@@ -523,5 +680,187 @@ impl Node {
             let _ = task.await;
         }
         info!("stopped");
+    }
+
+    /// One live reload (see the module doc): everything that can fail is
+    /// done before anything is applied. The answer is a summary of what
+    /// changed, or the one line saying why nothing was.
+    async fn reload(&mut self, lives: &mut Vec<Live>, serving: &Serving) -> Result<String, String> {
+        let Some(loader) = &self.loader else {
+            return Err("this node was not started from a configuration file".to_owned());
+        };
+        let origin = loader.origin.clone();
+        let loaded = (loader.load)()?;
+        let plan = shoal_config::diff::diff(&self.config, &loaded.config)
+            .map_err(|e| format!("{origin}: {e}"))?;
+        if let (Some(old), Some(new)) = (&self.tls, &loaded.tls)
+            && !old.same_ca(new)
+        {
+            return Err(format!(
+                "{origin}: cluster.ca: the CA certificate changed: the fleet's CA cannot change while the node runs (restart it, or upgrade it with --take-over); nothing was applied"
+            ));
+        }
+        // A hand-over in progress holds the offer; a reload would change
+        // the sockets it is handing over.
+        let mut offer_guard = match &serving.offer {
+            None => None,
+            Some(o) => Some(o.try_lock().map_err(|_| {
+                "a binary upgrade (take-over) is in progress: reload after it; nothing was applied"
+                    .to_owned()
+            })?),
+        };
+        // Bind every new socket first: a port in use changes nothing.
+        let threads = self.data.threads();
+        let mut bound: Vec<(String, Vec<std::net::TcpListener>, SocketAddr)> = Vec::new();
+        for l in &loaded.config.listeners {
+            let moved = plan.changed.iter().any(|c| c.name == l.name && c.rebind);
+            if plan.added.contains(&l.name) || moved {
+                let (group, local) =
+                    dataplane::bind_group(l.bind, l.backlog, threads).map_err(|e| {
+                        format!(
+                            "{origin}: listener \"{}\": cannot bind {}: {e}; nothing was applied",
+                            l.name, l.bind
+                        )
+                    })?;
+                bound.push((l.name.clone(), group, local));
+            }
+        }
+
+        // From here on nothing fails. New fleet connections, either way,
+        // use the certificate on disk now (the fleet task sets it).
+        if let Some(tls) = &loaded.tls {
+            self.tls = Some(tls.clone());
+        }
+        let drain = loaded.config.node.drain_timeout;
+        let mut old: Vec<Live> = std::mem::take(lives);
+        // Accept groups that stop: the answer waits for their loops, so
+        // that from then on their sockets are closed (connects refused).
+        let mut closing: Vec<AcceptGroup> = Vec::new();
+        for name in &plan.removed {
+            if let Some(i) = old.iter().position(|l| &l.state.name == name) {
+                let live = old.swap_remove(i);
+                live.accepting.stop();
+                closing.push(live.accepting.clone());
+                live.checker.cancel();
+                info!(listener = %name, open = live.state.active.get(), drain_timeout_ms = drain.as_millis() as u64,
+                    "listener removed: stopped accepting; its connections finish within the drain timeout");
+                retire(live.state.clone(), drain);
+            }
+        }
+        let mut changes: Vec<(Arc<ListenerState>, ListenerConfig)> = Vec::new();
+        let mut start: Vec<(Arc<ListenerState>, Vec<std::net::TcpListener>, AcceptGroup)> =
+            Vec::new();
+        let mut new_checkers = Vec::new();
+        for l in &loaded.config.listeners {
+            let group = bound
+                .iter()
+                .position(|(n, _, _)| n == &l.name)
+                .map(|i| bound.swap_remove(i));
+            match old.iter().position(|o| o.state.name == l.name) {
+                None => {
+                    let Some((_, group, local)) = group else {
+                        continue;
+                    };
+                    let state = Arc::new(ListenerState::new(
+                        l.clone(),
+                        local,
+                        self.clock,
+                        &self.metrics,
+                        self.flips.clone(),
+                        self.hard_stop.child_token(),
+                    ));
+                    info!(listener = %l.name, bind = %local, "listener added");
+                    let live = Live {
+                        state: state.clone(),
+                        accepting: AcceptGroup::new(&serving.stop_accepting),
+                        checker: serving.stop_accepting.child_token(),
+                        dups: dups(&group, &l.name),
+                    };
+                    new_checkers.push((state.clone(), live.checker.clone()));
+                    start.push((state, group, live.accepting.clone()));
+                    lives.push(live);
+                }
+                Some(i) => {
+                    let mut live = old.swap_remove(i);
+                    let diff = plan.changed.iter().find(|c| c.name == l.name);
+                    if let Some(diff) = diff {
+                        changes.push((live.state.clone(), l.clone()));
+                        if let Some((_, group, local)) = group {
+                            // A new address: the old sockets stop accepting
+                            // (their connections go on), the new accept.
+                            live.accepting.stop();
+                            closing.push(live.accepting.clone());
+                            live.accepting = AcceptGroup::new(&serving.stop_accepting);
+                            live.dups = dups(&group, &l.name);
+                            info!(listener = %l.name, bind = %local, "listener moved");
+                            live.state.set_local_addr(local);
+                            start.push((live.state.clone(), group, live.accepting.clone()));
+                        } else if diff.backlog {
+                            let backlog = i32::try_from(l.backlog).unwrap_or(i32::MAX);
+                            for d in &live.dups {
+                                if let Err(e) = socket2::SockRef::from(d).listen(backlog) {
+                                    warn!(listener = %l.name, error = %e, "cannot set the new backlog");
+                                }
+                            }
+                        }
+                    }
+                    lives.push(live);
+                }
+            }
+        }
+        // Whatever is left was matched to nothing (cannot happen with a
+        // plan from these two configurations).
+        for live in old {
+            error!(listener = %live.state.name, "a listener the reload did not place was stopped (bug)");
+            live.accepting.stop();
+            live.checker.cancel();
+        }
+        let order: Vec<Arc<ListenerState>> = lives.iter().map(|l| l.state.clone()).collect();
+        // The pools change where the core node reads them with the report
+        // keys: on the fleet task, between two of its inputs.
+        let apply: ReloadApply = {
+            let order = order.clone();
+            let metrics = self.metrics.clone();
+            Box::new(move || {
+                for (state, config) in changes {
+                    for backend in state.reconfigure(config, &metrics) {
+                        metrics.forget_backend(&BackendLabels {
+                            listener: state.name.clone(),
+                            backend: backend.to_string(),
+                        });
+                    }
+                }
+                order
+            })
+        };
+        match &serving.fleet {
+            Some(fleet) => {
+                if let Err(apply) = fleet.reload(apply, loaded.tls.clone()).await {
+                    apply();
+                }
+            }
+            None => {
+                apply();
+            }
+        }
+        for (state, group, stop) in start {
+            self.data.add_listener(state, group, stop);
+        }
+        for (state, stop) in new_checkers {
+            tokio::spawn(checker::run(state, self.metrics.clone(), stop));
+        }
+        serving.listeners.set(order);
+        if let Some(offer) = offer_guard.as_deref_mut() {
+            *offer = self::offer(lives, serving.admin_dup.as_ref(), serving.dns_dup.as_ref());
+        }
+        drop(offer_guard);
+        for group in closing {
+            // Bounded: a data thread busy for longer than this only delays
+            // the close, which follows at its next poll.
+            let _ = tokio::time::timeout(Duration::from_secs(2), group.stopped()).await;
+        }
+        let summary = plan.summary();
+        self.config = loaded.config;
+        Ok(summary)
     }
 }

@@ -190,9 +190,29 @@ enum Lookup {
     Closed,
 }
 
+/// The server and client configurations of an endpoint with `tls`.
+fn configs(
+    tls: &ClusterTls,
+    limits: &TransportLimits,
+    transport_config: &Arc<quinn::TransportConfig>,
+) -> (quinn::ServerConfig, quinn::ClientConfig) {
+    let mut server_config = tls.server_config();
+    server_config.transport_config(transport_config.clone());
+    // Connections are cached by peer address; a peer that migrates would be cached
+    // under an address it no longer uses. Nodes do not roam, so refuse migration.
+    server_config.migration(false);
+    limits.apply_to_server(&mut server_config);
+    let mut client_config = tls.client_config();
+    client_config.transport_config(transport_config.clone());
+    (server_config, client_config)
+}
+
 /// State shared by the handles and the network tasks.
 pub(crate) struct Shared {
     pub(crate) endpoint: quinn::Endpoint,
+    /// What this node dials with ([`Transport::set_tls`] replaces it).
+    client_config: Mutex<quinn::ClientConfig>,
+    transport_config: Arc<quinn::TransportConfig>,
     pub(crate) local_addr: SocketAddr,
     pub(crate) limits: TransportLimits,
     pub(crate) runtime: tokio::runtime::Handle,
@@ -234,20 +254,11 @@ impl Transport {
         let runtime =
             tokio::runtime::Handle::try_current().map_err(|_| TransportError::NoRuntime)?;
         let transport_config = Arc::new(limits.quinn_transport_config()?);
-
-        let mut server_config = tls.server_config();
-        server_config.transport_config(transport_config.clone());
-        // Connections are cached by peer address; a peer that migrates would be cached
-        // under an address it no longer uses. Nodes do not roam, so refuse migration.
-        server_config.migration(false);
-        limits.apply_to_server(&mut server_config);
-        let mut client_config = tls.client_config();
-        client_config.transport_config(transport_config);
+        let (server_config, client_config) = configs(tls, &limits, &transport_config);
 
         // quinn binds through its own tokio runtime lookup; we are inside one (checked above).
-        let mut endpoint = quinn::Endpoint::server(server_config, addr)
+        let endpoint = quinn::Endpoint::server(server_config, addr)
             .map_err(|error| TransportError::Bind { addr, error })?;
-        endpoint.set_default_client_config(client_config);
         let local_addr = endpoint
             .local_addr()
             .map_err(|error| TransportError::Bind { addr, error })?;
@@ -255,6 +266,8 @@ impl Transport {
         let (incoming_tx, incoming_rx) = mpsc::channel(limits.incoming_queue_len);
         let shared = Arc::new(Shared {
             endpoint,
+            client_config: Mutex::new(client_config),
+            transport_config,
             local_addr,
             incoming_permits: Arc::new(Semaphore::new(limits.incoming_connections_max)),
             sources: Mutex::new(SourceLimiter::new(&limits)),
@@ -277,6 +290,16 @@ impl Transport {
             },
             incoming_rx,
         ))
+    }
+
+    /// Serves and dials with `tls` from now on (a node certificate rotated
+    /// on disk, decision 57): new connections, either way, use it;
+    /// established ones keep the certificate they were made with.
+    pub fn set_tls(&self, tls: &ClusterTls) {
+        let shared = &self.owner.shared;
+        let (server, client) = configs(tls, &shared.limits, &shared.transport_config);
+        shared.endpoint.set_server_config(Some(server));
+        *shared.lock(&shared.client_config) = client;
     }
 
     /// The bound UDP address (with the real port when bound to port 0).
@@ -431,7 +454,8 @@ impl Shared {
     }
 
     async fn dial(&self, to: SocketAddr) -> Result<Connection, String> {
-        let result = match self.endpoint.connect(to, CLUSTER_SERVER_NAME) {
+        let client = self.lock(&self.client_config).clone();
+        let result = match self.endpoint.connect_with(client, to, CLUSTER_SERVER_NAME) {
             Err(e) => Err(e.to_string()),
             Ok(connecting) => match timeout(self.limits.connect_timeout(), connecting).await {
                 Err(_) => Err(format!(

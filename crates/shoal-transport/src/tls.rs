@@ -154,6 +154,9 @@ pub struct ClusterTls {
     server: quinn::ServerConfig,
     client: quinn::ClientConfig,
     name: Arc<str>,
+    /// The CA certificates trusted (DER), to tell whether a reload would
+    /// change the fleet's trust.
+    ca: Arc<[CertificateDer<'static>]>,
 }
 
 impl fmt::Debug for ClusterTls {
@@ -205,6 +208,7 @@ impl ClusterTls {
         let provider = Arc::new(rustls::crypto::ring::default_provider());
 
         let ca_certs = parse_certificates(ca_input, ca_pem)?;
+        let ca: Arc<[CertificateDer<'static>]> = ca_certs.clone().into();
         let mut roots = RootCertStore::empty();
         for (index, der) in ca_certs.into_iter().enumerate() {
             roots.add(der).map_err(|e| TlsError::BadCa {
@@ -260,7 +264,13 @@ impl ClusterTls {
             server: quinn::ServerConfig::with_crypto(Arc::new(server)),
             client: quinn::ClientConfig::new(Arc::new(client)),
             name: name.into(),
+            ca,
         })
+    }
+
+    /// Whether `other` trusts exactly the CA certificates this one trusts.
+    pub fn same_ca(&self, other: &ClusterTls) -> bool {
+        self.ca == other.ca
     }
 
     /// The node's name, as its certificate states it (subject common

@@ -60,6 +60,15 @@ enum Command {
     /// Run a node from a TOML configuration file until SIGTERM or Ctrl-C,
     /// then stop accepting and drain open connections
     /// (`node.drain_timeout_ms`).
+    ///
+    /// SIGHUP (or `POST /reload` on the admin endpoint) reloads: the file
+    /// and the node certificate and key are read again and applied as a
+    /// diff (listeners and backends added or removed, which drain; health,
+    /// timeouts and limits in place; unchanged listeners keep their
+    /// sockets). A file that does not validate, or that changes a setting
+    /// that cannot change live (node.name, cluster.bind, the CA, ...),
+    /// changes nothing; the error is logged and counted
+    /// (`shoal_reload_failures_total`).
     Run {
         /// Path to the configuration file.
         #[arg(short, long, value_name = "FILE")]
@@ -183,37 +192,81 @@ fn init_logging(cli: &Cli, file: Option<&std::path::Path>) -> Result<(), Failure
 /// `logrotate` and `systemctl reload` send it to a node that should stay up.
 /// tokio keeps a handler installed for the life of the process, so a
 /// SIGHUP during the drain (after this future resolved) is ignored too,
-/// without a log line.
+/// without a log line. `shoal run` reloads on SIGHUP instead
+/// ([`signals_with_reload`]).
 pub(crate) fn shutdown_signal() -> impl std::future::Future<Output = ()> + Send + 'static {
+    let (shutdown, hup) = signals_with_reload();
+    async move {
+        if let Some(mut hup) = hup {
+            tokio::spawn(async move {
+                while hup.recv().await.is_some() {
+                    info!("SIGHUP received: no configuration file to reload; nothing changed");
+                }
+            });
+        }
+        shutdown.await
+    }
+}
+
+/// Registers the SIGTERM, SIGINT (Ctrl-C) and SIGHUP handlers at once (see
+/// [`shutdown_signal`]); returns the future that resolves on SIGTERM or
+/// SIGINT, and SIGHUP's stream for the caller to reload on
+/// ([`reload_on_sighup`]); SIGHUPs that arrive before it is read wait in
+/// the stream (once: signals coalesce).
+pub(crate) fn signals_with_reload() -> (
+    impl std::future::Future<Output = ()> + Send + 'static,
+    Option<tokio::signal::unix::Signal>,
+) {
     use tokio::signal::unix::{SignalKind, signal};
     let term = signal(SignalKind::terminate());
     let int = signal(SignalKind::interrupt());
-    let hup = signal(SignalKind::hangup());
-    async move {
-        match (term, int, hup) {
-            (Ok(mut term), Ok(mut int), Ok(mut hup)) => loop {
-                tokio::select! {
-                    _ = term.recv() => {
-                        info!("SIGTERM received");
-                        return;
-                    }
-                    _ = int.recv() => {
-                        info!("interrupt received");
-                        return;
-                    }
-                    // A stream that ended (`None`) disables this branch
-                    // instead of spinning.
-                    Some(()) = hup.recv() => info!(
-                        "SIGHUP received: reload is not supported yet; configuration unchanged"
-                    ),
-                }
+    let hup = match signal(SignalKind::hangup()) {
+        Ok(h) => Some(h),
+        Err(e) => {
+            tracing::error!(error = %e, "cannot install the SIGHUP handler: SIGHUP would kill the node; reload with POST /reload");
+            None
+        }
+    };
+    let shutdown = async move {
+        match (term, int) {
+            (Ok(mut term), Ok(mut int)) => tokio::select! {
+                _ = term.recv() => info!("SIGTERM received"),
+                _ = int.recv() => info!("interrupt received"),
             },
-            (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+            (Err(e), _) | (_, Err(e)) => {
                 tracing::error!(error = %e, "cannot install signal handlers; stop with SIGKILL");
                 std::future::pending::<()>().await;
             }
         }
-    }
+    };
+    (shutdown, hup)
+}
+
+/// Reloads `reload`'s node on every SIGHUP, for the life of the process.
+/// Once the node stops accepting (a drain), SIGHUP is logged and ignored.
+fn reload_on_sighup(
+    mut hup: tokio::signal::unix::Signal,
+    reload: shoal_runtime::reload::ReloadHandle,
+) {
+    use shoal_runtime::reload::NotQueued;
+    tokio::spawn(async move {
+        // A stream that ended (`None`) ends the task instead of spinning.
+        while hup.recv().await.is_some() {
+            match reload.signal() {
+                Ok(()) => info!("SIGHUP received: reloading the configuration"),
+                Err(NotQueued::Pending) => {
+                    info!(
+                        "SIGHUP received: reloads are queued already; they read the file as it is now"
+                    )
+                }
+                Err(NotQueued::Stopping) => {
+                    info!(
+                        "SIGHUP received during the drain: ignored, the configuration is unchanged"
+                    )
+                }
+            }
+        }
+    });
 }
 
 /// Logs, in one line, where every socket is bound; tests and scripts wait
@@ -279,7 +332,7 @@ fn main() -> ExitCode {
             .and_then(|loaded| {
                 let rt = runtime().map_err(Failure::Other)?;
                 rt.block_on(async {
-                    let shutdown = shutdown_signal();
+                    let (shutdown, hup) = signals_with_reload();
                     // The configuration and certificates are checked
                     // first: a successor that cannot start must not make
                     // the running process leave its fleet.
@@ -295,8 +348,21 @@ fn main() -> ExitCode {
                             taken
                         }
                     };
-                    let node = Node::bind_with(loaded.config, loaded.tls.as_ref(), inherited)
+                    let mut node = Node::bind_with(loaded.config, loaded.tls.as_ref(), inherited)
                         .map_err(|e| Failure::Usage(e.to_string()))?;
+                    let path = config.clone();
+                    node.set_loader(shoal_runtime::reload::Loader {
+                        origin: config.display().to_string(),
+                        load: Box::new(move || {
+                            load::load(&path).map(|l| shoal_runtime::reload::Loaded {
+                                config: l.config,
+                                tls: l.tls,
+                            })
+                        }),
+                    });
+                    if let Some(hup) = hup {
+                        reload_on_sighup(hup, node.reload_handle());
+                    }
                     log_ready(&node);
                     node.run(shutdown).await;
                     Ok(())

@@ -716,6 +716,29 @@ impl Node {
         Ok(mark)
     }
 
+    /// A live reload changed the listeners or their backends (decision
+    /// 57): `keys` as for [`Node::new`], for the pools as they are now
+    /// (`keys[l][b]` for every slot `b` of pool `l`, gone ones included,
+    /// [`Pool::slots`]; listeners in the order [`Pools::each`] gives them
+    /// from now on). Which backends this node checks is decided anew and
+    /// the report is published at once, so peers learn of added backends
+    /// within a hop and stop hearing of removed ones once they are gone.
+    pub fn handle_reload(
+        &mut self,
+        now: Instant,
+        keys: Vec<Vec<BackendKey>>,
+        pools: &mut dyn Pools,
+    ) {
+        self.keys = keys;
+        // Forces the checkers' assignment and the view into every pool.
+        self.pushed = None;
+        self.push_view(now, pools);
+        if self.publishing() {
+            self.publish(now, pools, true);
+        }
+        self.after(now, pools);
+    }
+
     /// Tells the fleet this node leaves (the shell stops accepting): peers
     /// drop its counts at once. From here on the node neither publishes
     /// nor syncs; [`Action::Close`] follows after the linger.

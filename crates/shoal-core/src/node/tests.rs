@@ -665,3 +665,59 @@ fn each_backend_gets_exactly_k_checkers_and_a_leaver_is_replaced() {
         assert_eq!(who.len(), 3, "after the leave, backend {b}: {who:?}");
     }
 }
+
+/// A reload that adds a backend and removes one: the report carries the
+/// new one at once, the removed one while it still has a connection, and
+/// drops it once it is gone.
+#[test]
+fn a_reload_adds_and_removes_backends_in_the_report() {
+    let mut net = Net::new(2, Seeds::Zero);
+    net.run_for(Duration::from_secs(3));
+    assert!(net.accepted.iter().all(Option::is_some));
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(1);
+    let held = net.pools[0].acquire(&mut rng, &[]).unwrap();
+    let held_key = keys()[0][held.0];
+    assert!(!net.pools[0].remove_backend(held));
+    let spec = BackendSpec {
+        name: "b3".into(),
+        max_connections: None,
+        fleet_max_connections: None,
+    };
+    let added = net.pools[0].add_backend(spec, net.now, &mut rng);
+    assert_eq!(added, BackendId(3), "no gone slot to reuse");
+    let on_added = net.pools[0]
+        .acquire_with(&[], |c, _| {
+            c.iter().find(|c| c.index == added.0).map(|c| c.index)
+        })
+        .unwrap();
+    let new_key = BackendKey::new("web", "b3");
+    let mut new_keys = keys();
+    new_keys[0].push(new_key);
+    let now = net.now;
+    net.nodes[0].handle_reload(now, new_keys, &mut net.pools[0]);
+    net.flush(0);
+    net.run_for(Duration::from_millis(500));
+    let view = |net: &Net, key| net.nodes[1].cluster().remote(key);
+    assert_eq!(
+        view(&net, new_key).active,
+        1,
+        "the added backend is reported"
+    );
+    assert_eq!(
+        view(&net, held_key).active,
+        1,
+        "the removed one while it drains"
+    );
+    // Its last connection ends: it leaves the report.
+    assert!(net.pools[0].release(held));
+    assert!(net.pools[0].is_gone(held));
+    net.run_for(Duration::from_secs(2));
+    assert_eq!(
+        view(&net, held_key).reporters,
+        0,
+        "{:?}",
+        view(&net, held_key)
+    );
+    assert_eq!(view(&net, new_key).active, 1);
+    assert!(net.pools[0].release(on_added));
+}
