@@ -357,9 +357,9 @@ fn balance(name: &str, chooser: &str) -> f64 {
 /// balance study: better than the power of two choices it replaced, and
 /// within 8 % of the oracle (the `[quick]` variants, seeds 1..=4; the
 /// full study in simulations/RESULTS.md holds it to 5 % or says why not).
-/// Measured when written: ÷ oracle 1.055 steady-state, 1.012 skewed-dns,
-/// 1.050 sparse-long-lived, 1.031 burst-herd, 1.048 churn; power-of-two
-/// 1.04-1.23 × the oracle. With `least-conn` swapped back to power of two
+/// Measured when written: ÷ oracle 1.067 steady-state, 1.013 skewed-dns,
+/// 1.066 sparse-long-lived, 1.038 burst-herd, 1.048 churn; power-of-two
+/// 1.03-1.25 × the oracle. With `least-conn` swapped back to power of two
 /// (`Policy::LeastConn => power_of_two` in `policy::choose`) the test
 /// fails on the first scenario: checked.
 #[test]
@@ -389,8 +389,8 @@ fn least_conn_is_near_the_oracle_and_beats_power_of_two_on_every_study_scenario(
 /// Cluster-wide least-conn spreads `sparse-long-lived` (each node holds
 /// about one connection, so only the fleet's view can spread them) far
 /// better than per-node least-conn: at least 20 % lower peak/mean over
-/// seeds 1..=4 of the `[quick]` variant. Measured when written: 1.665
-/// against 2.515 (34 % lower); with power of two as least-conn it was
+/// seeds 1..=4 of the `[quick]` variant. Measured when written: 1.691
+/// against 2.515 (33 % lower); with power of two as least-conn it was
 /// 1.978 (21 % lower). With the cluster-wide chooser swapped for the local
 /// one the test fails (ratio 1.0): checked on bc16ac4.
 #[test]

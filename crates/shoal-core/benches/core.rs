@@ -37,6 +37,7 @@ fn pool(backends: usize, peers: u32) -> (Pool, SmallRng) {
                 down_votes: 0,
                 reporters: peers,
                 voters: peers,
+                opened: 0,
             },
         );
     }

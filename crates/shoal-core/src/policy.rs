@@ -15,13 +15,14 @@ use std::str::FromStr;
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Cluster-wide least connections, own counts first ([`own_first`],
-    /// decision 58): the candidate with the least `own × nodes + fleet`,
-    /// where `own` is this node's exact count, `fleet` that plus every
-    /// peer's last report, and `nodes` the live fleet size; ties at
-    /// random. Each node evens out its own connections and corrects the
-    /// fleet's imbalance by its `1 / nodes` part of it, so nodes holding
-    /// one stale view correct an imbalance once between them instead of
-    /// herding onto the backend that looks emptiest. Pools larger than
+    /// decision 58): the candidate with the least `own × (nodes − 1) +
+    /// fleet`, where `own` is this node's exact count, `fleet` that plus
+    /// every peer's last report, and `nodes` the fleet's new clients over
+    /// this node's ([`crate::pool::Pool::share_nodes`]); ties at random.
+    /// Each node evens out its own connections and corrects the fleet's
+    /// imbalance by its `1 / nodes` part of it, so nodes holding one stale
+    /// view correct an imbalance once between them instead of herding onto
+    /// the backend that looks emptiest. Pools larger than
     /// [`crate::pool::SCAN_POOL_MAX`] compare two random candidates by the
     /// same score.
     #[default]
@@ -128,13 +129,15 @@ pub fn choose<R: Rng + ?Sized>(
     Some(chosen.index)
 }
 
-/// The score [`own_first`] minimizes: `own × nodes + load`. Minimizing
-/// it is minimizing `own + (load − mean) / nodes`: this node's own count,
-/// plus its `1 / nodes` part of the backend's excess in the fleet's view
-/// (the mean is the same for every candidate).
+/// The score [`own_first`] minimizes: `own × (nodes − 1) + load`, with
+/// `load` the fleet's count (this node's own included). Minimizing it is
+/// minimizing `own × (1 − 1/nodes) + load / nodes`: this node evens out
+/// its own connections and takes its `1 / nodes` part of the fleet's
+/// imbalance; with `nodes` = 1 (it receives every new client) it is an
+/// argmin over the fleet's counts.
 pub fn own_first_score(c: &Candidate, nodes: u32) -> u64 {
     c.own
-        .saturating_mul(u64::from(nodes.max(1)))
+        .saturating_mul(u64::from(nodes.max(1) - 1))
         .saturating_add(c.load)
 }
 
@@ -312,7 +315,7 @@ mod tests {
                 own: 1,
             },
         ];
-        // 3 × 5 + 20 = 35 against 1 × 5 + 24 = 29.
+        // 3 × 4 + 20 = 32 against 1 × 4 + 24 = 28.
         assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 5, &mut rng), Some(1));
         // Alone, the fleet is this node: the lesser load.
         assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 1, &mut rng), Some(0));

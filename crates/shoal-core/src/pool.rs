@@ -207,6 +207,10 @@ struct Backend {
     /// Removed and without connections: not a backend any more; its slot
     /// may be reused by [`Pool::add_backend`].
     gone: bool,
+    /// Connections opened since the last periodic report, and in the
+    /// report interval before (what the reports carry).
+    opened_now: u32,
+    opened_last: u32,
 }
 
 impl Backend {
@@ -237,6 +241,7 @@ impl Backend {
             .as_mut()
             .is_some_and(|b| b.handle_open(self.active));
         self.active += 1;
+        self.opened_now = self.opened_now.saturating_add(1);
         raised
     }
 
@@ -312,6 +317,8 @@ impl Backend {
             voted: false,
             removed: false,
             gone: false,
+            opened_now: 0,
+            opened_last: 0,
         }
     }
 }
@@ -328,6 +335,9 @@ pub struct Pool {
     live_nodes: u32,
     /// A budget claim was raised since the node last read the claims.
     raised: bool,
+    /// `least-conn`'s fleet size, cached until an input changes it (see
+    /// [`Pool::share_nodes`]).
+    share_nodes: Option<u32>,
 }
 
 impl Pool {
@@ -363,6 +373,7 @@ impl Pool {
             events: VecDeque::new(),
             live_nodes: 1,
             raised: false,
+            share_nodes: None,
         }
     }
 
@@ -527,6 +538,7 @@ impl Pool {
         tried: &[BackendId],
     ) -> Result<BackendId, NoBackend> {
         let policy = self.policy;
+        let nodes = self.share_nodes();
         let sampled_min = match policy {
             Policy::LeastConn => SCAN_POOL_MAX,
             _ => SAMPLED_POOL_MIN,
@@ -535,9 +547,12 @@ impl Pool {
             && let Some(index) = self.sample(rng, tried)
         {
             self.raised |= self.backends[index].open();
+            if self.backends.len() <= SCAN_POOL_MAX {
+                // Large pools refresh it at the next report or view instead.
+                self.share_nodes = None;
+            }
             return Ok(BackendId(index));
         }
-        let nodes = self.live_nodes;
         self.acquire_with(tried, |candidates, rr_cursor| {
             policy::choose(policy, candidates, rr_cursor, nodes, rng)
         })
@@ -583,7 +598,7 @@ impl Pool {
             };
             let (a, b) = (candidate(a), candidate(i));
             return Some(if self.policy == Policy::LeastConn {
-                policy::own_first(&[a, b], self.live_nodes, rng).index
+                policy::own_first(&[a, b], self.share_nodes.unwrap_or(self.live_nodes), rng).index
             } else {
                 policy::lesser(a, b, rng).index
             });
@@ -664,6 +679,10 @@ impl Pool {
             "chooser returned {index}, not a candidate"
         );
         self.raised |= self.backends[index].open();
+        if self.backends.len() <= SCAN_POOL_MAX {
+            // Large pools refresh it at the next report or view instead.
+            self.share_nodes = None;
+        }
         Ok(BackendId(index))
     }
 
@@ -698,6 +717,7 @@ impl Pool {
         now: Instant,
         rng: &mut R,
     ) -> BackendId {
+        self.share_nodes = None;
         assert!(
             self.find(&spec.name).is_none(),
             "backend {} is in the pool already",
@@ -720,6 +740,7 @@ impl Pool {
     /// checked; its open connections finish, and it is gone once the last
     /// is released (at once if it has none). Returns whether it is gone.
     pub fn remove_backend(&mut self, id: BackendId) -> bool {
+        self.share_nodes = None;
         let b = &mut self.backends[id.0];
         b.removed = true;
         b.gone = b.active == 0;
@@ -730,6 +751,7 @@ impl Pool {
     /// removal: it keeps its connections, health and id, and takes new
     /// connections again.
     pub fn restore_backend(&mut self, id: BackendId) {
+        self.share_nodes = None;
         let b = &mut self.backends[id.0];
         assert!(!b.gone, "restoring gone backend {id}");
         b.removed = false;
@@ -775,6 +797,7 @@ impl Pool {
 
     /// The peers' latest load on `id` (from the cluster's view).
     pub fn set_remote(&mut self, id: BackendId, remote: RemoteLoad) {
+        self.share_nodes = None;
         self.backends[id.0].remote = remote;
         self.update_checker(id);
     }
@@ -785,6 +808,7 @@ impl Pool {
     /// assigned this node to check it (see the module doc). Call
     /// [`Pool::set_live_nodes`] first.
     pub fn set_fleet(&mut self, id: BackendId, remote: RemoteLoad, draining: bool, assigned: bool) {
+        self.share_nodes = None;
         let b = &mut self.backends[id.0];
         b.remote = remote;
         b.draining = draining;
@@ -842,6 +866,10 @@ impl Pool {
         // The node reports every backend at once.
         self.raised = false;
         let b = &mut self.backends[id.0];
+        if periodic {
+            b.opened_last = std::mem::take(&mut b.opened_now);
+            self.share_nodes = None;
+        }
         let active = b.active;
         b.budget
             .as_mut()
@@ -868,7 +896,59 @@ impl Pool {
     /// How many nodes are live in the fleet, this one included (1 alone).
     /// Whether this node checks each backend is re-decided by
     /// [`Pool::set_fleet`], which should follow.
+    /// Connections this node opened to `id` in its last report interval
+    /// (what its report carries: [`ReportEntry::opened`]).
+    ///
+    /// [`ReportEntry::opened`]: crate::cluster::report::ReportEntry::opened
+    pub fn opened(&self, id: BackendId) -> u32 {
+        self.backends[id.0].opened_last
+    }
+
+    /// The fleet size `least-conn` divides the fleet's imbalance by
+    /// ([`crate::policy::own_first`]): the nodes that would correct it
+    /// with this one, i.e. the fleet's new clients over this node's in the
+    /// last report interval (this node's and the peers' reports, over the
+    /// listener's backends), at least 1 and at most the live nodes; the
+    /// live nodes when either is unknown (no client in the interval).
+    /// A node that receives every new client corrects the whole imbalance
+    /// (an argmin over the fleet's counts); one of `n` that receive alike,
+    /// its `1 / n`. O(backends) once per change, then cached.
+    pub fn share_nodes(&mut self) -> u32 {
+        if let Some(n) = self.share_nodes {
+            return n;
+        }
+        // Like with like: this node's last interval against the peers'.
+        // Only a node that received nothing then counts its current
+        // interval so far (so one that starts receiving while the others
+        // are idle learns it at its first client; counting the current
+        // interval always would make every node at the start of a burst
+        // look like the only one receiving, and herd).
+        let (last, now, peers) = self
+            .backends
+            .iter()
+            .fold((0u64, 0u64, 0u64), |(l, n, p), b| {
+                (
+                    l + u64::from(b.opened_last),
+                    n + u64::from(b.opened_now),
+                    p + u64::from(b.remote.opened),
+                )
+            });
+        let own = if last > 0 { last } else { now };
+        let fleet = own + peers;
+        let live = self.live_nodes.max(1);
+        let n = if own == 0 || fleet == 0 {
+            live
+        } else {
+            u32::try_from((fleet + own / 2) / own)
+                .unwrap_or(u32::MAX)
+                .clamp(1, live)
+        };
+        self.share_nodes = Some(n);
+        n
+    }
+
     pub fn set_live_nodes(&mut self, n: u32) {
+        self.share_nodes = None;
         self.live_nodes = n.max(1);
     }
 
@@ -1125,13 +1205,17 @@ mod tests {
     #[test]
     fn least_conn_weighs_the_fleet_and_local_least_conn_does_not() {
         // Backend 0 is idle here but carries 100 connections fleet-wide,
-        // in a fleet of 3: least-conn takes its part of the imbalance on
-        // itself (its own counts may differ by 100 / (3 + 1) = 25), so of
-        // 50 clients backend 1 gets the first 25 and then every other one
-        // (12 or 13 to backend 0); local-least-conn ignores the fleet (25).
-        for (policy, to_zero_range) in [
-            (Policy::LeastConn, 11..=14),
-            (Policy::LocalLeastConn, 18..=32),
+        // in a fleet of 3. If the two peers opened nothing in their last
+        // interval, this node receives every new client and least-conn
+        // corrects the whole imbalance: none of 50 to backend 0. If the
+        // peers opened 100 (so the three receive alike), it takes its part
+        // (score 2 × own + fleet): backend 1 gets the first 34, then every
+        // other one (8 to backend 0). local-least-conn ignores the fleet
+        // (about 25).
+        for (policy, peers_opened, to_zero_range) in [
+            (Policy::LeastConn, 0, 0..=0),
+            (Policy::LeastConn, 100, 6..=10),
+            (Policy::LocalLeastConn, 0, 18..=32),
         ] {
             let (mut p, mut rng) = pool(policy, 2, None);
             p.set_live_nodes(3);
@@ -1142,6 +1226,7 @@ mod tests {
                     down_votes: 0,
                     reporters: 2,
                     voters: 2,
+                    opened: peers_opened,
                 },
             );
             let mut to_zero = 0;
@@ -1151,7 +1236,7 @@ mod tests {
             }
             assert!(
                 to_zero_range.contains(&to_zero),
-                "{policy}: {to_zero}/50 to backend 0"
+                "{policy}, peers opened {peers_opened}: {to_zero}/50 to backend 0"
             );
             assert_eq!(
                 p.cluster_active(BackendId(0)),
@@ -1176,6 +1261,7 @@ mod tests {
                 down_votes: 1,
                 reporters: 2,
                 voters: 2,
+                opened: 0,
             },
         );
         assert!(!p.is_fleet_down(id), "1 of 3 is no majority");
@@ -1186,6 +1272,7 @@ mod tests {
                 down_votes: 2,
                 reporters: 2,
                 voters: 2,
+                opened: 0,
             },
         );
         assert!(p.is_fleet_down(id), "2 of 3 is");
@@ -1215,6 +1302,7 @@ mod tests {
                 down_votes: 1,
                 reporters: 1,
                 voters: 1,
+                opened: 0,
             },
         );
         assert!(p.is_fleet_down(id));
@@ -1291,6 +1379,7 @@ mod tests {
             down_votes,
             reporters: voters,
             voters,
+            opened: 0,
         }
     }
 
@@ -1436,6 +1525,7 @@ mod tests {
                 down_votes: 0,
                 reporters: 9,
                 voters: 0,
+                opened: 0,
             },
             false,
             false,

@@ -53,7 +53,8 @@ use serde::de::DeserializeOwned;
 /// 4: report entries say whether their verdict is a checker's vote
 /// (decision 49).
 /// 5: a budget claim carries the newest raise clock its origin has seen
-/// (decision 48, the rounds).
+/// (decision 48, the rounds); report entries carry the connections opened
+/// in the last interval (decision 58).
 pub const PROTOCOL_VERSION: u8 = 5;
 /// Largest SWIM packet a node accepts.
 pub const PACKET_BYTES_MAX: usize = 1500;
@@ -460,6 +461,7 @@ mod tests {
                 connections: u32::MAX - i as u32,
                 clock: u32::MAX - i as u32,
             }),
+            opened: u32::MAX - i as u32,
             checker: true,
         }
     }
@@ -502,12 +504,12 @@ mod tests {
 
     #[test]
     fn shards_are_packed_in_order_into_as_few_datagrams_as_fit() {
-        // 8 small shards: one datagram.
-        let small: Vec<ReportShard> = (0..8)
+        // 7 small shards: one datagram.
+        let small: Vec<ReportShard> = (0..7)
             .map(|i| {
                 let mut s = shards("10.0.0.1:7946", 2).remove(0);
                 s.shard = i;
-                s.shards = 8;
+                s.shards = 7;
                 if i != 0 {
                     s.clients.clear();
                 }
@@ -521,9 +523,9 @@ mod tests {
         let whole = bincode::serde::encode_to_vec(&small, config::<PACKET_BYTES_MAX>()).unwrap();
         assert_eq!(&d[0][2..], &whole[..]);
 
-        // 1000 backends of worst-case entries: 40 shards of ~1000 bytes,
+        // 1000 backends of worst-case entries: 46 shards of ~1000 bytes,
         // one per datagram.
-        for (backends, per) in [(1000u64, 1usize), (73, 3)] {
+        for (backends, per) in [(1000u64, 1usize), (64, 3)] {
             let all = shards("[::1]:7946", backends);
             let d = encode_reports(&all, DATAGRAM).unwrap();
             let mut back = Vec::new();
@@ -538,7 +540,7 @@ mod tests {
             if per == 1 {
                 assert_eq!(d.len(), all.len());
             } else {
-                // 3 shards of 25, 25 and 23 worst-case entries (~1000
+                // 3 shards of 22, 22 and 20 worst-case entries (~1000
                 // bytes each): none can share a datagram.
                 assert_eq!(d.len(), 3, "{sizes:?}");
             }

@@ -23,18 +23,19 @@ use std::net::{IpAddr, SocketAddr};
 
 /// Entries in one shard: with the worst-case varint sizes (9 + 1 + 5 + 1
 /// bytes an entry, 11 more with a drain mark, 11 more with a budget claim,
+/// 5 more for the connections opened,
 /// plus ~70 of header, and shard 0's client addresses) a full shard stays
 /// near 1050 bytes, so one always fits a report datagram (1100), and small
 /// shards share one.
-pub const ENTRIES_PER_SHARD_MAX: usize = 25;
+pub const ENTRIES_PER_SHARD_MAX: usize = 22;
 
 /// Client-facing IP addresses a node advertises in its report, at most
 /// (decision 51): four IPv6 addresses add 69 bytes to shard 0, which
 /// keeps a full shard 0 of the widest entries inside one report datagram.
 pub const CLIENT_ADDRS_MAX: usize = 4;
 
-/// Shards in one report: bounds the report of one node to 25 × 256 =
-/// 6,400 backends.
+/// Shards in one report: bounds the report of one node to 22 × 256 =
+/// 5,632 backends.
 pub const SHARDS_MAX: usize = 256;
 
 /// A backend as the fleet knows it: FNV-1a 64 of `listener \xff backend`.
@@ -73,6 +74,10 @@ pub struct ReportEntry {
     /// seen, see [`crate::budget`]); `None` when the origin has no budget
     /// for it.
     pub claim: Option<Claim>,
+    /// Connections the origin opened to the backend in its last report
+    /// interval: with the others', the share of the fleet's new clients
+    /// it receives (decision 58).
+    pub opened: u32,
     /// Whether `healthy` is a checker's vote: the origin actively checks
     /// the backend and has finished a check since it started to
     /// (decision 49). Only votes count towards the fleet's majority; the
@@ -91,6 +96,7 @@ impl ReportEntry {
             active,
             drain: None,
             claim: None,
+            opened: 0,
             checker: true,
         }
     }
@@ -281,7 +287,7 @@ mod tests {
 
     #[test]
     fn reports_are_split_into_numbered_shards() {
-        let entries: Vec<_> = (0..73).map(entry).collect();
+        let entries: Vec<_> = (0..64).map(entry).collect();
         let ip: IpAddr = "10.0.0.1".parse().unwrap();
         let s = shard("127.0.0.1:1".parse().unwrap(), 1, 7, &entries, &[ip]);
         assert_eq!(s.len(), 3);
@@ -292,7 +298,7 @@ mod tests {
                 .enumerate()
                 .all(|(i, x)| x.shard == i as u16 && x.shards == 3 && x.seq == 7)
         );
-        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 73);
+        assert_eq!(s.iter().map(|x| x.entries.len()).sum::<usize>(), 64);
         let empty = shard("127.0.0.1:1".parse().unwrap(), 1, 1, &[], &[]);
         assert_eq!(empty.len(), 1);
         assert!(empty[0].clients.is_empty());

@@ -192,6 +192,7 @@ fn three_nodes_join_through_one_seed_and_share_counts() {
             down_votes: 0,
             reporters: 2,
             voters: 2,
+            opened: 0,
         }
     );
     assert_eq!(net.nodes[1].remote(BackendKey(1)).active, 6);
@@ -451,6 +452,7 @@ fn sync_gives_a_new_node_the_whole_state_at_once() {
             down_votes: 1,
             reporters: 1,
             voters: 1,
+            opened: 0,
         }
     );
 }
@@ -538,11 +540,11 @@ fn garbage_oversized_and_foreign_version_input_is_an_error_not_a_panic() {
 fn a_report_of_many_backends_travels_in_shards_and_arrives_whole() {
     let mut net = Net::new(3);
     net.join_all_via(0);
-    // 75 backends: three shards of 25 entries.
-    net.local[0] = (0..75).map(|k| entry(k, k % 10 != 0, k as u32)).collect();
+    // 66 backends: three shards of 22 entries.
+    net.local[0] = (0..66).map(|k| entry(k, k % 10 != 0, k as u32)).collect();
     net.run_for(3000);
     for i in 1..3 {
-        for k in 0..75u64 {
+        for k in 0..66u64 {
             let r = net.nodes[i].remote(BackendKey(k));
             assert_eq!(r.active, k as u32, "node {i} key {k}");
             assert_eq!(r.down_votes, u32::from(k % 10 == 0), "node {i} key {k}");
@@ -574,8 +576,8 @@ fn a_report_of_many_backends_travels_in_shards_and_arrives_whole() {
 fn only_changed_shards_are_published_until_a_refresh_is_due() {
     let mut n = Cluster::new(NodeId::new(addr(0), "n0", 1), config(), 1, Instant::ZERO);
     let t = Instant::from_millis;
-    // Three shards of 25 entries.
-    let mut entries: Vec<ReportEntry> = (0..75).map(|k| entry(k, true, 0)).collect();
+    // Three shards of 22 entries.
+    let mut entries: Vec<ReportEntry> = (0..66).map(|k| entry(k, true, 0)).collect();
     let mut at = |ms: u64, entries: &[ReportEntry]| {
         n.publish_report(t(ms), entries, false);
         n.stats().shards_published

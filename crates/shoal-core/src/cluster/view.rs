@@ -29,6 +29,9 @@ pub struct RemoteLoad {
     pub reporters: u32,
     /// Peers whose entry is a checker's vote ([`ReportEntry::checker`]).
     pub voters: u32,
+    /// Σ of the connections peers opened to it in their last report
+    /// interval ([`ReportEntry::opened`]).
+    pub opened: u32,
 }
 
 #[derive(Debug, Clone)]
@@ -96,6 +99,7 @@ fn add(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntry]) {
     for e in entries {
         let t = totals.entry(e.key).or_default();
         t.active = t.active.saturating_add(e.active);
+        t.opened = t.opened.saturating_add(e.opened);
         t.down_votes += u32::from(e.checker && !e.healthy);
         t.reporters += 1;
         t.voters += u32::from(e.checker);
@@ -106,6 +110,7 @@ fn subtract(totals: &mut BTreeMap<BackendKey, RemoteLoad>, entries: &[ReportEntr
     for e in entries {
         if let Some(t) = totals.get_mut(&e.key) {
             t.active = t.active.saturating_sub(e.active);
+            t.opened = t.opened.saturating_sub(e.opened);
             t.down_votes -= u32::from(e.checker && !e.healthy);
             t.reporters -= 1;
             t.voters -= u32::from(e.checker);
@@ -312,6 +317,7 @@ mod tests {
                 down_votes: 0,
                 reporters: 2,
                 voters: 2,
+                opened: 0,
             }
         );
         assert_eq!(
@@ -321,6 +327,7 @@ mod tests {
                 down_votes: 2,
                 reporters: 2,
                 voters: 2,
+                opened: 0,
             }
         );
         // Without claims, a peer holds what it has open.
@@ -356,6 +363,7 @@ mod tests {
                 down_votes: 1,
                 reporters: 3,
                 voters: 2,
+                opened: 0,
             }
         );
         assert!(v.remove_origin(SocketAddr::from(([127, 0, 0, 1], 2))));

@@ -964,8 +964,10 @@ impl Node {
         let keys = &self.keys;
         pools.each(&mut |l, pool| {
             for id in pool.ids() {
+                let claim = pool.handle_report(id, !urgent);
                 entries.push(ReportEntry {
-                    claim: pool.handle_report(id, !urgent),
+                    claim,
+                    opened: pool.opened(id),
                     ..ReportEntry::new(keys[l][id.0], pool.is_up(id), pool.active(id))
                         .with_checker(pool.is_voting(id))
                 });

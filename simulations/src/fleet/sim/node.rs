@@ -487,6 +487,7 @@ impl Sim<'_> {
             .map(|id| ReportEntry {
                 drain: cluster.drain_mark(keys[id.0]),
                 claim: proc.pool.budget(id).map(|b| b.reported()),
+                opened: proc.pool.opened(id),
                 ..ReportEntry::new(keys[id.0], proc.pool.is_up(id), proc.pool.active(id))
                     .with_checker(proc.pool.is_voting(id))
             })
