@@ -94,8 +94,13 @@ pub fn params_minute(seed: u64) -> Params {
 }
 
 /// Runs the chaos run; only inside [`crate::netns`]'s namespaces (the
-/// lab needs them). `Err` is a harness failure.
-pub async fn run(params: Params, resolution: Resolution) -> Result<Outcome> {
+/// lab needs them), writing dnsmasq's log to `dns_log` at the end if
+/// given. `Err` is a harness failure.
+pub async fn run(
+    params: Params,
+    resolution: Resolution,
+    dns_log: Option<&std::path::Path>,
+) -> Result<Outcome> {
     let lab = Arc::new(Mutex::new(Lab::new(NODES)));
     let records: Vec<(&str, Ipv4Addr)> = (0..NODES).map(|i| (NAME, netlab::node_ip(i))).collect();
     let dns = match resolution {
@@ -114,6 +119,12 @@ pub async fn run(params: Params, resolution: Resolution) -> Result<Outcome> {
         fleet_dns: resolution == Resolution::Fleet,
     };
     let outcome = soak::run_on(params, net).await;
+    if let Some(path) = dns_log {
+        let mut text = dns.logs().join("\n");
+        text.push('\n');
+        std::fs::write(path, text)
+            .map_err(|e| anyhow::anyhow!("writing dnsmasq's log to {}: {e}", path.display()))?;
+    }
     drop(dns);
     drop(lab);
     outcome

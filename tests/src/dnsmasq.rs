@@ -85,8 +85,13 @@ fn free_port() -> u16 {
     panic!("no port free for both UDP and TCP on {LISTEN_IP} in 20 tries");
 }
 
+/// Log lines kept of one dnsmasq, at most (a 5-minute chaos run logs
+/// about 150,000 with every query logged).
+const LOG_LINES_MAX: usize = 2_000_000;
+
 /// Runs `cmd` (dnsmasq at `bin`) with its log lines, read from stderr,
-/// kept in the returned list.
+/// kept in the returned list (the first [`LOG_LINES_MAX`]), each after
+/// the seconds since the start (dnsmasq's stderr lines carry no time).
 fn spawn_logged(bin: &std::path::Path, mut cmd: Command) -> (Child, Arc<Mutex<Vec<String>>>) {
     let mut child = cmd
         .stdin(Stdio::null())
@@ -98,10 +103,17 @@ fn spawn_logged(bin: &std::path::Path, mut cmd: Command) -> (Child, Arc<Mutex<Ve
     let logs = Arc::new(Mutex::new(Vec::new()));
     {
         let logs = logs.clone();
+        let t0 = std::time::Instant::now();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                logs.lock().unwrap().push(line);
+                let at = t0.elapsed().as_secs_f64();
+                let mut logs = logs.lock().unwrap();
+                match logs.len() {
+                    n if n < LOG_LINES_MAX => logs.push(format!("{at:9.3}s {line}")),
+                    LOG_LINES_MAX => logs.push(format!("{at:9.3}s (later lines not kept)")),
+                    _ => {}
+                }
             }
         });
     }
@@ -156,6 +168,8 @@ impl Dnsmasq {
     /// (`--all-servers`, the first answer wins), nothing is cached longer
     /// than the answer's TTL, and no other name is answered (`.test`
     /// names are NXDOMAIN, everything else REFUSED for want of a server).
+    /// Each query is logged with its serial number and client
+    /// (`--log-queries=extra`): what a node's reply became for a client.
     /// Waits until it answers a query (the servers may not be up yet).
     pub async fn start_forwarding(zone: &str, servers: &[SocketAddr]) -> Dnsmasq {
         let bin = crate::needs::tool("dnsmasq", "dnsmasq-base");
@@ -180,7 +194,8 @@ impl Dnsmasq {
                 "--pid-file={}",
                 dir.path().join("dnsmasq.pid").display()
             ))
-            .arg("--log-facility=-");
+            .arg("--log-facility=-")
+            .arg("--log-queries=extra");
         for s in servers {
             cmd.arg(format!("--server=/{zone}/{}#{}", s.ip(), s.port()));
         }

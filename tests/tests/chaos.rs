@@ -42,7 +42,11 @@ fn a_minute_of_chaos_ends_with_one_fleet_and_nothing_left() {
         .enable_all()
         .build()
         .unwrap()
-        .block_on(chaos::run(chaos::params_minute(seed), Resolution::Static))
+        .block_on(chaos::run(
+            chaos::params_minute(seed),
+            Resolution::Static,
+            None,
+        ))
         .expect("the chaos run runs");
     let summary = chaos::summary(&outcome, Resolution::Static);
     eprintln!("{summary}");

@@ -13,8 +13,16 @@
 //! suspicion apart from a lost probe, and a DNS answer that shrinks on
 //! every lost probe would flap. A node cut off from the rest answers
 //! with its side's view; a node that has left answers nothing (its view
-//! goes stale), which its DNS server turns into SERVFAIL so resolvers
-//! ask another of the fleet's servers.
+//! goes stale).
+//!
+//! A node with nothing to answer (it left, drains, or knows no node that
+//! takes clients, e.g. early in its warm start) replies REFUSED
+//! ([`NameReply::Refused`]), never SERVFAIL: a resolver forwarding to
+//! every server at once (dnsmasq `--all-servers`) passes on the first
+//! SERVFAIL it gets but holds a REFUSED until another server answers, and
+//! resolvers that ask one server at a time (dnsmasq without it, the glibc
+//! stub) move on to the next after either (decision 51, amended
+//! 2026-12-02).
 //!
 //! The answer is a set, sorted and without duplicates, so equal views
 //! give equal answers; [`ClientAnswer::pick`] chooses what one response
@@ -34,10 +42,33 @@ pub struct ClientAnswer {
     pub v6: Vec<Ipv6Addr>,
 }
 
+/// How a node's DNS server replies to a query for the fleet's name
+/// itself, of any type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NameReply {
+    /// Authoritatively, with the answer's records of the asked type
+    /// (NOERROR with none when it holds none of that type: NODATA).
+    Records,
+    /// REFUSED: this node cannot speak for the fleet (its answer is
+    /// empty), so the resolver takes another server's word. Not SERVFAIL,
+    /// which a resolver asking every server at once passes on as the
+    /// first reply; not NODATA, which it would cache as "no address".
+    Refused,
+}
+
 impl ClientAnswer {
     /// Whether there is no address of either family.
     pub fn is_empty(&self) -> bool {
         self.v4.is_empty() && self.v6.is_empty()
+    }
+
+    /// How the server replies to a query for the name with this answer.
+    pub fn reply(&self) -> NameReply {
+        if self.is_empty() {
+            NameReply::Refused
+        } else {
+            NameReply::Records
+        }
     }
 
     /// The answer from this node's `own` addresses (empty unless it takes
@@ -108,6 +139,18 @@ mod tests {
         assert_eq!(a.v4, ["10.0.0.2".parse::<Ipv4Addr>().unwrap()]);
         assert!(a.v6.is_empty());
         assert!(ClientAnswer::from_view(&[], [None, Some(&[][..])]).is_empty());
+    }
+
+    #[test]
+    fn an_empty_answer_is_refused_and_any_address_is_answered() {
+        assert_eq!(ClientAnswer::default().reply(), NameReply::Refused);
+        let v6 = ips(&["fd00::1"]);
+        // One address of either family: the name exists here, so a query
+        // for the other family is NODATA, not a refusal.
+        assert_eq!(
+            ClientAnswer::from_view(&[], [Some(&v6[..])]).reply(),
+            NameReply::Records
+        );
     }
 
     #[test]

@@ -12,9 +12,10 @@
 //!   `ttl_s` only;
 //! - `SOA`: the zone's SOA (the name is its own zone apex);
 //! - any other type: NODATA;
-//! - an empty answer (this node left, or knows no node that takes
-//!   clients): SERVFAIL, so a resolver asks another of the fleet's servers
-//!   rather than caching "no address".
+//! - an empty answer (this node left, drains, or knows no node that takes
+//!   clients): REFUSED ([`shoal_core::dns::NameReply::Refused`]), so a
+//!   resolver takes another of the fleet's servers' word rather than this
+//!   one's, and never caches "no address".
 //!
 //! Names below the fleet's name: NXDOMAIN (this server is their
 //! authority); any other name or class: REFUSED (it is not a resolver: no
@@ -34,7 +35,7 @@ use hickory_server::server::{Request, RequestHandler, ResponseHandler, ResponseI
 use hickory_server::zone_handler::MessageResponseBuilder;
 use rand::rngs::SmallRng;
 use shoal_config::DnsConfig;
-use shoal_core::dns::ClientAnswer;
+use shoal_core::dns::{ClientAnswer, NameReply};
 use shoal_transport::LogThrottle;
 use std::io;
 use std::net::SocketAddr;
@@ -201,11 +202,12 @@ impl FleetName {
     }
 
     /// The records for a query of `qtype` for the name itself, and the
-    /// result: records, NODATA, or SERVFAIL for an empty answer.
+    /// result: records, NODATA, or `unavailable` when the core says this
+    /// node cannot speak for the fleet.
     fn lookup(&self, qtype: RecordType) -> (Vec<Record>, DnsResult) {
         let answer = self.answer.borrow().clone();
-        if answer.is_empty() {
-            return (Vec::new(), DnsResult::servfail);
+        if answer.reply() == NameReply::Refused {
+            return (Vec::new(), DnsResult::unavailable);
         }
         let mut rng = self.rng.lock().unwrap_or_else(|e| e.into_inner());
         let records: Vec<Record> = match qtype {
@@ -323,8 +325,8 @@ impl RequestHandler for FleetName {
             }
             Ok((records, result)) => {
                 self.count(qtype_of_first, result);
-                if result == DnsResult::servfail {
-                    metadata.response_code = ResponseCode::ServFail;
+                if result == DnsResult::unavailable {
+                    metadata.response_code = ResponseCode::Refused;
                     let response = builder.build(metadata, [], [], [], []);
                     response_handle.send_response(response).await
                 } else {

@@ -126,9 +126,9 @@ pub enum DnsResult {
     nxdomain,
     /// Another name or class: not this server's.
     refused,
-    /// The fleet's answer was empty (the node left, or knows no node
-    /// taking clients).
-    servfail,
+    /// The fleet's answer was empty (the node left, drains, or knows no
+    /// node taking clients): REFUSED, so the resolver asks another node.
+    unavailable,
     /// Not exactly one question.
     formerr,
     /// Not a query (update, notify, ...).

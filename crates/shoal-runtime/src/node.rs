@@ -463,7 +463,7 @@ impl Node {
         let leave_fleet = stop_accepting.child_token();
         let fleet_stop = hard_stop.child_token();
         // The DNS server, like the admin endpoint, serves from the start
-        // (an empty answer is SERVFAIL) until the hard stop.
+        // (an empty answer is REFUSED) until the hard stop.
         let standalone = self.fleet.is_none();
         // It stops early for a successor, which takes its sockets.
         let dns_stop = hard_stop.child_token();

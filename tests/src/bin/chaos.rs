@@ -44,6 +44,10 @@ struct Args {
     /// dnsmasq).
     #[arg(long, value_enum, default_value_t = Dns::Static)]
     dns: Dns,
+    /// Write dnsmasq's log (every query, its serial number and client,
+    /// with the seconds since dnsmasq started) to this file at the end.
+    #[arg(long)]
+    dns_log: Option<std::path::PathBuf>,
 }
 
 #[derive(Debug, Clone, Copy, clap::ValueEnum)]
@@ -94,7 +98,7 @@ fn main() -> ExitCode {
         Dns::Static => Resolution::Static,
         Dns::Fleet => Resolution::Fleet,
     };
-    let outcome = match rt.block_on(chaos::run(params, resolution)) {
+    let outcome = match rt.block_on(chaos::run(params, resolution, args.dns_log.as_deref())) {
         Ok(o) => o,
         Err(e) => {
             eprintln!("chaos could not run: {e:#}");

@@ -483,11 +483,20 @@ fn the_dns_answer_follows_the_fleet_kill_and_leave() {
         assert!(net.nodes[i].poll_client_answer().is_some(), "node {i}");
     }
     // A leave takes node 1 out of node 0's answer within a hop or two,
-    // and node 1, no longer speaking for the fleet, answers nothing.
+    // and node 1, no longer speaking for the fleet, refuses the name
+    // (its linger: a resolver must take another node's word).
     let now = net.now;
     net.nodes[1].handle_leave(now, &mut net.pools[1]);
     net.flush(1);
     assert!(net.nodes[1].client_answer().is_empty());
+    assert_eq!(
+        net.nodes[1].client_answer().reply(),
+        crate::dns::NameReply::Refused
+    );
+    assert_eq!(
+        net.nodes[0].client_answer().reply(),
+        crate::dns::NameReply::Records
+    );
     assert_eq!(
         net.nodes[1].poll_client_answer(),
         Some(ClientAnswer::default())
