@@ -195,9 +195,20 @@ fn refuse<T: fmt::Debug + PartialEq>(
     if old != new {
         refused.push(LiveOnly {
             field,
-            old: format!("{old:?}"),
-            new: format!("{new:?}"),
+            old: shown(&old),
+            new: shown(&new),
         });
+    }
+}
+
+/// A value as an operator reads it: `127.0.0.1:9100`, not
+/// `Some(127.0.0.1:9100)`; an unset one is `none`.
+fn shown<T: fmt::Debug>(v: &T) -> String {
+    let text = format!("{v:?}");
+    match text.strip_prefix("Some(").and_then(|t| t.strip_suffix(')')) {
+        Some(inner) => inner.to_owned(),
+        None if text == "None" => "none".to_owned(),
+        None => text,
     }
 }
 
@@ -514,7 +525,7 @@ key = "certs/node-1.key"
             .unwrap_err();
         assert_eq!(
             e.to_string(),
-            "node.admin: Some(127.0.0.1:9100) -> Some(127.0.0.1:9101): this setting cannot change while the node runs (restart it, or upgrade it with --take-over); nothing was applied"
+            "node.admin: 127.0.0.1:9100 -> 127.0.0.1:9101: this setting cannot change while the node runs (restart it, or upgrade it with --take-over); nothing was applied"
         );
     }
 
