@@ -140,10 +140,13 @@ fn every_scenario_passes_for_fixed_seeds() {
                     assert_eq!(r.members.rejoins, 0, "{r}");
                     assert!(r.net.lost > 0, "{r}");
                 }
-                // Four crashes and four restarts, each seen by the others.
+                // Four crashes and four restarts. Crashes 2 s apart (n3,
+                // then n4) may leave the second dying before it saw the
+                // first, so "seen by every other node" can miss one.
                 "churn" => {
                     assert_eq!(r.members.restarts, 4, "{r}");
-                    assert!(r.crash_detections.count >= 4, "{r}");
+                    assert!(r.crash_detections.count >= 3, "{r}");
+                    assert!(r.crash_detections_each.count >= 15, "{r}");
                     assert!(r.balance.samples > 0, "{r}");
                 }
                 other => panic!("no expectations for `{other}`"),
