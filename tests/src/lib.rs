@@ -33,6 +33,7 @@ pub mod dnsmasq;
 pub mod dnsq;
 pub mod fleet;
 pub mod haproxy;
+pub mod load;
 pub mod needs;
 pub mod netlab;
 pub mod netns;

@@ -9,12 +9,13 @@
 
 use shoal_e2e::backend::{Backend, Behaviour, PeerEnd, http_request};
 use shoal_e2e::fleet::{Certs, fleet_config};
+use shoal_e2e::load::{Tally, long_lived, short};
 use shoal_e2e::node::Shoal;
 use shoal_e2e::{WAIT, echo_round_trip, eventually};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -88,45 +89,6 @@ fn listening_inodes(addr: SocketAddr) -> Vec<u64> {
     inodes
 }
 
-#[derive(Default)]
-struct Tally {
-    attempted: AtomicU64,
-    failed: AtomicU64,
-    first_failure: std::sync::Mutex<Option<String>>,
-}
-
-impl Tally {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::SeqCst);
-        self.first_failure.lock().unwrap().get_or_insert(why);
-    }
-}
-
-async fn short(lb: SocketAddr, n: u64) -> Result<(), String> {
-    let mut s = TcpStream::connect(lb)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    echo_round_trip(&mut s, format!("short {n}").as_bytes())
-        .await
-        .map_err(|e| format!("short echo {n}: {e}"))
-}
-
-async fn long_lived(lb: SocketAddr, n: u64) -> Result<(), String> {
-    let mut s = TcpStream::connect(lb)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let end = tokio::time::Instant::now() + LONG_LIVED;
-    let mut i = 0;
-    while tokio::time::Instant::now() < end {
-        echo_round_trip(&mut s, format!("long {n}.{i}").as_bytes())
-            .await
-            .map_err(|e| format!("long-lived echo {n}.{i}: {e}"))?;
-        i += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
-}
-
 /// Client load on `lb` until `stop`, bounded in count and by `limit`.
 fn load(
     lb: SocketAddr,
@@ -160,7 +122,7 @@ fn load(
             tally.attempted.fetch_add(1, Ordering::SeqCst);
             let tally = tally.clone();
             held.push(tokio::spawn(async move {
-                if let Err(why) = long_lived(lb, n).await {
+                if let Err(why) = long_lived(lb, n, LONG_LIVED).await {
                     tally.fail(why);
                 }
             }));

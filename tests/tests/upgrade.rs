@@ -11,11 +11,12 @@ use hickory_resolver::proto::rr::RecordType;
 use shoal_e2e::backend::{Backend, Behaviour};
 use shoal_e2e::dnsq::{Transport, query};
 use shoal_e2e::fleet::{Certs, fleet_config};
+use shoal_e2e::load::{Tally, long_lived, short};
 use shoal_e2e::node::Shoal;
 use shoal_e2e::{WAIT, echo_round_trip, eventually};
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 use tokio::net::TcpStream;
 
@@ -39,48 +40,6 @@ fn take_over_args(config: &std::path::Path, sock: &std::path::Path) -> Vec<Strin
     ]
     .map(str::to_owned)
     .to_vec()
-}
-
-#[derive(Default)]
-struct Tally {
-    attempted: AtomicU64,
-    failed: AtomicU64,
-    first_failure: std::sync::Mutex<Option<String>>,
-}
-
-impl Tally {
-    fn fail(&self, why: String) {
-        self.failed.fetch_add(1, Ordering::SeqCst);
-        self.first_failure.lock().unwrap().get_or_insert(why);
-    }
-}
-
-/// A short connection: connect, one echo round trip, close.
-async fn short(lb: SocketAddr, n: u64) -> Result<(), String> {
-    let mut s = TcpStream::connect(lb)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    echo_round_trip(&mut s, format!("short {n}").as_bytes())
-        .await
-        .map_err(|e| format!("short echo: {e}"))
-}
-
-/// A long-lived connection: an echo round trip every 50 ms for
-/// [`LONG_LIVED`].
-async fn long_lived(lb: SocketAddr, n: u64) -> Result<(), String> {
-    let mut s = TcpStream::connect(lb)
-        .await
-        .map_err(|e| format!("connect: {e}"))?;
-    let end = tokio::time::Instant::now() + LONG_LIVED;
-    let mut i = 0;
-    while tokio::time::Instant::now() < end {
-        echo_round_trip(&mut s, format!("long {n}.{i}").as_bytes())
-            .await
-            .map_err(|e| format!("long-lived echo {i}: {e}"))?;
-        i += 1;
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(())
 }
 
 #[tokio::test]
@@ -146,7 +105,7 @@ async fn twenty_upgrades_under_load_refuse_and_break_nothing() {
                 tally.attempted.fetch_add(1, Ordering::SeqCst);
                 let tally = tally.clone();
                 held.push(tokio::spawn(async move {
-                    if let Err(why) = long_lived(lb, n).await {
+                    if let Err(why) = long_lived(lb, n, LONG_LIVED).await {
                         tally.fail(why);
                     }
                 }));
