@@ -276,28 +276,78 @@ def iperf(port, streams, duration, pids):
 
 def parse_wrk(out):
     rps = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))
+    total = int(re.search(r"(\d+) requests in", out).group(1))
     unit = {"us": 1e-3, "ms": 1.0, "s": 1e3}
     pct = {}
     for p, v, u in re.findall(r"^\s+(\d+)%\s+([\d.]+)(us|ms|s)\s*$", out, re.M):
         pct[int(p)] = float(v) * unit[u]
     errors = re.search(r"Non-2xx or 3xx responses: (\d+)|Socket errors: (.*)", out)
-    return rps, pct.get(50), pct.get(99), errors.group(0) if errors else ""
+    return rps, pct.get(50), pct.get(99), errors.group(0) if errors else "", total
 
 
-def wrk(ports, duration, conns, close):
+def wrk(ports, duration, conns, close, pids=None):
+    """Requests/s, p50, p99, errors, and with `pids` the CPU-seconds those
+    processes spent per 10^5 requests."""
     header = '-H "Connection: close"' if close else ""
     per = max(1, conns // len(ports))
+    before = cpu_seconds(pids) if pids else 0
     procs = [
         subprocess.Popen(f"wrk -t1 -c{per} -d{duration}s --latency {header} http://127.0.0.1:{p}/index.html",
                          shell=True, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
         for p in ports
     ]
     results = [parse_wrk(p.communicate(timeout=duration + 60)[0]) for p in procs]
+    after = cpu_seconds(pids) if pids else 0
     rps = sum(r[0] for r in results)
     p50 = max(r[1] or 0 for r in results)
     p99 = max(r[2] or 0 for r in results)
     errs = "; ".join(r[3] for r in results if r[3])
-    return rps, p50, p99, errs
+    total = sum(r[4] for r in results)
+    cpu = (after - before) * 1e5 / total if pids and total else None
+    return rps, p50, p99, errs, cpu
+
+
+# The system calls counted per request (perf's syscall tracepoints; every
+# other call is in "other").
+SYSCALLS = ["accept4", "connect", "socket", "close", "shutdown", "getsockopt", "setsockopt",
+            "epoll_wait", "epoll_pwait", "epoll_ctl", "read", "recvfrom", "write", "sendto",
+            "readv", "writev", "recvmsg", "sendmsg", "splice", "futex", "io_uring_enter"]
+
+
+def syscall_profile(ports, duration, conns, close, pids):
+    """System calls per request of `pids` (every thread) under one wrk run:
+    {syscall: calls per request, "total": ...}, counted by `perf stat` on
+    the syscall tracepoints (a count, not a timing; the tracepoints cost a
+    little CPU, so the rates of this pass are not reported). None if perf
+    cannot count here."""
+    if not pids or shutil.which("perf") is None:
+        return None
+    events = ["raw_syscalls:sys_enter"] + [f"syscalls:sys_enter_{c}" for c in SYSCALLS]
+    out = Path(tempfile.mkstemp(prefix="shoal-bench-perf-", suffix=".csv")[1])
+    perf = subprocess.Popen(["perf", "stat", "-x", ",", "-o", str(out), "-e", ",".join(events),
+                             "-p", ",".join(str(p) for p in pids), "--", "sleep", str(duration + 1)],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    time.sleep(0.5)
+    header = '-H "Connection: close"' if close else ""
+    per = max(1, conns // len(ports))
+    procs = [subprocess.Popen(f"wrk -t1 -c{per} -d{duration}s {header} http://127.0.0.1:{p}/index.html",
+                              shell=True, text=True, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+             for p in ports]
+    total = sum(int(re.search(r"(\d+) requests in", p.communicate(timeout=duration + 60)[0]).group(1))
+                for p in procs)
+    perf.wait(timeout=duration + 30)
+    counts = {}
+    for line in out.read_text().splitlines():
+        parts = line.split(",")
+        if len(parts) < 3 or not parts[0].strip().isdigit():
+            continue
+        counts[parts[2].split(":")[-1].removeprefix("sys_enter_")] = int(parts[0])
+    if not total or "sys_enter" not in counts:
+        return None
+    per_request = {c: counts.get(c, 0) / total for c in SYSCALLS}
+    per_request["total"] = counts["sys_enter"] / total
+    per_request["other"] = per_request["total"] - sum(per_request[c] for c in SYSCALLS)
+    return per_request
 
 
 async def hold_connections(ports, n, hold_s, on_open):
@@ -365,6 +415,8 @@ def main():
     ap.add_argument("--systems", default="direct,haproxy,shoal,fleet",
                     help="which systems to measure (comma-separated), for quick experiments")
     ap.add_argument("--no-memory", action="store_true", help="skip the idle-connection memory rows")
+    ap.add_argument("--no-syscalls", action="store_true",
+                    help="skip the pass that counts system calls per request with perf")
     ap.add_argument("--rounds", type=int, default=3,
                     help="rounds of every throughput and latency workload, taking turns over the"
                          " systems; each figure is the median (default 3)")
@@ -397,6 +449,7 @@ def main():
     work = Path(tempfile.mkdtemp(prefix="shoal-bench-"))
     work.chmod(0o755)  # nginx's workers run as another user and must read the page
     rows = {}  # workload -> {system: value}
+    syscalls = {}  # "short connection" | "keep-alive request" -> {system: {syscall: per request}}
     try:
         start_backends(work)
         starters = {
@@ -426,17 +479,28 @@ def main():
                     add(f"bulk throughput, {streams} stream{'s' if streams > 1 else ''} (Gbit/s)", s.name, gbps)
                     if streams == 8:
                         add("CPU per GB forwarded, 8 streams (CPU-seconds)", s.name, cpu)
-                rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=True)
+                rps, p50, p99, errs, cpu = wrk(s.web_ports, duration, args.connections, close=True, pids=s.pids)
                 add("short connections (requests/s)", s.name, rps)
                 add("short connections p50 (ms)", s.name, p50)
                 add("short connections p99 (ms)", s.name, p99)
+                add("CPU per 10⁵ short connections (CPU-seconds)", s.name, cpu)
                 if errs:
                     log(f"{s.name} short: {errs}")
-                rps, p50, p99, errs = wrk(s.web_ports, duration, args.connections, close=False)
+                rps, p50, p99, errs, cpu = wrk(s.web_ports, duration, args.connections, close=False, pids=s.pids)
                 add("keep-alive (requests/s)", s.name, rps)
                 add("keep-alive p99 (ms)", s.name, p99)
+                add("CPU per 10⁵ keep-alive requests (CPU-seconds)", s.name, cpu)
                 if errs:
                     log(f"{s.name} keep-alive: {errs}")
+        # One more pass, after the rounds, counting system calls per request
+        # (the tracepoints slow the process a little, so no rate from it).
+        for s in systems:
+            if not args.no_syscalls and s.pids and len(s.pids) == 1:
+                for close, kind in ((True, "short connection"), (False, "keep-alive request")):
+                    log(f"counting {s.name}'s system calls per {kind}")
+                    profile = syscall_profile(s.web_ports, duration, args.connections, close, s.pids)
+                    if profile:
+                        syscalls.setdefault(kind, {})[s.name] = profile
         for s in systems:
             s.stop()
         for row, per_system in samples.items():
@@ -495,6 +559,20 @@ def main():
     for name, v in rows.items():
         d, h, s, f = (v.get(k) for k in ("direct", "haproxy", "shoal", "fleet"))
         out.append(f"| {name} | {fmt(d)} | {fmt(h)} | {fmt(s)} | {fmt(f)} | {ratio(s, h)} | {ratio(s, d)} | {ratio(f, h)} |")
+    if syscalls:
+        names = [n for n in ("haproxy", "shoal") if any(n in v for v in syscalls.values())]
+        out += ["", "## System calls per request", "",
+                "Counted by `perf stat` on the syscall tracepoints of the proxy process (every thread) during"
+                f" one more {duration} s wrk run of each kind after the rounds, divided by the requests that run"
+                " completed (a short connection is one request). Calls not listed are in *other*.", ""]
+        kinds = list(syscalls)
+        out.append("| system call | " + " | ".join(f"{n}, per {k}" for k in kinds for n in names) + " |")
+        out.append("|---|" + "---|" * (len(kinds) * len(names)))
+        for c in ["total"] + SYSCALLS + ["other"]:
+            cells = [syscalls[k].get(n, {}).get(c) for k in kinds for n in names]
+            if c not in ("total", "other") and not any(cells):
+                continue
+            out.append(f"| {c} | " + " | ".join("n/a" if v is None else f"{v:.2f}" for v in cells) + " |")
     decisions = ROOT / "bench" / "DECISIONS.md"
     if decisions.exists():
         out += ["", decisions.read_text().strip()]
