@@ -3,15 +3,15 @@
 //! runtime only carries the plan out, and every rule of what may change
 //! live is here, tested without a process.
 //!
-//! Listeners are matched by name, backends by address. A setting that a
+//! Listeners are matched by name, backends by their entry (an address or
+//! a name, as configured). A setting that a
 //! running node cannot change (the node's name, its admin, fleet and DNS
 //! sockets, the fleet's CA and timings, ...) makes the whole reload a
 //! [`LiveOnlyChanges`]: nothing is applied, and the message names every
 //! such setting.
 
-use crate::{ClusterConfig, Config, ListenerConfig};
+use crate::{BackendTarget, ClusterConfig, Config, ListenerConfig};
 use std::fmt;
-use std::net::SocketAddr;
 use std::time::Duration;
 
 /// What a reload changes, in the new configuration's order.
@@ -28,6 +28,9 @@ pub struct ConfigDiff {
     /// `cluster.cert` or `cluster.key` names another file (the node's
     /// certificate is re-read on every reload anyway).
     pub cert_paths: bool,
+    /// How backend names are resolved changed (`node.resolver`,
+    /// `node.backend_resolve_interval_ms`): applied from the next lookup.
+    pub name_resolution: bool,
 }
 
 /// One listener present in both configurations, and what differs.
@@ -39,11 +42,11 @@ pub struct ListenerDiff {
     pub rebind: bool,
     /// `backlog` changed: set on the listening sockets in place.
     pub backlog: bool,
-    /// Backends only the new list has.
-    pub backends_added: Vec<SocketAddr>,
-    /// Backends only the old list has (drained: no new connection, the
-    /// open ones finish).
-    pub backends_removed: Vec<SocketAddr>,
+    /// Backend entries only the new list has.
+    pub backends_added: Vec<BackendTarget>,
+    /// Backend entries only the old list has (drained: no new connection,
+    /// the open ones finish).
+    pub backends_removed: Vec<BackendTarget>,
     /// The other fields that changed, by their configuration names
     /// (`policy`, `health.interval_ms`, ...), all applied in place.
     pub fields: Vec<&'static str>,
@@ -142,6 +145,11 @@ impl ConfigDiff {
         if self.cert_paths {
             parts.push("cluster.cert/key paths".into());
         }
+        if self.name_resolution {
+            parts.push(
+                "backend name resolution (node.resolver, node.backend_resolve_interval_ms)".into(),
+            );
+        }
         if parts.is_empty() {
             "no change to the configuration".into()
         } else {
@@ -183,6 +191,8 @@ pub fn diff(old: &Config, new: &Config) -> Result<ConfigDiff, LiveOnlyChanges> {
     if let (Some(o), Some(n)) = (&old.cluster, &new.cluster) {
         d.cert_paths = o.cert != n.cert || o.key != n.key;
     }
+    d.name_resolution = old.backend_resolver() != new.backend_resolver()
+        || old.node.backend_resolve_interval != new.node.backend_resolve_interval;
     Ok(d)
 }
 
@@ -353,6 +363,15 @@ fn listener_diff(o: &ListenerConfig, n: &ListenerConfig) -> ListenerDiff {
     field("health.fall", o.health.fall != n.health.fall);
     field("health.checkers", o.health.checkers != n.health.checkers);
     field("health.source", o.health_source != n.health_source);
+    field(
+        "backends[].weight",
+        n.backends.iter().any(|b| {
+            o.backends
+                .iter()
+                .any(|ob| ob.target == b.target && ob.weight != b.weight)
+        }),
+    );
+    let has = |list: &[crate::BackendEntry], t: &BackendTarget| list.iter().any(|b| &b.target == t);
     ListenerDiff {
         name: n.name.clone(),
         rebind: o.bind != n.bind,
@@ -360,14 +379,14 @@ fn listener_diff(o: &ListenerConfig, n: &ListenerConfig) -> ListenerDiff {
         backends_added: n
             .backends
             .iter()
-            .filter(|b| !o.backends.contains(b))
-            .copied()
+            .filter(|b| !has(&o.backends, &b.target))
+            .map(|b| b.target.clone())
             .collect(),
         backends_removed: o
             .backends
             .iter()
-            .filter(|b| !n.backends.contains(b))
-            .copied()
+            .filter(|b| !has(&n.backends, &b.target))
+            .map(|b| b.target.clone())
             .collect(),
         fields,
     }
@@ -429,8 +448,8 @@ key = "certs/node-1.key"
             got.changed,
             vec![ListenerDiff {
                 name: "web".into(),
-                backends_added: vec!["127.0.0.1:5003".parse().unwrap()],
-                backends_removed: vec!["127.0.0.1:5001".parse().unwrap()],
+                backends_added: vec![BackendTarget::Addr("127.0.0.1:5003".parse().unwrap())],
+                backends_removed: vec![BackendTarget::Addr("127.0.0.1:5001".parse().unwrap())],
                 ..ListenerDiff::default()
             }]
         );

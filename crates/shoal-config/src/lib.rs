@@ -18,7 +18,7 @@ use shoal_core::node::Settings;
 use shoal_core::proxy_header::ProxyVersion;
 use shoal_core::{HealthConfig, Policy};
 use shoal_seeds::escape_controls;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -106,7 +106,64 @@ pub struct NodeConfig {
     /// A Unix socket where this node hands its listening sockets to a
     /// successor (`shoal run --take-over PATH`), relative to the file.
     pub takeover_socket: Option<PathBuf>,
+    /// The DNS server asked for backend names (`node.resolver`); `None`:
+    /// `cluster.resolver` if set, else the system resolver
+    /// ([`Config::backend_resolver`]).
+    pub resolver: Option<SocketAddr>,
+    /// How often backend names are resolved again.
+    pub backend_resolve_interval: Duration,
 }
+
+/// The most addresses one backend name stands for (more in an answer are
+/// dropped, with a warning). The node's backend count counts each name
+/// as this many, so what names resolve to never exceeds what a report
+/// carries.
+pub const NAME_ADDRESSES_MAX: usize = 64;
+
+/// Largest backend weight (HAProxy's too).
+pub const WEIGHT_MAX: u32 = 256;
+
+/// Where one entry of a listener's `backends` points.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum BackendTarget {
+    /// An IP literal: one backend.
+    Addr(SocketAddr),
+    /// A DNS name (lower case, no trailing dot): every A and AAAA address
+    /// it resolves to, each with `port`, is a backend; resolved again
+    /// every `node.backend_resolve_interval_ms`.
+    Name { host: String, port: u16 },
+}
+
+impl std::fmt::Display for BackendTarget {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BackendTarget::Addr(a) => write!(f, "{a}"),
+            BackendTarget::Name { host, port } => write!(f, "{host}:{port}"),
+        }
+    }
+}
+
+/// One entry of a listener's `backends`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendEntry {
+    pub target: BackendTarget,
+    /// 1 to [`WEIGHT_MAX`]; every address of a name has it.
+    pub weight: u32,
+}
+
+/// A backend as the pool has it: one address, with the weight of the
+/// entry it came from and, for a name's address, the name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Member {
+    pub addr: SocketAddr,
+    pub weight: u32,
+    /// The name it is an address of; `None` for an IP literal.
+    pub via: Option<String>,
+}
+
+/// The addresses each backend name resolved to last (lower-case host →
+/// IPs), as the runtime keeps them between lookups.
+pub type NameAddrs = BTreeMap<String, Vec<IpAddr>>;
 
 /// One `[[listener]]`.
 #[derive(Debug, Clone, PartialEq)]
@@ -114,7 +171,9 @@ pub struct ListenerConfig {
     pub name: String,
     pub bind: SocketAddr,
     pub policy: Policy,
-    pub backends: Vec<SocketAddr>,
+    /// As configured, in order: IP literals and names, with weights
+    /// ([`ListenerConfig::members`] gives the addresses).
+    pub backends: Vec<BackendEntry>,
     /// Concurrent client connections this listener holds; past it, new
     /// clients wait in the kernel's accept queue.
     pub max_connections: Option<u32>,
@@ -147,6 +206,78 @@ pub struct ListenerConfig {
     /// The local address health probes are sent from (`health.source`);
     /// `None`: the kernel chooses, as for client connections.
     pub health_source: Option<std::net::IpAddr>,
+}
+
+impl ListenerConfig {
+    /// The backend names this listener has (lower case), each once.
+    pub fn names(&self) -> impl Iterator<Item = &str> {
+        let mut seen = BTreeSet::new();
+        self.backends.iter().filter_map(move |b| match &b.target {
+            BackendTarget::Name { host, .. } if seen.insert(host.as_str()) => Some(host.as_str()),
+            _ => None,
+        })
+    }
+
+    /// The listener's backends now: every IP literal, and every address
+    /// in `resolved` of every name (a name not in it yet has none), in
+    /// configuration order, a name's addresses sorted. An address that two
+    /// entries give is one backend, with the first entry's weight. With
+    /// `health.source`, a name's addresses of the other family are left
+    /// out (probes to them could not be sent; literals are checked at
+    /// validation). At most `max` (the rest is dropped; the caller warns).
+    pub fn members(&self, resolved: &NameAddrs, max: usize) -> Vec<Member> {
+        let mut out: Vec<Member> = Vec::with_capacity(self.backends.len());
+        let mut push = |m: Member| {
+            if out.len() < max && !out.iter().any(|o| o.addr == m.addr) {
+                out.push(m);
+            }
+        };
+        for b in &self.backends {
+            match &b.target {
+                BackendTarget::Addr(addr) => push(Member {
+                    addr: *addr,
+                    weight: b.weight,
+                    via: None,
+                }),
+                BackendTarget::Name { host, port } => {
+                    let mut ips = resolved.get(host).cloned().unwrap_or_default();
+                    ips.sort_unstable();
+                    for ip in ips {
+                        if self
+                            .health_source
+                            .is_some_and(|s| s.is_ipv4() != ip.is_ipv4())
+                        {
+                            continue;
+                        }
+                        push(Member {
+                            addr: SocketAddr::new(ip, *port),
+                            weight: b.weight,
+                            via: Some(host.clone()),
+                        });
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
+impl Config {
+    /// The DNS server asked for backend names: `node.resolver`, else
+    /// `cluster.resolver`, else `None` (the system resolver).
+    pub fn backend_resolver(&self) -> Option<SocketAddr> {
+        self.node
+            .resolver
+            .or_else(|| self.cluster.as_ref().and_then(|c| c.resolver))
+    }
+
+    /// Every backend name of every listener, each once.
+    pub fn backend_names(&self) -> BTreeSet<String> {
+        self.listeners
+            .iter()
+            .flat_map(|l| l.names().map(str::to_owned))
+            .collect()
+    }
 }
 
 /// What was wrong with a configuration.
@@ -513,6 +644,15 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         }
         n => n.map(|n| n as usize),
     };
+    let resolver = node
+        .resolver
+        .as_deref()
+        .map(|r| cx.addr("node.resolver", r))
+        .transpose()?;
+    let backend_resolve_interval = cx.millis(
+        "node.backend_resolve_interval_ms",
+        node.backend_resolve_interval_ms,
+    )?;
 
     if node.admin_connections_max == 0 {
         return Err(cx.invalid("node.admin_connections_max", 0, "must be at least 1"));
@@ -565,24 +705,46 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
                 "a listener needs at least one backend",
             ));
         }
-        let mut backends = Vec::with_capacity(l.backends.len());
+        let mut backends: Vec<BackendEntry> = Vec::with_capacity(l.backends.len());
         for (j, b) in l.backends.iter().enumerate() {
-            let addr = cx.addr(at(&format!("backends[{j}]")), b)?;
-            if addr.port() == 0 {
+            let field = at(&format!("backends[{j}]"));
+            let target = match shoal_seeds::parse_seed(&b.addr) {
+                Ok(shoal_seeds::Seed::Addr(addr)) => BackendTarget::Addr(addr),
+                Ok(shoal_seeds::Seed::Name { host, port }) => BackendTarget::Name {
+                    host: host.trim_end_matches('.').to_ascii_lowercase(),
+                    port,
+                },
+                Err(e) => {
+                    let reason = match e {
+                        shoal_seeds::SeedError::Syntax { reason, .. } => reason,
+                        other => other.to_string(),
+                    };
+                    return Err(cx.invalid(
+                        field,
+                        &b.addr,
+                        format!("{reason} (a backend is IP:port, [IPv6]:port or name:port)"),
+                    ));
+                }
+            };
+            if matches!(target, BackendTarget::Addr(a) if a.port() == 0) {
+                return Err(cx.invalid(field, &b.addr, "port 0 cannot be connected to"));
+            }
+            if !(1..=WEIGHT_MAX).contains(&b.weight) {
                 return Err(cx.invalid(
-                    at(&format!("backends[{j}]")),
-                    b,
-                    "port 0 cannot be connected to",
+                    format!("{field}.weight"),
+                    b.weight,
+                    format!(
+                        "must be 1 to {WEIGHT_MAX} (drain a backend to stop its new connections)"
+                    ),
                 ));
             }
-            if backends.contains(&addr) {
-                return Err(cx.invalid(
-                    at(&format!("backends[{j}]")),
-                    b,
-                    "duplicate backend in this listener",
-                ));
+            if backends.iter().any(|o| o.target == target) {
+                return Err(cx.invalid(field, &b.addr, "duplicate backend in this listener"));
             }
-            backends.push(addr);
+            backends.push(BackendEntry {
+                target,
+                weight: b.weight,
+            });
         }
         let positive = |field: &str, v: Option<u32>| match v {
             Some(0) => Err(cx.invalid(
@@ -637,7 +799,10 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
                 let ip = text.parse::<std::net::IpAddr>().map_err(|_| {
                     cx.invalid(&field, text, "not an IP address (e.g. 127.0.0.2 or ::1)")
                 })?;
-                if let Some(b) = backends.iter().find(|b| b.is_ipv4() != ip.is_ipv4()) {
+                if let Some(b) = backends.iter().find(
+                    |b| matches!(b.target, BackendTarget::Addr(a) if a.is_ipv4() != ip.is_ipv4()),
+                ) {
+                    let b = &b.target;
                     return Err(cx.invalid(
                         &field,
                         text,
@@ -667,13 +832,21 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
         });
     }
     // Every backend is an entry of this node's load report, which has a
-    // bound (shoal_core::cluster::report::SHARDS_MAX shards).
-    let backends: usize = listeners.iter().map(|l| l.backends.len()).sum();
+    // bound (shoal_core::cluster::report::SHARDS_MAX shards). A name
+    // counts once here; the runtime drops its addresses past the bound.
+    let backends: usize = listeners
+        .iter()
+        .flat_map(|l| &l.backends)
+        .map(|b| match b.target {
+            BackendTarget::Addr(_) => 1,
+            BackendTarget::Name { .. } => NAME_ADDRESSES_MAX,
+        })
+        .sum();
     if backends > BACKENDS_MAX {
         return Err(cx.invalid(
             "listener",
             format!("{backends} backends"),
-            format!("a node takes at most {BACKENDS_MAX} backends over all its listeners"),
+            format!("a node takes at most {BACKENDS_MAX} backends over all its listeners (a backend name counts as {NAME_ADDRESSES_MAX})"),
         ));
     }
     let mut cluster = raw
@@ -705,6 +878,8 @@ fn validate(raw: raw::RawConfig, origin: &str, base: &Path) -> Result<Config, Co
             admin_header_timeout,
             admin_idle_timeout,
             takeover_socket,
+            resolver,
+            backend_resolve_interval,
         },
         listeners,
         cluster,

@@ -67,6 +67,9 @@ pub struct RawNode {
     #[serde(default = "default_admin_idle_timeout_ms")]
     pub admin_idle_timeout_ms: u64,
     pub takeover_socket: Option<String>,
+    pub resolver: Option<String>,
+    #[serde(default = "default_backend_resolve_interval_ms")]
+    pub backend_resolve_interval_ms: u64,
 }
 
 impl Default for RawNode {
@@ -80,6 +83,8 @@ impl Default for RawNode {
             admin_header_timeout_ms: default_admin_header_timeout_ms(),
             admin_idle_timeout_ms: default_admin_idle_timeout_ms(),
             takeover_socket: None,
+            resolver: None,
+            backend_resolve_interval_ms: default_backend_resolve_interval_ms(),
         }
     }
 }
@@ -91,7 +96,7 @@ pub struct RawListener {
     pub bind: String,
     #[serde(default = "default_policy")]
     pub policy: String,
-    pub backends: Vec<String>,
+    pub backends: Vec<RawBackend>,
     pub max_connections: Option<u32>,
     pub backend_max_connections: Option<u32>,
     pub fleet_max_connections: Option<u32>,
@@ -115,6 +120,55 @@ pub struct RawListener {
     pub proxy_header_timeout_ms: u64,
     #[serde(default)]
     pub health: RawHealth,
+}
+
+/// One element of a listener's `backends`: `"host:port"`, or a table
+/// `{ addr = "host:port", weight = 3 }`. Deserialized by hand rather than
+/// as an untagged enum, so a table's mistakes (an unknown key, no `addr`,
+/// a weight that is not a number) keep serde's message naming them.
+#[derive(Debug)]
+pub struct RawBackend {
+    pub addr: String,
+    pub weight: u32,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawBackendTable {
+    addr: String,
+    #[serde(default = "default_weight")]
+    weight: u32,
+}
+
+impl<'de> Deserialize<'de> for RawBackend {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visitor;
+        impl<'de> serde::de::Visitor<'de> for Visitor {
+            type Value = RawBackend;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a backend: \"host:port\" or { addr = \"host:port\", weight = N }")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<RawBackend, E> {
+                Ok(RawBackend {
+                    addr: v.to_owned(),
+                    weight: default_weight(),
+                })
+            }
+            fn visit_map<A: serde::de::MapAccess<'de>>(
+                self,
+                map: A,
+            ) -> Result<RawBackend, A::Error> {
+                let t = RawBackendTable::deserialize(
+                    serde::de::value::MapAccessDeserializer::new(map),
+                )?;
+                Ok(RawBackend {
+                    addr: t.addr,
+                    weight: t.weight,
+                })
+            }
+        }
+        d.deserialize_any(Visitor)
+    }
 }
 
 #[derive(Debug, Deserialize)]
@@ -173,6 +227,14 @@ fn default_admin_header_timeout_ms() -> u64 {
 }
 fn default_admin_idle_timeout_ms() -> u64 {
     60_000
+}
+fn default_weight() -> u32 {
+    1
+}
+/// Envoy's DNS refresh default: a backend that left the name stops
+/// getting clients within about this long.
+fn default_backend_resolve_interval_ms() -> u64 {
+    5_000
 }
 fn default_policy() -> String {
     "least-conn".to_owned()

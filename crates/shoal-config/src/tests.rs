@@ -31,7 +31,7 @@ fn the_documented_shape_parses_with_defaults() {
     let l = &c.listeners[0];
     assert_eq!(l.policy, Policy::LeastConn);
     assert_eq!(l.backends.len(), 3);
-    assert!(l.backends[2].is_ipv6());
+    assert!(matches!(l.backends[2].target, BackendTarget::Addr(a) if a.is_ipv6()));
     assert_eq!(l.health, HealthConfig::default());
     assert_eq!(l.health.checkers, 0, "0: the default");
     assert_eq!(l.connect_timeout, Duration::from_secs(2));
@@ -85,7 +85,7 @@ fn bad_address_names_field_and_value() {
     let e = err(&GOOD.replace("127.0.0.1:5002", "127.0.0.1:99999"));
     assert_eq!(
         e,
-        "test.toml: listener \"web\": backends[1] = \"127.0.0.1:99999\": not an IP:port socket address (e.g. 127.0.0.1:5001 or [::1]:5001; port 1-65535)"
+        "test.toml: listener \"web\": backends[1] = \"127.0.0.1:99999\": port out of range (a backend is IP:port, [IPv6]:port or name:port)"
     );
     let e = err(&GOOD.replace("127.0.0.1:8080", "localhost"));
     assert!(e.contains("bind = \"localhost\""), "{e}");
@@ -531,4 +531,110 @@ fn more_backends_than_a_report_carries_are_refused() {
             && e.contains(&format!("at most {BACKENDS_MAX} backends")),
         "{e}"
     );
+}
+
+#[test]
+fn backends_may_be_names_and_carry_weights() {
+    let text = GOOD.replace(
+        r#"backends = ["127.0.0.1:5001", "127.0.0.1:5002", "[::1]:5003"]"#,
+        r#"backends = ["127.0.0.1:5001", { addr = "127.0.0.1:5002", weight = 3 }, "App.Shoal.Test.:9000", { addr = "db.shoal.test:9001", weight = 2 }]"#,
+    );
+    let c = Config::from_toml(&text, "test.toml").unwrap();
+    let l = &c.listeners[0];
+    let weights: Vec<u32> = l.backends.iter().map(|b| b.weight).collect();
+    assert_eq!(weights, [1, 3, 1, 2]);
+    assert_eq!(
+        l.backends[2].target,
+        BackendTarget::Name {
+            host: "app.shoal.test".into(),
+            port: 9000
+        },
+        "lower case, no trailing dot"
+    );
+    assert_eq!(
+        l.names().collect::<Vec<_>>(),
+        ["app.shoal.test", "db.shoal.test"]
+    );
+    assert_eq!(c.node.backend_resolve_interval, Duration::from_secs(5));
+    assert_eq!(c.backend_resolver(), None, "the system resolver");
+
+    // Members: literals, then each name's addresses sorted, with the
+    // entry's weight; an address two entries give is one backend.
+    let mut resolved = NameAddrs::new();
+    resolved.insert(
+        "app.shoal.test".into(),
+        vec!["127.0.0.9".parse().unwrap(), "127.0.0.1".parse().unwrap()],
+    );
+    let m = l.members(&resolved, 100);
+    let shown: Vec<(String, u32, Option<&str>)> = m
+        .iter()
+        .map(|m| (m.addr.to_string(), m.weight, m.via.as_deref()))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("127.0.0.1:5001".to_owned(), 1, None),
+            ("127.0.0.1:5002".to_owned(), 3, None),
+            ("127.0.0.1:9000".to_owned(), 1, Some("app.shoal.test")),
+            ("127.0.0.9:9000".to_owned(), 1, Some("app.shoal.test")),
+        ]
+    );
+    assert_eq!(l.members(&resolved, 3).len(), 3, "capped");
+    resolved.insert("db.shoal.test".into(), vec!["127.0.0.1".parse().unwrap()]);
+    let m = l.members(&resolved, 100);
+    assert_eq!(m.len(), 5);
+    assert_eq!(m[4].addr.to_string(), "127.0.0.1:9001");
+}
+
+#[test]
+fn bad_backend_entries_are_named_with_the_problem() {
+    let with = |b: &str| {
+        err(&GOOD.replace(
+            r#"backends = ["127.0.0.1:5001", "127.0.0.1:5002", "[::1]:5003"]"#,
+            &format!(r#"backends = ["127.0.0.1:5001", {b}]"#),
+        ))
+    };
+    let e = with(r#"{ addr = "127.0.0.1:5002", weight = 0 }"#);
+    assert!(
+        e.contains("backends[1].weight = 0: must be 1 to 256"),
+        "{e}"
+    );
+    let e = with(r#"{ addr = "127.0.0.1:5002", weight = 257 }"#);
+    assert!(e.contains("backends[1].weight = 257"), "{e}");
+    let e = with(r#"{ addr = "app.shoal.test" }"#);
+    assert!(
+        e.contains("backends[1] = \"app.shoal.test\": missing port"),
+        "{e}"
+    );
+    let e = with(r#"{ weight = 2 }"#);
+    assert!(
+        e.contains("backends[1]") && e.contains("missing field `addr`"),
+        "{e}"
+    );
+    let e = with(r#"{ addr = "127.0.0.1:5002", wieght = 2 }"#);
+    assert!(
+        e.contains("backends[1]") && e.contains("unknown field `wieght`"),
+        "{e}"
+    );
+    let e = with(r#"{ addr = "127.0.0.1:5002", weight = -1 }"#);
+    assert!(e.contains("backends[1].weight"), "{e}");
+    let e = with(r#""127.0.0.1:5001""#);
+    assert!(
+        e.contains("backends[1] = \"127.0.0.1:5001\": duplicate backend"),
+        "{e}"
+    );
+    let e = with(r#"{ addr = "APP.shoal.test:80" }, "app.shoal.test:80""#);
+    assert!(e.contains("backends[2]") && e.contains("duplicate"), "{e}");
+    let e = with("5");
+    assert!(e.contains("backends[1]") && e.contains("a backend"), "{e}");
+    let e = err(&GOOD.replace(
+        "admin = \"127.0.0.1:9100\"",
+        "admin = \"127.0.0.1:9100\"\nresolver = \"dns\"",
+    ));
+    assert!(e.contains("node.resolver = \"dns\""), "{e}");
+    let e = err(&GOOD.replace(
+        "admin = \"127.0.0.1:9100\"",
+        "admin = \"127.0.0.1:9100\"\nbackend_resolve_interval_ms = 0",
+    ));
+    assert!(e.contains("node.backend_resolve_interval_ms = 0"), "{e}");
 }

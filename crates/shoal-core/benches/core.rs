@@ -19,6 +19,7 @@ fn pool(backends: usize, peers: u32) -> (Pool, SmallRng) {
             name: format!("10.0.{}.{}:80", i / 250, i % 250),
             max_connections: None,
             fleet_max_connections: None,
+            weight: 1,
         })
         .collect();
     let mut p = Pool::new(

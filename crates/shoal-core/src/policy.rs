@@ -15,8 +15,9 @@ use std::str::FromStr;
 #[serde(rename_all = "kebab-case")]
 pub enum Policy {
     /// Cluster-wide least connections, own counts first ([`own_first`],
-    /// decision 58): the candidate with the least `own × (nodes − 1) +
-    /// fleet`, where `own` is this node's exact count, `fleet` that plus
+    /// decision 58): the candidate with the least `(own × (nodes − 1) +
+    /// fleet + nodes) / weight` (what its score would be with this
+    /// connection, per unit of weight), where `own` is this node's exact count, `fleet` that plus
     /// every peer's last report, and `nodes` the fleet's new clients over
     /// this node's ([`crate::pool::Pool::share_nodes`]); ties at random.
     /// Each node evens out its own connections and corrects the fleet's
@@ -28,10 +29,12 @@ pub enum Policy {
     #[default]
     LeastConn,
     /// Power of two choices over this node's own counts only, ignoring
-    /// the fleet (what a fleet of independent balancers does).
+    /// the fleet (what a fleet of independent balancers does): the lesser
+    /// `(own + 1) / weight` of two.
     LocalLeastConn,
     /// Each candidate in turn, in configuration order, skipping those that
-    /// are down or full.
+    /// are down or full; weighted, interleaved ([`RoundRobin`]): a backend
+    /// of weight `w` is taken in `w` of every `max weight` rounds.
     RoundRobin,
     /// A candidate chosen uniformly at random.
     Random,
@@ -95,6 +98,61 @@ pub struct Candidate {
     pub load: u64,
     /// This node's own connections to it (exact), part of `load`.
     pub own: u64,
+    /// Its configured weight (at least 1): the policies compare load per
+    /// unit of weight, and round-robin takes it `weight` times a cycle.
+    pub weight: u32,
+}
+
+/// Where weighted round-robin is (interleaved, as LVS's `wrr`): round
+/// `r` of a cycle visits, in configuration order, every candidate whose
+/// weight exceeds `r`, and a cycle has as many rounds as the largest
+/// weight. Weights 1:2:3 give `a b c | b c | c`; equal weights plain
+/// round-robin. O(candidates) a choice, two scans at most; no state per
+/// backend, so a pool that changes (a backend down, added, removed)
+/// needs no bookkeeping.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RoundRobin {
+    /// The next candidate is the first at or after this index...
+    pub index: usize,
+    /// ... in this round.
+    pub round: u32,
+}
+
+impl RoundRobin {
+    /// The next candidate of the cycle; `candidates` is not empty.
+    fn next(&mut self, candidates: &[Candidate]) -> Candidate {
+        let rounds = candidates
+            .iter()
+            .map(|c| c.weight.max(1))
+            .max()
+            .unwrap_or(1);
+        if self.round >= rounds {
+            *self = RoundRobin::default();
+        }
+        loop {
+            if let Some(c) = candidates
+                .iter()
+                .find(|c| c.index >= self.index && c.weight.max(1) > self.round)
+            {
+                self.index = c.index + 1;
+                return *c;
+            }
+            // The round is over. The heaviest candidate is in every round,
+            // so the next one (or round 0 after the last) finds one.
+            self.index = 0;
+            self.round += 1;
+            if self.round >= rounds {
+                self.round = 0;
+            }
+        }
+    }
+}
+
+/// Whether `a / wa` is less than, equal to or greater than `b / wb`, exactly
+/// (weights at least 1).
+pub fn cmp_per_weight(a: u64, wa: u32, b: u64, wb: u32) -> std::cmp::Ordering {
+    let (wa, wb) = (u128::from(wa.max(1)), u128::from(wb.max(1)));
+    (u128::from(a) * wb).cmp(&(u128::from(b) * wa))
 }
 
 /// Chooses among `candidates` (sorted by index, none excluded yet).
@@ -104,7 +162,7 @@ pub struct Candidate {
 pub fn choose<R: Rng + ?Sized>(
     policy: Policy,
     candidates: &[Candidate],
-    rr_cursor: &mut usize,
+    rr_cursor: &mut RoundRobin,
     nodes: u32,
     rng: &mut R,
 ) -> Option<usize> {
@@ -116,29 +174,28 @@ pub fn choose<R: Rng + ?Sized>(
         Policy::LocalLeastConn => power_of_two(candidates, rng),
         Policy::Random => candidates[rng.random_range(0..candidates.len())],
         Policy::FirstAvailable => candidates[0],
-        Policy::RoundRobin => {
-            // The first candidate at or after the cursor, wrapping around.
-            let c = candidates
-                .iter()
-                .find(|c| c.index >= *rr_cursor)
-                .unwrap_or(&candidates[0]);
-            *rr_cursor = c.index + 1;
-            *c
-        }
+        Policy::RoundRobin => rr_cursor.next(candidates),
     };
     Some(chosen.index)
 }
 
-/// The score [`own_first`] minimizes: `own × (nodes − 1) + load`, with
-/// `load` the fleet's count (this node's own included). Minimizing it is
-/// minimizing `own × (1 − 1/nodes) + load / nodes`: this node evens out
-/// its own connections and takes its `1 / nodes` part of the fleet's
-/// imbalance; with `nodes` = 1 (it receives every new client) it is an
-/// argmin over the fleet's counts.
+/// The score [`own_first`] minimizes, per unit of the candidate's
+/// weight: `own × (nodes − 1) + load + nodes`, with `load` the fleet's
+/// count (this node's own included), i.e. the score the candidate would
+/// have with this connection. Minimizing it is minimizing
+/// `own × (1 − 1/nodes) + load / nodes`: this node evens out its own
+/// connections and takes its `1 / nodes` part of the fleet's imbalance;
+/// with `nodes` = 1 (it receives every new client) it is an argmin over
+/// the fleet's counts. The `+ nodes` (one connection more) only matters
+/// between different weights: idle backends of weights 1 and 3 score
+/// 1 and 1/3, so the heavier is filled first (HAProxy's `leastconn`
+/// orders by `(connections + 1) / weight` too).
 pub fn own_first_score(c: &Candidate, nodes: u32) -> u64 {
+    let nodes = u64::from(nodes.max(1));
     c.own
-        .saturating_mul(u64::from(nodes.max(1) - 1))
+        .saturating_mul(nodes - 1)
         .saturating_add(c.load)
+        .saturating_add(nodes)
 }
 
 /// Argmin of [`own_first_score`], ties at random (reservoir sampling): each
@@ -151,7 +208,7 @@ pub fn own_first<R: Rng + ?Sized>(candidates: &[Candidate], nodes: u32, rng: &mu
     let mut best = candidates[0];
     let mut ties = 1u32;
     for c in &candidates[1..] {
-        match score(c).cmp(&score(&best)) {
+        match cmp_per_weight(score(c), c.weight, score(&best), best.weight) {
             std::cmp::Ordering::Less => {
                 best = *c;
                 ties = 1;
@@ -184,11 +241,12 @@ pub fn power_of_two<R: Rng + ?Sized>(candidates: &[Candidate], rng: &mut R) -> C
     lesser(candidates[i], candidates[j], rng)
 }
 
-/// The one of `a` and `b` with the smaller load, ties at random: the
-/// comparison of power of two choices, shared by the scan above and the
-/// pool's sampled choice.
+/// The one of `a` and `b` with the smaller `(load + 1) / weight`, ties at
+/// random: the comparison of power of two choices, shared by the scan
+/// above and the pool's sampled choice.
 pub fn lesser<R: Rng + ?Sized>(a: Candidate, b: Candidate, rng: &mut R) -> Candidate {
-    match a.load.cmp(&b.load) {
+    let next = |c: &Candidate| c.load.saturating_add(1);
+    match cmp_per_weight(next(&a), a.weight, next(&b), b.weight) {
         std::cmp::Ordering::Less => a,
         std::cmp::Ordering::Greater => b,
         std::cmp::Ordering::Equal => {
@@ -215,6 +273,7 @@ mod tests {
                 index,
                 load,
                 own: load,
+                weight: 1,
             })
             .collect()
     }
@@ -232,7 +291,10 @@ mod tests {
     fn empty_candidates_choose_nothing() {
         let mut rng = SmallRng::seed_from_u64(1);
         for p in Policy::ALL {
-            assert_eq!(choose(p, &[], &mut 0, 1, &mut rng), None);
+            assert_eq!(
+                choose(p, &[], &mut RoundRobin::default(), 1, &mut rng),
+                None
+            );
         }
     }
 
@@ -244,7 +306,14 @@ mod tests {
         let c = cands(&[5, 0, 9]);
         let mut wins = [0u32; 3];
         for _ in 0..3000 {
-            wins[choose(Policy::LocalLeastConn, &c, &mut 0, 1, &mut rng).unwrap()] += 1;
+            wins[choose(
+                Policy::LocalLeastConn,
+                &c,
+                &mut RoundRobin::default(),
+                1,
+                &mut rng,
+            )
+            .unwrap()] += 1;
         }
         assert_eq!(wins[2], 0);
         assert!((1800..2200).contains(&wins[1]), "{wins:?}");
@@ -256,7 +325,16 @@ mod tests {
         let run = |seed| {
             let mut rng = SmallRng::seed_from_u64(seed);
             (0..64)
-                .map(|_| choose(Policy::LocalLeastConn, &c, &mut 0, 1, &mut rng).unwrap())
+                .map(|_| {
+                    choose(
+                        Policy::LocalLeastConn,
+                        &c,
+                        &mut RoundRobin::default(),
+                        1,
+                        &mut rng,
+                    )
+                    .unwrap()
+                })
                 .collect::<Vec<_>>()
         };
         let a = run(42);
@@ -287,9 +365,17 @@ mod tests {
                         index: i,
                         load: view[i] + own[i],
                         own: own[i],
+                        weight: 1,
                     })
                     .collect();
-                let i = choose(Policy::LeastConn, &c, &mut 0, 10, &mut rng).unwrap();
+                let i = choose(
+                    Policy::LeastConn,
+                    &c,
+                    &mut RoundRobin::default(),
+                    10,
+                    &mut rng,
+                )
+                .unwrap();
                 own[i] += 1;
                 fleet[i] += 1;
             }
@@ -308,24 +394,44 @@ mod tests {
                 index: 0,
                 load: 20,
                 own: 3,
+                weight: 1,
             },
             Candidate {
                 index: 1,
                 load: 24,
                 own: 1,
+                weight: 1,
             },
         ];
         // 3 × 4 + 20 = 32 against 1 × 4 + 24 = 28.
-        assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 5, &mut rng), Some(1));
+        assert_eq!(
+            choose(
+                Policy::LeastConn,
+                &c,
+                &mut RoundRobin::default(),
+                5,
+                &mut rng
+            ),
+            Some(1)
+        );
         // Alone, the fleet is this node: the lesser load.
-        assert_eq!(choose(Policy::LeastConn, &c, &mut 0, 1, &mut rng), Some(0));
+        assert_eq!(
+            choose(
+                Policy::LeastConn,
+                &c,
+                &mut RoundRobin::default(),
+                1,
+                &mut rng
+            ),
+            Some(0)
+        );
     }
 
     #[test]
     fn round_robin_cycles_and_skips_missing_candidates() {
         let mut rng = SmallRng::seed_from_u64(0);
         let all = cands(&[0, 0, 0]);
-        let mut cursor = 0;
+        let mut cursor = RoundRobin::default();
         let picks: Vec<_> = (0..6)
             .map(|_| choose(Policy::RoundRobin, &all, &mut cursor, 1, &mut rng).unwrap())
             .collect();
@@ -338,6 +444,92 @@ mod tests {
         assert_eq!(picks, vec![0, 2, 0, 2]);
     }
 
+    /// Interleaved weighted round-robin: weights 1:2:3 give `0 1 2 | 1 2 | 2`
+    /// each cycle; a candidate missing (down, full) leaves the others'
+    /// turns as they were.
+    #[test]
+    fn weighted_round_robin_takes_each_backend_its_weight_a_cycle() {
+        let mut rng = SmallRng::seed_from_u64(0);
+        let all: Vec<Candidate> = (0..3)
+            .map(|index| Candidate {
+                index,
+                load: 0,
+                own: 0,
+                weight: index as u32 + 1,
+            })
+            .collect();
+        let mut cursor = RoundRobin::default();
+        let picks: Vec<_> = (0..12)
+            .map(|_| choose(Policy::RoundRobin, &all, &mut cursor, 1, &mut rng).unwrap())
+            .collect();
+        assert_eq!(picks, vec![0, 1, 2, 1, 2, 2, 0, 1, 2, 1, 2, 2]);
+        let some = vec![all[0], all[1]];
+        let picks: Vec<_> = (0..6)
+            .map(|_| choose(Policy::RoundRobin, &some, &mut cursor, 1, &mut rng).unwrap())
+            .collect();
+        assert_eq!(picks, vec![0, 1, 1, 0, 1, 1]);
+    }
+
+    /// Least-conn fills backends in proportion to their weights, on its
+    /// own and in a fleet; so does local-least-conn (power of two).
+    #[test]
+    fn least_conn_holds_connections_in_the_ratio_of_the_weights() {
+        for (policy, nodes) in [
+            (Policy::LeastConn, 1),
+            (Policy::LeastConn, 4),
+            (Policy::LocalLeastConn, 1),
+        ] {
+            let mut rng = SmallRng::seed_from_u64(5);
+            let mut held = [0u64; 3];
+            for _ in 0..600 {
+                let c: Vec<Candidate> = (0..3)
+                    .map(|i| Candidate {
+                        index: i,
+                        load: held[i],
+                        own: held[i],
+                        weight: i as u32 + 1,
+                    })
+                    .collect();
+                held[choose(policy, &c, &mut RoundRobin::default(), nodes, &mut rng).unwrap()] += 1;
+            }
+            for (i, &n) in held.iter().enumerate() {
+                let expected = 100 * (i as u64 + 1);
+                assert!(
+                    n.abs_diff(expected) <= expected / 10,
+                    "{policy} ×{nodes}: {held:?}"
+                );
+            }
+        }
+        // Idle, the heaviest is taken first.
+        let mut rng = SmallRng::seed_from_u64(1);
+        let idle: Vec<Candidate> = (0..3)
+            .map(|i| Candidate {
+                index: i,
+                load: 0,
+                own: 0,
+                weight: [1, 3, 2][i],
+            })
+            .collect();
+        assert_eq!(
+            choose(
+                Policy::LeastConn,
+                &idle,
+                &mut RoundRobin::default(),
+                3,
+                &mut rng
+            ),
+            Some(1)
+        );
+    }
+
+    #[test]
+    fn comparisons_per_weight_are_exact_at_the_extremes() {
+        use std::cmp::Ordering::*;
+        assert_eq!(cmp_per_weight(u64::MAX, 256, u64::MAX, 255), Less);
+        assert_eq!(cmp_per_weight(2, 2, 1, 1), Equal);
+        assert_eq!(cmp_per_weight(3, 2, 1, 1), Greater);
+    }
+
     #[test]
     fn first_available_takes_the_lowest_index() {
         let mut rng = SmallRng::seed_from_u64(0);
@@ -346,15 +538,23 @@ mod tests {
                 index: 2,
                 load: 0,
                 own: 0,
+                weight: 1,
             },
             Candidate {
                 index: 4,
                 load: 0,
                 own: 0,
+                weight: 1,
             },
         ];
         assert_eq!(
-            choose(Policy::FirstAvailable, &c, &mut 0, 1, &mut rng),
+            choose(
+                Policy::FirstAvailable,
+                &c,
+                &mut RoundRobin::default(),
+                1,
+                &mut rng
+            ),
             Some(2)
         );
     }
@@ -365,7 +565,8 @@ mod tests {
         let c = cands(&[0, 100, 1000]);
         let mut seen = [false; 3];
         for _ in 0..100 {
-            seen[choose(Policy::Random, &c, &mut 0, 1, &mut rng).unwrap()] = true;
+            seen[choose(Policy::Random, &c, &mut RoundRobin::default(), 1, &mut rng).unwrap()] =
+                true;
         }
         assert_eq!(seen, [true; 3]);
     }

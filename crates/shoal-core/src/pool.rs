@@ -79,7 +79,7 @@ use crate::budget::{Budget, BudgetView, Claim};
 use crate::checkers;
 use crate::cluster::view::RemoteLoad;
 use crate::health::{Health, HealthConfig};
-use crate::policy::{self, Candidate, Policy};
+use crate::policy::{self, Candidate, Policy, RoundRobin};
 use crate::time::Instant;
 use rand::{Rng, RngExt};
 use std::collections::VecDeque;
@@ -121,6 +121,34 @@ pub struct BackendSpec {
     /// The fleet's limit of concurrent connections to the backend (a
     /// budget shared by every node, see [`crate::budget`]).
     pub fleet_max_connections: Option<u32>,
+    /// Its share of the pool's connections relative to the others (at
+    /// least 1): least-conn compares load per unit of weight, round-robin
+    /// takes it `weight` times a cycle. Configuration, the same on every
+    /// node, so no report carries it.
+    pub weight: u32,
+}
+
+impl BackendSpec {
+    /// A backend named `name` with weight 1 and no limits.
+    pub fn new(name: impl Into<String>) -> Self {
+        BackendSpec {
+            name: name.into(),
+            max_connections: None,
+            fleet_max_connections: None,
+            weight: 1,
+        }
+    }
+}
+
+/// What [`Pool::reconcile`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    /// Backends new to the pool (in a new slot or a gone one's).
+    pub added: Vec<BackendId>,
+    /// Backends no longer wanted that still hold connections: drained.
+    pub draining: Vec<BackendId>,
+    /// Backends no longer wanted that held none: gone at once.
+    pub gone: Vec<BackendId>,
 }
 
 /// Why a health state changed.
@@ -329,7 +357,7 @@ pub struct Pool {
     policy: Policy,
     health_config: HealthConfig,
     backends: Vec<Backend>,
-    rr_cursor: usize,
+    rr_cursor: RoundRobin,
     events: VecDeque<PoolEvent>,
     candidates: Vec<Candidate>,
     live_nodes: u32,
@@ -369,7 +397,7 @@ impl Pool {
             health_config,
             candidates: Vec::with_capacity(backends.len()),
             backends,
-            rr_cursor: 0,
+            rr_cursor: RoundRobin::default(),
             events: VecDeque::new(),
             live_nodes: 1,
             raised: false,
@@ -594,6 +622,7 @@ impl Pool {
                     index,
                     load: u64::from(b.active) + remote,
                     own: u64::from(b.active),
+                    weight: b.spec.weight,
                 }
             };
             let (a, b) = (candidate(a), candidate(i));
@@ -621,7 +650,7 @@ impl Pool {
         choose: F,
     ) -> Result<BackendId, NoBackend>
     where
-        F: FnOnce(&[Candidate], &mut usize) -> Option<usize>,
+        F: FnOnce(&[Candidate], &mut RoundRobin) -> Option<usize>,
     {
         let mut why = NoBackend {
             down: 0,
@@ -665,6 +694,7 @@ impl Pool {
                     index,
                     load: u64::from(b.active) + remote,
                     own: u64::from(b.active),
+                    weight: b.spec.weight,
                 });
             }
         }
@@ -757,10 +787,59 @@ impl Pool {
         b.removed = false;
     }
 
+    /// Makes the pool's backends `specs` (by name; a reload, or a backend
+    /// name whose addresses changed): a backend not in `specs` is removed
+    /// ([`Pool::remove_backend`]: drained, gone once its connections end),
+    /// one removed but still draining is restored, a new one added
+    /// ([`Pool::add_backend`]), and every wanted one takes its spec's
+    /// weight and limits (a changed `fleet_max_connections` starts its
+    /// budget anew, as [`Pool::set_limits`]). Duplicate names in `specs`
+    /// after the first are ignored.
+    pub fn reconcile<R: Rng + ?Sized>(
+        &mut self,
+        specs: &[BackendSpec],
+        now: Instant,
+        rng: &mut R,
+    ) -> Reconciled {
+        let mut done = Reconciled::default();
+        let wanted = |name: &str| specs.iter().any(|s| s.name == name);
+        for id in self.ids() {
+            if !self.is_removed(id) && !wanted(&self.spec(id).name) {
+                if self.remove_backend(id) {
+                    done.gone.push(id);
+                } else {
+                    done.draining.push(id);
+                }
+            }
+        }
+        for (i, spec) in specs.iter().enumerate() {
+            if specs[..i].iter().any(|s| s.name == spec.name) {
+                continue;
+            }
+            match self.find(&spec.name) {
+                Some(id) => {
+                    if self.is_removed(id) {
+                        self.restore_backend(id);
+                    }
+                    let b = &mut self.backends[id.0];
+                    b.spec.weight = spec.weight;
+                    b.spec.max_connections = spec.max_connections;
+                    if b.spec.fleet_max_connections != spec.fleet_max_connections {
+                        b.spec.fleet_max_connections = spec.fleet_max_connections;
+                        b.budget = spec.fleet_max_connections.map(Budget::new);
+                    }
+                }
+                None => done.added.push(self.add_backend(spec.clone(), now, rng)),
+            }
+        }
+        self.share_nodes = None;
+        done
+    }
+
     /// A reload changed the policy: the next choice follows it.
     pub fn set_policy(&mut self, policy: Policy) {
         self.policy = policy;
-        self.rr_cursor = 0;
+        self.rr_cursor = RoundRobin::default();
     }
 
     /// A reload changed the health checks' parameters, from `now`: streaks
@@ -1053,6 +1132,7 @@ mod tests {
                 name: format!("127.0.0.1:{}", 5000 + i),
                 max_connections: max,
                 fleet_max_connections: None,
+                weight: 1,
             })
             .collect();
         let p = Pool::new(
@@ -1566,6 +1646,7 @@ mod tests {
             name: "127.0.0.1:6000".into(),
             max_connections: None,
             fleet_max_connections: None,
+            weight: 1,
         };
         let d = p.add_backend(spec, now, &mut rng);
         assert_eq!(d, b);
@@ -1582,6 +1663,7 @@ mod tests {
             name: "127.0.0.1:6001".into(),
             max_connections: None,
             fleet_max_connections: None,
+            weight: 1,
         };
         assert_eq!(p.add_backend(spec, now, &mut rng), BackendId(3));
         // A backend without connections is gone at once.
@@ -1601,6 +1683,47 @@ mod tests {
         assert_eq!(p.active(a), 1);
         let chosen: Vec<_> = (0..4).map(|_| p.acquire(&mut rng, &[]).unwrap()).collect();
         assert!(chosen.contains(&a), "{chosen:?}");
+    }
+
+    /// What a name's new answer does: a backend that left is drained (it
+    /// keeps its connection, takes no new one, and is gone once it ends),
+    /// one that came back is restored with its connections, a new one is
+    /// added, and weights follow the specs.
+    #[test]
+    fn reconcile_drains_restores_adds_and_reweighs() {
+        let (mut p, mut rng) = pool(Policy::RoundRobin, 3, None);
+        let names: Vec<String> = p.ids().map(|id| p.spec(id).name.clone()).collect();
+        let held = p.acquire(&mut rng, &[]).unwrap();
+        assert_eq!(held, BackendId(0));
+        let spec = |name: &str, weight| BackendSpec {
+            weight,
+            ..BackendSpec::new(name)
+        };
+        // Backends 0 and 1 leave; a new one arrives; 2 weighs 3.
+        let done = p.reconcile(
+            &[spec(&names[2], 3), spec("127.0.0.9:1", 1)],
+            Instant::ZERO,
+            &mut rng,
+        );
+        assert_eq!(done.draining, vec![BackendId(0)]);
+        assert_eq!(done.gone, vec![BackendId(1)]);
+        assert_eq!(done.added, vec![BackendId(1)], "the gone slot is reused");
+        assert_eq!(p.spec(BackendId(2)).weight, 3);
+        let picks: Vec<_> = (0..8)
+            .map(|_| p.acquire(&mut rng, &[]).unwrap().0)
+            .collect();
+        assert!(
+            !picks.contains(&0),
+            "a drained backend takes no client: {picks:?}"
+        );
+        assert_eq!(picks.iter().filter(|&&i| i == 2).count(), 6, "{picks:?}");
+        // Backend 0 comes back before its connection ended: restored.
+        let done = p.reconcile(&[spec(&names[0], 1)], Instant::ZERO, &mut rng);
+        assert!(done.added.is_empty() && !p.is_removed(held));
+        assert_eq!(p.active(held), 1);
+        // The same answer again changes nothing.
+        let again = p.reconcile(&[spec(&names[0], 1)], Instant::ZERO, &mut rng);
+        assert_eq!(again, Reconciled::default());
     }
 
     #[test]
@@ -1697,7 +1820,7 @@ mod proptests {
             ops in proptest::collection::vec(op(), 0..200),
         ) {
             let mut rng = SmallRng::seed_from_u64(seed);
-            let specs = (0..n).map(|i| BackendSpec { name: i.to_string(), max_connections: max, fleet_max_connections: None }).collect();
+            let specs = (0..n).map(|i| BackendSpec { name: i.to_string(), max_connections: max, fleet_max_connections: None , weight: 1}).collect();
             let mut p = Pool::new(Policy::LeastConn, HealthConfig::default(), specs, Instant::ZERO, &mut rng);
             let mut open: Vec<BackendId> = Vec::new();
             let mut now = Instant::ZERO;

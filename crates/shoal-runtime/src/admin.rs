@@ -346,6 +346,11 @@ pub struct ListenerStatus {
 #[derive(Debug, Serialize)]
 pub struct BackendStatus {
     pub address: String,
+    /// The backend name it is an address of; absent for an IP literal.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Its weight (`{ addr, weight }`; 1 by default).
+    pub weight: u32,
     /// A reload removed it: no new connection; shown until its last
     /// connection ends.
     pub removed: bool,
@@ -492,6 +497,8 @@ impl AdminState {
                         });
                         BackendStatus {
                             address,
+                            name: b.backends[id.0].via.clone(),
+                            weight: b.pool.spec(id).weight,
                             removed: b.pool.is_removed(id),
                             up,
                             checks_up,

@@ -42,6 +42,7 @@ pub mod handover;
 pub mod listener;
 pub mod local;
 pub mod metrics;
+pub mod names;
 pub mod node;
 pub mod proxy;
 pub mod reload;

@@ -24,7 +24,7 @@ use crate::proxy::{self, ByteCounters, End};
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use rand::rngs::SmallRng;
-use shoal_config::ListenerConfig;
+use shoal_config::{ListenerConfig, Member, NameAddrs};
 use shoal_core::budget::ROUND_WAIT_MAX;
 use shoal_core::proxy_header::{self, ProxyHeader};
 use shoal_core::{BackendId, BackendSpec, NoBackend, Pool, PoolEvent};
@@ -53,6 +53,8 @@ pub struct Balancer {
 #[derive(Debug, Clone)]
 pub struct BackendSlot {
     pub addr: SocketAddr,
+    /// The backend name it is an address of (`None`: an IP literal).
+    pub via: Option<String>,
     handles: BackendHandles,
 }
 
@@ -169,9 +171,11 @@ pub const ACCEPT_BACKOFF_MAX_MS: u64 = 100;
 
 impl ListenerState {
     /// State for `config`, bound at `local_addr`, with a pool seeded from
-    /// the OS; its connections are cut when `cut` is cancelled.
+    /// the OS whose backends are `config`'s with its names' addresses in
+    /// `names`; its connections are cut when `cut` is cancelled.
     pub fn new(
         config: ListenerConfig,
+        names: &NameAddrs,
         local_addr: SocketAddr,
         clock: Clock,
         metrics: &Metrics,
@@ -179,15 +183,12 @@ impl ListenerState {
         cut: CancellationToken,
     ) -> Self {
         let mut rng: SmallRng = rand::make_rng();
-        let specs = config.backends.iter().map(|a| spec(&config, *a)).collect();
+        let members = config.members(names, shoal_config::BACKENDS_MAX);
+        let specs = members.iter().map(|m| spec(&config, m)).collect();
         let pool = Pool::new(config.policy, config.health, specs, clock.now(), &mut rng);
-        let backends = config
-            .backends
+        let backends = members
             .iter()
-            .map(|&addr| BackendSlot {
-                addr,
-                handles: BackendHandles::new(&config.name, addr, metrics),
-            })
+            .map(|m| BackendSlot::new(&config.name, m, metrics))
             .collect();
         let listener_labels = ListenerLabels {
             listener: config.name.clone(),
@@ -257,18 +258,25 @@ impl ListenerState {
         self.limit.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
-    /// Applies a reload's new configuration of this listener (same name):
-    /// backends added (up but unproven, checked within an interval) and
-    /// removed (drained: no new connection, the open ones finish, then
-    /// gone), policy, health and limits in place; what a connection reads
-    /// when it starts (timeouts, retries, PROXY protocol) applies to the
-    /// next one. A changed `max_connections` is a new limit for clients
-    /// accepted from now on. Returns the backends that are gone at once
-    /// (removed with no connection), whose gauges the caller drops.
-    pub fn reconfigure(&self, config: ListenerConfig, metrics: &Metrics) -> Vec<SocketAddr> {
+    /// Applies a reload's new configuration of this listener (same name),
+    /// or new addresses of its backend names (`names`): backends added
+    /// (up but unproven, checked within an interval) and removed (drained:
+    /// no new connection, the open ones finish, then gone), weights,
+    /// policy, health and limits in place; what a connection reads when it
+    /// starts (timeouts, retries, PROXY protocol) applies to the next one.
+    /// A changed `max_connections` is a new limit for clients accepted from
+    /// now on. Returns the backends that are gone at once (removed with no
+    /// connection), whose gauges the caller drops.
+    pub fn reconfigure(
+        &self,
+        config: ListenerConfig,
+        names: &NameAddrs,
+        metrics: &Metrics,
+    ) -> Vec<SocketAddr> {
         assert_eq!(config.name, self.name, "a listener keeps its name");
         let old = self.config();
-        let mut gone = Vec::new();
+        let members = config.members(names, shoal_config::BACKENDS_MAX);
+        let gone: Vec<SocketAddr>;
         {
             let mut b = self.lock();
             let Balancer {
@@ -283,32 +291,29 @@ impl ListenerState {
             if old.health != config.health {
                 pool.set_health_config(config.health, now);
             }
-            pool.set_limits(config.backend_max_connections, config.fleet_max_connections);
-            for id in pool.ids() {
-                let addr = backends[id.0].addr;
-                if !config.backends.contains(&addr)
-                    && !pool.is_removed(id)
-                    && pool.remove_backend(id)
-                {
-                    gone.push(addr);
-                }
+            let specs: Vec<BackendSpec> = members.iter().map(|m| spec(&config, m)).collect();
+            let done = pool.reconcile(&specs, now, rng);
+            for id in &done.draining {
+                let slot = &backends[id.0];
+                info!(listener = %self.name, backend = %slot.addr, via = slot.via.as_deref(),
+                    open = pool.active(*id), "backend removed: draining its open connections");
             }
-            for &addr in &config.backends {
-                match pool.find(&addr.to_string()) {
-                    Some(id) if pool.is_removed(id) => pool.restore_backend(id),
-                    Some(_) => {}
-                    None => {
-                        let id = pool.add_backend(spec(&config, addr), now, rng);
-                        let slot = BackendSlot {
-                            addr,
-                            handles: BackendHandles::new(&self.name, addr, metrics),
-                        };
-                        if id.0 == backends.len() {
-                            backends.push(slot);
-                        } else {
-                            backends[id.0] = slot;
-                        }
-                    }
+            gone = done.gone.iter().map(|id| backends[id.0].addr).collect();
+            for addr in &gone {
+                info!(listener = %self.name, backend = %addr, "backend removed");
+            }
+            for id in done.added {
+                let m = members
+                    .iter()
+                    .find(|m| m.addr.to_string() == pool.spec(id).name)
+                    .expect("an added backend is a member");
+                info!(listener = %self.name, backend = %m.addr, via = m.via.as_deref(),
+                    weight = m.weight, "backend added");
+                let slot = BackendSlot::new(&self.name, m, metrics);
+                if id.0 == backends.len() {
+                    backends.push(slot);
+                } else {
+                    backends[id.0] = slot;
                 }
             }
         }
@@ -349,12 +354,25 @@ impl ListenerState {
     }
 }
 
-/// The pool's view of backend `addr` of `config`.
-fn spec(config: &ListenerConfig, addr: SocketAddr) -> BackendSpec {
+/// The pool's view of backend `m` of `config`. Its name, which the
+/// fleet's report key hashes, is the address: nodes that resolve a name
+/// to the same address count the same backend.
+fn spec(config: &ListenerConfig, m: &Member) -> BackendSpec {
     BackendSpec {
-        name: addr.to_string(),
+        name: m.addr.to_string(),
         max_connections: config.backend_max_connections,
         fleet_max_connections: config.fleet_max_connections,
+        weight: m.weight,
+    }
+}
+
+impl BackendSlot {
+    fn new(listener: &str, m: &Member, metrics: &Metrics) -> Self {
+        BackendSlot {
+            addr: m.addr,
+            via: m.via.clone(),
+            handles: BackendHandles::new(listener, m.addr, metrics),
+        }
     }
 }
 

@@ -143,6 +143,13 @@ pub struct DnsLabels {
     pub result: DnsResult,
 }
 
+/// Labels of the backend-name series: the name as configured (bounded by
+/// the configuration).
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct NameLabels {
+    pub name: String,
+}
+
 /// Every series, registered in `registry`.
 #[derive(Debug)]
 pub struct Metrics {
@@ -178,6 +185,8 @@ pub struct Metrics {
     pub reloads: Counter,
     pub reload_failures: Counter,
     pub dns_queries: Family<DnsLabels, Counter>,
+    pub name_addresses: Family<NameLabels, Gauge>,
+    pub name_lookup_failures: Family<NameLabels, Counter>,
 }
 
 /// Labels of `shoal_gossip_datagrams_dropped_total`.
@@ -244,7 +253,19 @@ impl Metrics {
             reloads: Counter::default(),
             reload_failures: Counter::default(),
             dns_queries: Family::default(),
+            name_addresses: Family::default(),
+            name_lookup_failures: Family::default(),
         };
+        registry.register(
+            "shoal_backend_name_addresses",
+            "Addresses the backend name resolved to at its last answer (each one a backend)",
+            m.name_addresses.clone(),
+        );
+        registry.register(
+            "shoal_backend_name_lookup_failures",
+            "Lookups of the backend name that failed (timeout, server failure): its last addresses stay",
+            m.name_lookup_failures.clone(),
+        );
         registry.register(
             "shoal_backend_up",
             "Whether this node sends new connections to the backend (1) or not (0)",

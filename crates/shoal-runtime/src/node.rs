@@ -21,8 +21,9 @@ use crate::fleet::{Fleet, FleetError, FleetHandle, NodeParts, ReloadApply};
 use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
 use crate::listener::{ListenerSet, ListenerState};
 use crate::metrics::{BackendLabels, Metrics};
+use crate::names::{self, Answers, Plan};
 use crate::reload::{Loader, RELOADS_QUEUED_MAX, ReloadHandle, ReloadRequest};
-use shoal_config::{Config, ListenerConfig};
+use shoal_config::{Config, ListenerConfig, NameAddrs};
 use shoal_core::dns::ClientAnswer;
 use std::future::Future;
 use std::net::SocketAddr;
@@ -48,6 +49,9 @@ pub enum StartError {
     Fleet(#[from] FleetError),
     #[error(transparent)]
     Handover(#[from] HandoverError),
+    /// The DNS resolver for backend names could not be set up.
+    #[error("node.resolver: {0}")]
+    Resolver(#[source] shoal_seeds::SeedError),
     #[error("cannot start the data threads (node.worker_threads = {threads}): {source}")]
     Threads {
         threads: usize,
@@ -84,6 +88,10 @@ pub struct Node {
     /// Reads the configuration again on a reload; `None`: no reloads.
     loader: Option<Loader>,
     reloads: (mpsc::Sender<ReloadRequest>, mpsc::Receiver<ReloadRequest>),
+    /// The last answer for every backend name ([`crate::names`]).
+    names: NameAddrs,
+    /// Who is asked for them, and what the refresher task looks up.
+    plan: watch::Sender<Plan>,
 }
 
 /// One listener while the node serves: what stops it, and duplicates of
@@ -249,8 +257,10 @@ impl Node {
                 Some(found) => found.map_err(bind_err)?,
                 None => dataplane::bind_group(l.bind, l.backlog, threads).map_err(bind_err)?,
             };
+            // Names have no address until the first lookup, in `run`.
             let state = ListenerState::new(
                 l.clone(),
+                &NameAddrs::new(),
                 local,
                 clock,
                 &metrics,
@@ -330,6 +340,11 @@ impl Node {
         };
         let data =
             DataPlane::new(threads).map_err(|source| StartError::Threads { threads, source })?;
+        let (plan, _) = watch::channel(Plan {
+            resolver: names::resolver(&config).map_err(StartError::Resolver)?,
+            hosts: config.backend_names().into_iter().collect(),
+            interval: config.node.backend_resolve_interval,
+        });
         Ok(Node {
             config,
             listeners,
@@ -348,6 +363,8 @@ impl Node {
             tls: tls_now,
             loader: None,
             reloads: mpsc::channel(RELOADS_QUEUED_MAX),
+            names: NameAddrs::new(),
+            plan,
         })
     }
 
@@ -494,6 +511,19 @@ impl Node {
             fleet_task = Some(tokio::spawn(
                 fleet.run(leave_fleet.clone(), fleet_stop.clone()),
             ));
+        }
+        // Backend names are looked up once before the listeners accept
+        // (during the warm start), within the resolver's bound.
+        let hosts = self.plan.borrow().hosts.clone();
+        if !hosts.is_empty() {
+            let resolver = self.plan.borrow().resolver.clone();
+            let answers = names::lookup(&resolver, &hosts).await;
+            self.take_answers(answers, states.clone(), fleet_handle.as_ref())
+                .await;
+        }
+        let (answers_tx, mut answers_rx) = mpsc::channel::<Answers>(1);
+        let refresher = tokio::spawn(names::refresher(self.plan.subscribe(), answers_tx));
+        {
             // The node takes part in the fleet from now on; its listeners
             // wait for the warm start (the core bounds it).
             if let Some(ready) = self.fleet_ready.take() {
@@ -501,6 +531,7 @@ impl Node {
                     _ = ready => {}
                     () = &mut shutdown => {
                         info!("stopped before the warm start finished");
+                        refresher.abort();
                         stop_accepting.cancel();
                         hard_stop.cancel();
                         if let Some(task) = fleet_task {
@@ -603,6 +634,10 @@ impl Node {
                         live.dups.clear();
                     }
                 }
+                Some(answers) = answers_rx.recv(), if !drained => {
+                    let now = serving.listeners.get();
+                    self.take_answers(answers, now, serving.fleet.as_ref()).await;
+                }
                 Some(request) = self.reloads.1.recv(), if !drained => {
                     let outcome = self.reload(&mut lives, &serving).await;
                     match &outcome {
@@ -639,8 +674,10 @@ impl Node {
         }
         // No reload from here on: SIGHUP is ignored, POST /reload answers
         // 503. The duplicates of the listening sockets go, so a listener
-        // is closed once its accept loops end.
+        // is closed once its accept loops end. Names are no longer looked
+        // up: the pools keep the backends they have while they drain.
         self.reloads.1.close();
+        refresher.abort();
         drop(serving);
         drop(lives);
         let drain = self.config.node.drain_timeout;
@@ -682,6 +719,48 @@ impl Node {
         info!("stopped");
     }
 
+    /// Takes a lookup's answers ([`names::absorb`]); if a name's
+    /// addresses changed, makes every one of `listeners`' pools its
+    /// configuration's members again, on the fleet task when there is one
+    /// (the report keys follow).
+    async fn take_answers(
+        &mut self,
+        answers: Answers,
+        listeners: Vec<Arc<ListenerState>>,
+        fleet: Option<&FleetHandle>,
+    ) {
+        if !names::absorb(&mut self.names, answers, &self.metrics) {
+            return;
+        }
+        let names = self.names.clone();
+        let metrics = self.metrics.clone();
+        let apply: ReloadApply = Box::new(move || {
+            for state in &listeners {
+                if state.config().names().next().is_none() {
+                    continue;
+                }
+                let config = (*state.config()).clone();
+                for backend in state.reconfigure(config, &names, &metrics) {
+                    metrics.forget_backend(&BackendLabels {
+                        listener: state.name.clone(),
+                        backend: backend.to_string(),
+                    });
+                }
+            }
+            listeners
+        });
+        match fleet {
+            Some(fleet) => {
+                if let Err(apply) = fleet.reload(apply, None).await {
+                    apply();
+                }
+            }
+            None => {
+                apply();
+            }
+        }
+    }
+
     /// One live reload (see the module doc): everything that can fail is
     /// done before anything is applied. The answer is a summary of what
     /// changed, or the one line saying why nothing was.
@@ -709,6 +788,25 @@ impl Node {
                     .to_owned()
             })?),
         };
+        // New backend names are looked up before anything is applied (a
+        // name that does not answer is no reason to refuse the reload: its
+        // backends come with its first answer).
+        let hosts: Vec<String> = loaded.config.backend_names().into_iter().collect();
+        let resolver = if plan.name_resolution {
+            names::resolver(&loaded.config)
+                .map_err(|e| format!("{origin}: node.resolver: {e}; nothing was applied"))?
+        } else {
+            self.plan.borrow().resolver.clone()
+        };
+        let new_hosts: Vec<String> = hosts
+            .iter()
+            .filter(|h| !self.names.contains_key(*h))
+            .cloned()
+            .collect();
+        if !new_hosts.is_empty() {
+            let answers = names::lookup(&resolver, &new_hosts).await;
+            names::absorb(&mut self.names, answers, &self.metrics);
+        }
         // Bind every new socket first: a port in use changes nothing.
         let threads = self.data.threads();
         let mut bound: Vec<(String, Vec<std::net::TcpListener>, SocketAddr)> = Vec::new();
@@ -763,6 +861,7 @@ impl Node {
                     };
                     let state = Arc::new(ListenerState::new(
                         l.clone(),
+                        &self.names,
                         local,
                         self.clock,
                         &self.metrics,
@@ -821,9 +920,10 @@ impl Node {
         let apply: ReloadApply = {
             let order = order.clone();
             let metrics = self.metrics.clone();
+            let names = self.names.clone();
             Box::new(move || {
                 for (state, config) in changes {
-                    for backend in state.reconfigure(config, &metrics) {
+                    for backend in state.reconfigure(config, &names, &metrics) {
                         metrics.forget_backend(&BackendLabels {
                             listener: state.name.clone(),
                             backend: backend.to_string(),
@@ -860,6 +960,12 @@ impl Node {
             let _ = tokio::time::timeout(Duration::from_secs(2), group.stopped()).await;
         }
         let summary = plan.summary();
+        self.names.retain(|h, _| hosts.contains(h));
+        self.plan.send_replace(Plan {
+            resolver,
+            hosts,
+            interval: loaded.config.node.backend_resolve_interval,
+        });
         self.config = loaded.config;
         Ok(summary)
     }

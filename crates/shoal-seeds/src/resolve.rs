@@ -247,13 +247,34 @@ impl SeedResolver {
         match tokio::time::timeout(timeout, tokio::net::lookup_host((host, port))).await {
             Ok(Ok(addrs)) => self.addresses(seed, host, port, addrs.map(|a| a.ip()).collect()),
             // getaddrinfo's EAI_NONAME and friends reach us as io::Error
-            // text only; name it as the C library did.
-            Ok(Err(error)) => Err(SeedError::Lookup {
-                seed: seed.to_owned(),
-                host: host.to_owned(),
-                resolver: self.asked.to_string(),
-                reason: error.to_string(),
-            }),
+            // text only (gai_strerror, in the C locale Rust runs in): the
+            // two answers that say the name has no address are told
+            // apart from failures, so a caller can believe them.
+            Ok(Err(error)) => {
+                let (seed, host, resolver) =
+                    (seed.to_owned(), host.to_owned(), self.asked.to_string());
+                let text = error.to_string();
+                if text.contains("Name or service not known") {
+                    Err(SeedError::NoSuchName {
+                        seed,
+                        host,
+                        resolver,
+                    })
+                } else if text.contains("No address associated with hostname") {
+                    Err(SeedError::NoAddresses {
+                        seed,
+                        host,
+                        resolver,
+                    })
+                } else {
+                    Err(SeedError::Lookup {
+                        seed,
+                        host,
+                        resolver,
+                        reason: text,
+                    })
+                }
+            }
             Err(_elapsed) => Err(self.timeout_error(seed, host)),
         }
     }

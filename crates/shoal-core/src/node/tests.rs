@@ -33,6 +33,7 @@ fn budget_pool(now: Instant, budget: Option<u32>) -> Pool {
             name: format!("b{b}"),
             max_connections: None,
             fleet_max_connections: budget,
+            weight: 1,
         })
         .collect();
     let mut rng = Xoshiro256PlusPlus::seed_from_u64(7);
@@ -691,6 +692,7 @@ fn a_reload_adds_and_removes_backends_in_the_report() {
         name: "b3".into(),
         max_connections: None,
         fleet_max_connections: None,
+        weight: 1,
     };
     let added = net.pools[0].add_backend(spec, net.now, &mut rng);
     assert_eq!(added, BackendId(3), "no gone slot to reuse");

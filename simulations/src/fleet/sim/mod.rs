@@ -526,6 +526,7 @@ impl<'a> Sim<'a> {
                 name: format!("10.1.0.{}:8080", i + 1),
                 max_connections: s.backends.max_connections,
                 fleet_max_connections: s.backends.fleet_max_connections,
+                weight: 1,
             })
             .collect();
         let keys = specs
