@@ -353,3 +353,66 @@ async fn an_answer_too_big_for_udp_comes_over_tcp() {
     // A over UDP (truncated), A again over TCP, AAAA (none) over UDP.
     assert!(dns.queries() >= 3, "queries: {}", dns.queries());
 }
+
+/// Answers every query on `socket` with SERVFAIL: the query sent back
+/// with QR set and RCODE 2.
+async fn answer_servfail(socket: tokio::net::UdpSocket) {
+    let mut buf = vec![0u8; 4096];
+    loop {
+        let Ok((n, peer)) = socket.recv_from(&mut buf).await else {
+            continue;
+        };
+        if n < 12 {
+            continue;
+        }
+        let mut reply = buf[..n].to_vec();
+        reply[2] = 0x80 | (buf[2] & 0x79);
+        reply[3] = 0x80 | 2;
+        let _ = socket.send_to(&reply, peer).await;
+    }
+}
+
+#[tokio::test]
+async fn a_servfail_and_a_vanished_server_are_failures_not_empty_answers() {
+    // Backends by name keep their last addresses when a lookup fails but
+    // drop them on NXDOMAIN or an empty answer: the two must not look
+    // alike.
+    let udp = tokio::net::UdpSocket::bind("127.0.0.1:0").await.unwrap();
+    let servfail = udp.local_addr().unwrap();
+    let responder = tokio::spawn(answer_servfail(udp));
+    let resolver = SeedResolver::new(Some(servfail), limits()).unwrap();
+    let got = resolve(&resolver, &["lb.shoal.test:7946"]).await;
+    assert_eq!(got.addrs, vec![]);
+    assert!(
+        matches!(&got.errors[..], [SeedError::Lookup { .. }]),
+        "SERVFAIL: {:?}",
+        got.errors
+    );
+    responder.abort();
+
+    let dns = fleet_dns().await;
+    let gone = dns.addr();
+    let short = SeedLimits {
+        query_timeout_ms: 200,
+        ..limits()
+    };
+    let resolver = SeedResolver::new(Some(gone), short).unwrap();
+    assert_eq!(
+        resolve(&resolver, &["lb.shoal.test:7946"])
+            .await
+            .addrs
+            .len(),
+        3
+    );
+    drop(dns);
+    let got = resolve(&resolver, &["lb.shoal.test:7946"]).await;
+    assert_eq!(got.addrs, vec![]);
+    assert!(
+        matches!(
+            &got.errors[..],
+            [SeedError::Lookup { .. } | SeedError::Timeout { .. }]
+        ),
+        "server gone: {:?}",
+        got.errors
+    );
+}
