@@ -71,16 +71,19 @@ pub const WAIT: Duration = Duration::from_secs(20);
 /// endpoint on port 0, fast health checks (200 ms, timeout 100 ms, rise 2,
 /// fall 2), and `extra` lines added to the listener table.
 pub fn config(backends: &[std::net::SocketAddr], extra: &str) -> String {
-    let list = backends
-        .iter()
-        .map(|b| format!("\"{b}\""))
-        .collect::<Vec<_>>()
-        .join(", ");
+    let entries: Vec<String> = backends.iter().map(|b| format!("\"{b}\"")).collect();
+    config_entries("", &entries, extra)
+}
+
+/// [`config`] with `backends` as TOML entries as written (`"name:port"`,
+/// `{ addr = "…", weight = 2 }`) and `node_extra` lines in `[node]`.
+pub fn config_entries(node_extra: &str, backends: &[String], extra: &str) -> String {
     format!(
         r#"[node]
 name = "e2e"
 admin = "127.0.0.1:0"
 drain_timeout_ms = 10000
+{node_extra}
 
 [[listener]]
 name = "web"
@@ -93,7 +96,8 @@ backends = [{list}]
   timeout_ms = 100
   rise = 2
   fall = 2
-"#
+"#,
+        list = backends.join(", ")
     )
 }
 

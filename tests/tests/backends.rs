@@ -24,32 +24,8 @@ fn ip(s: &str) -> IpAddr {
     s.parse().unwrap()
 }
 
-/// A one-listener config named `web` (127.0.0.1 port 0, admin on port 0,
-/// fast health checks as in [`shoal_e2e::config`]): `node_extra` lines in
-/// `[node]`, `backends` as TOML values (`"127.0.0.1:9001"`,
-/// `{ addr = "…", weight = 2 }`), `extra` lines in the listener.
 fn config(node_extra: &str, backends: &[String], extra: &str) -> String {
-    format!(
-        r#"[node]
-name = "e2e"
-admin = "127.0.0.1:0"
-drain_timeout_ms = 10000
-{node_extra}
-
-[[listener]]
-name = "web"
-bind = "127.0.0.1:0"
-allow_ephemeral_port = true
-backends = [{list}]
-{extra}
-  [listener.health]
-  interval_ms = 200
-  timeout_ms = 100
-  rise = 2
-  fall = 2
-"#,
-        list = backends.join(", ")
-    )
+    shoal_e2e::config_entries(node_extra, backends, extra)
 }
 
 /// `[node]` lines that send backend names to `dns`, re-resolved every
