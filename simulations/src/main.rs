@@ -99,6 +99,14 @@ struct StudyArgs {
     /// Where the Markdown goes.
     #[arg(long, default_value = "simulations/RESULTS.md")]
     out: String,
+    /// Only this study scenario (repeatable; default: every one). For quick
+    /// experiments: RESULTS.md is the whole study.
+    #[arg(long = "scenario", value_name = "NAME")]
+    scenarios: Vec<String>,
+    /// Only this chooser (repeatable; default: every one). The oracle always
+    /// runs: the ratios divide by it.
+    #[arg(long = "chooser", value_name = "NAME")]
+    choosers: Vec<Chooser>,
 }
 
 /// What a swarm runs when no scenario is named: the one-node scenarios
@@ -447,7 +455,7 @@ fn study(args: &StudyArgs) -> Result<bool> {
     md.push_str("# Balance quality by policy\n\n");
     md.push_str(&format!(
         "Produced by `cargo run --release -p shoal-sim -- study --seeds {}..{}` (do not edit by hand). \
-         Every figure is the mean over the seeds. Metrics, sampled through each run: **peak/mean** is \
+         Every figure is the mean over the seeds. Metrics, sampled every 50 ms from 2 s after the first client until the last arrives (decision 60): **peak/mean** is \
          the busiest backend's active connections over the mean across backends (1.00 = perfectly even), \
          time-averaged, and its p99 over samples; **busiest p99** is the p99 over samples of the busiest \
          backend's count; **÷ oracle** divides by the oracle's figure. `least-conn` is shoal's \
@@ -459,6 +467,9 @@ fn study(args: &StudyArgs) -> Result<bool> {
         seeds.start, seeds.end
     ));
     for name in STUDY_SCENARIOS {
+        if !args.scenarios.is_empty() && !args.scenarios.iter().any(|s| s == name) {
+            continue;
+        }
         let base =
             fleet_scenario(name, 0, false)?.ok_or_else(|| anyhow!("no scenario `{name}`"))?;
         md.push_str(&format!("## {name}: {}\n\n", base.description));
@@ -466,15 +477,41 @@ fn study(args: &StudyArgs) -> Result<bool> {
         md.push_str("|---|---|---|---|---|---|---|---|---|\n");
         // (chooser, avg, p99, busiest, mean, refused, breaks), oracle last.
         let mut rows = Vec::new();
-        for chooser in Chooser::ALL {
+        let choosers = Chooser::ALL.into_iter().filter(|c| {
+            args.choosers.is_empty() || args.choosers.contains(c) || *c == Chooser::Oracle
+        });
+        for chooser in choosers {
             let (mut avg, mut p99, mut busiest, mut mean, mut refused, mut breaks) =
                 (0.0, 0.0, 0.0, 0.0, 0u64, 0u64);
             let mut n = 0.0;
-            for seed in seeds.clone() {
-                let s = fleet_scenario(name, seed, false)?
-                    .expect("exists")
-                    .with_chooser(chooser);
-                let report = match fleet::sim::run_keep_going(&s, seed) {
+            // The seeds' runs are independent: one thread per core.
+            let scenarios = seeds
+                .clone()
+                .map(|seed| {
+                    let s = fleet_scenario(name, seed, false)?.expect("exists");
+                    Ok((seed, s.with_chooser(chooser)))
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+            let chunk = scenarios.len().div_ceil(threads).max(1);
+            let runs: Vec<_> = std::thread::scope(|scope| {
+                let handles: Vec<_> = scenarios
+                    .chunks(chunk)
+                    .map(|part| {
+                        scope.spawn(move || {
+                            part.iter()
+                                .map(|(seed, s)| fleet::sim::run_keep_going(s, *seed))
+                                .collect::<Vec<_>>()
+                        })
+                    })
+                    .collect();
+                handles
+                    .into_iter()
+                    .flat_map(|h| h.join().expect("a study run panicked"))
+                    .collect()
+            });
+            for run in runs {
+                let report = match run {
                     Ok(r) => r,
                     Err(v) => {
                         eprintln!("{v}");

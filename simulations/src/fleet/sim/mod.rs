@@ -114,8 +114,10 @@ enum Event {
     Boot {
         node: usize,
     },
-    /// Balance sample and invariant sweep.
+    /// Invariant sweep.
     Sample,
+    /// Balance sample.
+    Balance,
     /// The `index`-th entry of the expanded fault schedule.
     Fault {
         index: usize,
@@ -225,6 +227,7 @@ impl Event {
             | BurstArrival { .. }
             | Boot { .. }
             | Sample
+            | Balance
             | Fault { .. }
             | Liveness
             | Resume { .. }
@@ -637,6 +640,7 @@ impl<'a> Sim<'a> {
             sim.arrivals_done = true;
         }
         sim.queue.schedule_at(Instant::ZERO, Event::Sample);
+        sim.queue.schedule_at(Instant::ZERO, Event::Balance);
         sim
     }
 
@@ -720,6 +724,7 @@ impl<'a> Sim<'a> {
                 self.start_node(node)
             }
             Event::Sample => self.on_sample(),
+            Event::Balance => self.on_balance(),
             Event::Fault { index } => self.on_fault(index),
             Event::Liveness => self.on_liveness(),
             Event::Resume { node, life } => self.on_resume(node, life),

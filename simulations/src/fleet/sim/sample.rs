@@ -1,6 +1,6 @@
-//! The periodic sample (every `sample_interval_ms`): the balance figures
-//! (true fleet-wide counts per backend), the count invariant for every
-//! node, joins, membership agreement and the membership bound, view
+//! The balance sample (every `balance_interval_ms`: the true fleet-wide
+//! counts per backend) and the periodic sample (every `sample_interval_ms`):
+//! the count invariant for every node, joins, membership agreement and the membership bound, view
 //! staleness and the view bound, drain marks and the drain bound, and
 //! what warming nodes already know.
 
@@ -13,30 +13,41 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 impl Sim<'_> {
+    /// The balance sample (every `balance_interval_ms`): the true
+    /// fleet-wide counts of the backends that are up, from
+    /// `balance_settle_ms` after the clients start until they stop.
+    pub(super) fn on_balance(&mut self) -> Result<(), Violation> {
+        let now = self.now();
+        self.queue.schedule_in(
+            Duration::from_millis(self.s.balance_interval_ms),
+            Event::Balance,
+        );
+        let from =
+            Instant::ZERO + Duration::from_millis(self.s.warmup_ms + self.s.balance_settle_ms);
+        if now < from || now >= self.arrivals_end {
+            return Ok(());
+        }
+        let up: Vec<u32> = self
+            .backends
+            .iter()
+            .filter(|b| b.state.is_up())
+            .map(|b| b.global_active)
+            .collect();
+        let sum: u32 = up.iter().sum();
+        if sum > 0 {
+            let mean = f64::from(sum) / up.len() as f64;
+            let max = up.iter().copied().max().unwrap_or(0);
+            self.t.balance.push((max, mean));
+        }
+        Ok(())
+    }
+
     pub(super) fn on_sample(&mut self) -> Result<(), Violation> {
         let now = self.now();
         self.queue.schedule_in(
             Duration::from_millis(self.s.sample_interval_ms),
             Event::Sample,
         );
-        let workload = now >= Instant::ZERO + Duration::from_millis(self.s.warmup_ms)
-            && now < self.arrivals_end;
-        if workload {
-            let up: Vec<u32> = self
-                .backends
-                .iter()
-                .filter(|b| b.state.is_up())
-                .map(|b| b.global_active)
-                .collect();
-            if !up.is_empty() {
-                let sum: u32 = up.iter().sum();
-                let mean = f64::from(sum) / up.len() as f64;
-                if sum > 0 {
-                    let max = up.iter().copied().max().unwrap_or(0);
-                    self.t.balance.push((max, mean));
-                }
-            }
-        }
         for i in 0..self.nodes.len() {
             if self.nodes[i].proc.is_some() {
                 self.check_counts(i)?;
