@@ -472,6 +472,12 @@ fn validate_cluster(
             )
         }
     };
+    if let Some(d) = opt("cluster.report_early_gap_ms", c.report_early_gap_ms)? {
+        settings.report_early_gap = d;
+    }
+    if let Some(n) = c.report_early_max {
+        settings.report_early_max = n;
+    }
     if let Some(d) = opt("cluster.sync_interval_ms", c.sync_interval_ms)? {
         settings.sync_interval = d;
     }

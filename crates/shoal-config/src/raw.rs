@@ -45,6 +45,8 @@ pub struct RawCluster {
     pub report_interval_ms: Option<u64>,
     pub report_refresh_ms: Option<u64>,
     pub report_ttl_ms: Option<u64>,
+    pub report_early_gap_ms: Option<u64>,
+    pub report_early_max: Option<u32>,
     pub sync_interval_ms: Option<u64>,
     pub warm_start_timeout_ms: Option<u64>,
     pub reseed_interval_ms: Option<u64>,

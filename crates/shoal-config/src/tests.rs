@@ -258,6 +258,17 @@ fn cluster_errors_name_the_field_and_value() {
         "{GOOD}{CLUSTER}report_interval_ms = 500\nreport_ttl_ms = 400\n"
     ));
     assert!(e.contains("cluster.report_ttl_ms = 400"), "{e}");
+    // Early reports (decision 61): the gap must be below the interval.
+    let e = err(&format!("{GOOD}{CLUSTER}report_early_gap_ms = 250\n"));
+    assert!(e.contains("cluster.report_early_gap_ms = 250"), "{e}");
+    assert!(e.contains("report_early_max = 0"), "{e}");
+    let e = err(&format!("{GOOD}{CLUSTER}report_early_max = 9\n"));
+    assert!(e.contains("cluster.report_early_max"), "{e}");
+    let c = Config::from_toml(
+        &format!("{GOOD}{CLUSTER}report_early_gap_ms = 250\nreport_early_max = 0\n"),
+        "test.toml",
+    );
+    assert!(c.is_ok(), "no early reports, any gap: {:?}", c.err());
     let e = err(&format!("{GOOD}{}", CLUSTER.replace("key = ", "kee = ")));
     assert!(e.contains("unknown field `kee`"), "{e}");
 }

@@ -366,6 +366,11 @@ pub struct Pool {
     /// `least-conn`'s fleet size, cached until an input changes it (see
     /// [`Pool::share_nodes`]).
     share_nodes: Option<u32>,
+    /// A count changed since the node last reported, and
+    /// [`Pool::take_report_wake`] said so already.
+    woken: bool,
+    /// A count changed since the node last reported.
+    unreported: bool,
 }
 
 impl Pool {
@@ -402,6 +407,8 @@ impl Pool {
             live_nodes: 1,
             raised: false,
             share_nodes: None,
+            woken: false,
+            unreported: false,
         }
     }
 
@@ -575,6 +582,7 @@ impl Pool {
             && let Some(index) = self.sample(rng, tried)
         {
             self.raised |= self.backends[index].open();
+            self.unreported = true;
             if self.backends.len() <= SCAN_POOL_MAX {
                 // Large pools refresh it at the next report or view instead.
                 self.share_nodes = None;
@@ -709,6 +717,7 @@ impl Pool {
             "chooser returned {index}, not a candidate"
         );
         self.raised |= self.backends[index].open();
+        self.unreported = true;
         if self.backends.len() <= SCAN_POOL_MAX {
             // Large pools refresh it at the next report or view instead.
             self.share_nodes = None;
@@ -729,6 +738,7 @@ impl Pool {
         debug_assert!(b.active > 0, "release of {id} with no active connection");
         let had = b.active > 0;
         b.active = b.active.saturating_sub(1);
+        self.unreported = true;
         if b.removed && b.active == 0 {
             b.gone = true;
         }
@@ -944,6 +954,8 @@ impl Pool {
     pub fn handle_report(&mut self, id: BackendId, periodic: bool) -> Option<Claim> {
         // The node reports every backend at once.
         self.raised = false;
+        self.unreported = false;
+        self.woken = false;
         let b = &mut self.backends[id.0];
         if periodic {
             b.opened_last = std::mem::take(&mut b.opened_now);
@@ -953,6 +965,18 @@ impl Pool {
         b.budget
             .as_mut()
             .map(|budget| budget.handle_report(active, periodic))
+    }
+
+    /// True once after a connection count changed since the node last
+    /// reported: the driver then calls
+    /// [`crate::node::Node::handle_counts_changed`], which publishes early
+    /// when it may (decision 61). Once per report, so a busy pool wakes
+    /// the fleet driver at most once a publication, not once a
+    /// connection. O(1).
+    pub fn take_report_wake(&mut self) -> bool {
+        let wake = self.unreported && !self.woken;
+        self.woken |= wake;
+        wake
     }
 
     /// Whether some budget has seen a raise clock it has not published

@@ -14,7 +14,7 @@
 //! gives goes to the DNS server ([`crate::dns`]) through a `watch`.
 
 use crate::clock::Clock;
-use crate::listener::ListenerState;
+use crate::listener::{FleetWakes, ListenerState};
 use crate::metrics::Metrics;
 use bytes::Bytes;
 use rand::RngExt;
@@ -34,7 +34,7 @@ use shoal_transport::{
 };
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tracing::{debug, error, info, warn};
 
@@ -234,7 +234,7 @@ pub struct Fleet {
     listeners: Vec<Arc<ListenerState>>,
     clock: Clock,
     metrics: Arc<Metrics>,
-    flips: Arc<Notify>,
+    wakes: Arc<FleetWakes>,
     requests: mpsc::Receiver<Request>,
     handle: FleetHandle,
     sync_tx: mpsc::Sender<SyncResult>,
@@ -265,8 +265,9 @@ pub struct NodeParts {
     pub listeners: Vec<Arc<ListenerState>>,
     pub clock: Clock,
     pub metrics: Arc<Metrics>,
-    /// Woken by the listeners on every health flip.
-    pub flips: Arc<Notify>,
+    /// Woken by the listeners on a health flip or a budget raise, and
+    /// once a report when a connection count changed.
+    pub wakes: Arc<FleetWakes>,
     /// With `[dns]`: gets the fleet's DNS answer whenever it changes.
     pub answer: Option<watch::Sender<Arc<ClientAnswer>>>,
 }
@@ -301,7 +302,7 @@ impl Fleet {
             listeners,
             clock,
             metrics,
-            flips,
+            wakes,
             answer,
         } = parts;
         let settings = config.settings.clone();
@@ -347,7 +348,7 @@ impl Fleet {
             listeners,
             clock,
             metrics,
-            flips,
+            wakes,
             requests,
             handle: FleetHandle {
                 requests: requests_tx,
@@ -420,8 +421,11 @@ impl Fleet {
                 Some(addrs) = self.seeds_rx.recv() => {
                     self.node.handle_seeds(self.clock.now(), &addrs, &mut pools);
                 }
-                () = self.flips.notified() => {
+                () = self.wakes.flips.notified() => {
                     self.node.handle_health_changed(self.clock.now(), &mut pools);
+                }
+                () = self.wakes.counts.notified() => {
+                    self.node.handle_counts_changed(self.clock.now(), &mut pools);
                 }
                 Some(request) = self.requests.recv() => match request {
                     Request::Status(reply) => {
@@ -544,6 +548,8 @@ impl Fleet {
         m.count_gossip(&self.counted, &stats);
         let node = self.node.stats();
         m.defunct.inc_by(node.defunct - self.counted_node.defunct);
+        m.reports_early
+            .inc_by(node.early_reports - self.counted_node.early_reports);
         let dropped = |n: &NodeStats, c: &ClusterStats| {
             n.events_dropped + c.events_dropped + c.transmits_dropped
         };

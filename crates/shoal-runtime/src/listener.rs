@@ -119,8 +119,8 @@ pub struct ListenerState {
     proxy_header_errors: Counter,
     budget_refused: Counter,
     pub active: Gauge,
-    /// Woken on every health flip, so the fleet publishes at once.
-    pub flips: Arc<Notify>,
+    /// Wakes the fleet task (shared by every listener).
+    pub wakes: Arc<FleetWakes>,
     /// Woken when the pool's next check may have moved earlier (the fleet
     /// gave this node a backend to check), so the checker task, which
     /// sleeps until the deadline it last read, looks again.
@@ -179,7 +179,7 @@ impl ListenerState {
         local_addr: SocketAddr,
         clock: Clock,
         metrics: &Metrics,
-        flips: Arc<Notify>,
+        wakes: Arc<FleetWakes>,
         cut: CancellationToken,
     ) -> Self {
         let mut rng: SmallRng = rand::make_rng();
@@ -229,7 +229,7 @@ impl ListenerState {
             }),
             clock,
             config: RwLock::new(Arc::new(config)),
-            flips,
+            wakes,
             checks_moved: Notify::new(),
             views: Notify::new(),
         }
@@ -325,7 +325,7 @@ impl ListenerState {
         *self.config.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(config);
         // Added backends and a shorter interval move checks earlier.
         self.checks_moved.notify_one();
-        self.flips.notify_one();
+        self.wakes.flips.notify_one();
         gone
     }
 
@@ -341,7 +341,7 @@ impl ListenerState {
         while let Some(event) = pool.poll_event() {
             match event {
                 PoolEvent::HealthChanged { backend, up, cause } => {
-                    self.flips.notify_one();
+                    self.wakes.flips.notify_one();
                     let name = &pool.spec(backend).name;
                     if up {
                         info!(listener = %self.name, backend = %name, ?cause, "backend is up");
@@ -377,6 +377,17 @@ impl BackendSlot {
 }
 
 /// One counted connection to a backend; dropping it releases the count.
+/// What the listeners wake the fleet task for.
+#[derive(Debug, Default)]
+pub struct FleetWakes {
+    /// A health flip or a budget raise: the fleet publishes at once.
+    pub flips: Notify,
+    /// A connection count changed since the last report
+    /// ([`Pool::take_report_wake`], once a report): the fleet publishes
+    /// early if it may (decision 61).
+    pub counts: Notify,
+}
+
 struct BackendLease {
     state: Arc<ListenerState>,
     id: BackendId,
@@ -384,9 +395,13 @@ struct BackendLease {
 
 impl Drop for BackendLease {
     fn drop(&mut self) {
-        if !self.state.lock().pool.release(self.id) {
+        let mut b = self.state.lock();
+        if !b.pool.release(self.id) {
             error!(listener = %self.state.name, backend = %self.id,
                 "released a connection the pool did not count (bug)");
+        }
+        if b.pool.take_report_wake() {
+            self.state.wakes.counts.notify_one();
         }
     }
 }
@@ -598,7 +613,10 @@ async fn serve_client(
                     if pool.has_unpublished_raise() {
                         // The fleet task publishes at once, as after a
                         // health flip (decision 48).
-                        state.flips.notify_one();
+                        state.wakes.flips.notify_one();
+                    }
+                    if pool.take_report_wake() {
+                        state.wakes.counts.notify_one();
                     }
                     Ok((id, backends[id.0].clone()))
                 }

@@ -179,6 +179,8 @@ pub struct Metrics {
     pub peers_refused: Counter,
     pub datagrams_dropped: Family<DropLabels, Counter>,
     pub defunct: Counter,
+    /// Reports published early, on a change of counts (decision 61).
+    pub reports_early: Counter,
     pub fleet_events_dropped: Counter,
     pub admin_connections_refused: Counter,
     /// Live reloads applied, and refused (decision 57).
@@ -248,6 +250,7 @@ impl Metrics {
             peers_refused: Counter::default(),
             datagrams_dropped: Family::default(),
             defunct: Counter::default(),
+            reports_early: Counter::default(),
             fleet_events_dropped: Counter::default(),
             admin_connections_refused: Counter::default(),
             reloads: Counter::default(),
@@ -390,6 +393,11 @@ impl Metrics {
             "shoal_cluster_defunct",
             "Times this node was declared down and could not renew its identity (it takes no part in the fleet until restarted)",
             m.defunct.clone(),
+        );
+        registry.register(
+            "shoal_reports_early",
+            "Load reports published before their interval because this node's connection counts changed (cluster.report_early_gap_ms, report_early_max)",
+            m.reports_early.clone(),
         );
         registry.register(
             "shoal_fleet_events_dropped",

@@ -19,7 +19,7 @@ use crate::dataplane::{self, AcceptGroup, DataPlane};
 use crate::dns::DnsSockets;
 use crate::fleet::{Fleet, FleetError, FleetHandle, NodeParts, ReloadApply};
 use crate::handover::{self, HandoverError, Predecessor, Sockets, Step};
-use crate::listener::{ListenerSet, ListenerState};
+use crate::listener::{FleetWakes, ListenerSet, ListenerState};
 use crate::metrics::{BackendLabels, Metrics};
 use crate::names::{self, Answers, Plan};
 use crate::reload::{Loader, RELOADS_QUEUED_MAX, ReloadHandle, ReloadRequest};
@@ -30,7 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::{TcpListener, TcpSocket, UnixListener};
-use tokio::sync::{Notify, mpsc, oneshot, watch};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use tracing::{error, info, warn};
@@ -80,7 +80,7 @@ pub struct Node {
     dns: Option<DnsSockets>,
     answer: watch::Sender<Arc<ClientAnswer>>,
     clock: Clock,
-    flips: Arc<Notify>,
+    wakes: Arc<FleetWakes>,
     /// Cuts every connection; each listener's `cut` is a child of it.
     hard_stop: CancellationToken,
     /// With `[cluster]`: the certificates the fleet endpoint uses now.
@@ -240,7 +240,7 @@ impl Node {
             None => (Sockets::default(), None),
         };
         let clock = Clock::new();
-        let flips = Arc::new(Notify::new());
+        let wakes = Arc::new(FleetWakes::default());
         let hard_stop = CancellationToken::new();
         let metrics = Arc::new(Metrics::new());
         let threads = config.node.worker_threads.unwrap_or_else(|| {
@@ -264,7 +264,7 @@ impl Node {
                 local,
                 clock,
                 &metrics,
-                flips.clone(),
+                wakes.clone(),
                 hard_stop.child_token(),
             );
             listeners.push((Arc::new(state), group));
@@ -330,7 +330,7 @@ impl Node {
                     listeners: listeners.iter().map(|(s, _)| s.clone()).collect(),
                     clock,
                     metrics: metrics.clone(),
-                    flips: flips.clone(),
+                    wakes: wakes.clone(),
                     answer: dns.is_some().then(|| answer.clone()),
                 };
                 let fleet = Fleet::bind(c, tls, parts, ready_tx)?;
@@ -358,7 +358,7 @@ impl Node {
             dns,
             answer,
             clock,
-            flips,
+            wakes,
             hard_stop,
             tls: tls_now,
             loader: None,
@@ -865,7 +865,7 @@ impl Node {
                         local,
                         self.clock,
                         &self.metrics,
-                        self.flips.clone(),
+                        self.wakes.clone(),
                         self.hard_stop.child_token(),
                     ));
                     info!(listener = %l.name, bind = %local, "listener added");

@@ -174,6 +174,8 @@ pub struct ClusterSettings {
     pub report_interval_ms: Option<u64>,
     pub report_refresh_ms: Option<u64>,
     pub report_ttl_ms: Option<u64>,
+    pub report_early_gap_ms: Option<u64>,
+    pub report_early_max: Option<u32>,
     pub sync_interval_ms: Option<u64>,
     pub sync_timeout_ms: Option<u64>,
     pub warm_start_timeout_ms: Option<u64>,
@@ -213,6 +215,8 @@ impl ClusterSettings {
         set(&mut s.resolve_interval, self.resolve_interval_ms);
         set(&mut s.leave_linger, self.leave_linger_ms);
         set(&mut s.budget_hold, self.budget_hold_ms);
+        set(&mut s.report_early_gap, self.report_early_gap_ms);
+        s.report_early_max = self.report_early_max.unwrap_or(s.report_early_max);
         let d = &mut s.detection;
         if self.before {
             *d = Detection::foca_lan();

@@ -236,6 +236,8 @@ pub struct NodeStats {
     pub events_dropped: u64,
     /// Times this node found itself defunct.
     pub defunct: u64,
+    /// Reports published early, on a change of counts (decision 61).
+    pub early_reports: u64,
 }
 
 /// A drain named a backend none of this node's listeners has.
@@ -330,6 +332,12 @@ pub struct Node {
     /// Per listener: its `health.checkers`, as read from its pool.
     checkers_configured: Vec<u32>,
     entries: Vec<ReportEntry>,
+    /// The early report (decision 61): this node's counts changed since
+    /// its last publication, which was at `published_at`; `early_used`
+    /// early publications since the last periodic one.
+    early_pending: bool,
+    early_used: u32,
+    published_at: Option<Instant>,
     stats: NodeStats,
     /// `(clients generation, phase)` of the last answer polled.
     answered: Option<(u64, Phase)>,
@@ -381,6 +389,9 @@ impl Node {
             assigned: Vec::new(),
             checkers_configured: Vec::new(),
             entries: Vec::new(),
+            early_pending: false,
+            early_used: 0,
+            published_at: None,
             stats: NodeStats::default(),
             answered: None,
         };
@@ -631,9 +642,48 @@ impl Node {
         self.after(now, pools);
     }
 
+    /// A pool's connection counts changed since the node last published
+    /// ([`Pool::take_report_wake`] said so): the node publishes early,
+    /// at most [`Settings::report_early_max`] times between two periodic
+    /// reports and [`Settings::report_early_gap`] after its last
+    /// publication (decision 61), so that a fleet whose counts change
+    /// rarely sees each change within a gap, not within an interval. A
+    /// call while the gap runs arms [`Node::poll_timeout`].
+    pub fn handle_counts_changed(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.publishing() && self.settings.report_early_max > 0 {
+            self.early_pending = true;
+            self.publish_early(now, pools);
+        }
+        self.after(now, pools);
+    }
+
+    /// When the early report may go ([`Node::handle_counts_changed`]), if
+    /// one waits.
+    fn early_at(&self) -> Option<Instant> {
+        if !self.early_pending
+            || self.early_used >= self.settings.report_early_max
+            || !self.publishing()
+        {
+            return None;
+        }
+        Some(
+            self.published_at
+                .map_or(Instant::ZERO, |t| t + self.settings.report_early_gap),
+        )
+    }
+
+    fn publish_early(&mut self, now: Instant, pools: &mut dyn Pools) {
+        if self.early_at().is_some_and(|t| t <= now) {
+            self.early_used += 1;
+            self.stats.early_reports += 1;
+            self.publish(now, pools, true);
+        }
+    }
+
     /// Fires whatever is due at `now` (call once [`Node::poll_timeout`]
     /// has passed; an early call does nothing harmful).
     pub fn handle_timeout(&mut self, now: Instant, pools: &mut dyn Pools) {
+        self.publish_early(now, pools);
         if self.cluster.poll_timeout() <= now {
             self.cluster.handle_timeout(now);
         }
@@ -796,6 +846,9 @@ impl Node {
             State::Leaving { close_at } => t = t.min(close_at),
             State::Closed => {}
         }
+        if let Some(early) = self.early_at() {
+            t = t.min(early);
+        }
         self.syncs.values().fold(t, |t, s| t.min(s.deadline))
     }
 
@@ -953,6 +1006,12 @@ impl Node {
 
     /// This node's report, read from the pools, to the cluster.
     fn publish(&mut self, now: Instant, pools: &mut dyn Pools, urgent: bool) {
+        // Every publication carries the counts as they are now.
+        self.early_pending = false;
+        self.published_at = Some(now);
+        if !urgent {
+            self.early_used = 0;
+        }
         let mut entries = std::mem::take(&mut self.entries);
         entries.clear();
         // Clients are sent here only once the warm start is over.

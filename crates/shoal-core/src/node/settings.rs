@@ -9,6 +9,14 @@ use std::time::Duration;
 
 /// How often a node publishes the shards of its report that changed.
 pub const REPORT_INTERVAL_DEFAULT: Duration = Duration::from_millis(250);
+/// A node whose counts changed publishes early this long after its last
+/// publication at the soonest (decision 61)...
+pub const REPORT_EARLY_GAP_DEFAULT: Duration = Duration::from_millis(25);
+/// ... at most this many times between two periodic reports.
+pub const REPORT_EARLY_MAX_DEFAULT: u32 = 1;
+/// The most `cluster.report_early_max` may be: each early report is a
+/// datagram to every peer.
+pub const REPORT_EARLY_MAX_LIMIT: u32 = 8;
 /// Unchanged shards are published every this many report intervals.
 pub const REFRESH_PER_INTERVAL: u32 = 4;
 /// A peer's shard lives this many refresh periods without a refresh:
@@ -28,6 +36,12 @@ pub struct Settings {
     /// A peer's shard older than this stops counting. Default:
     /// [`TTL_PER_REFRESH`] refresh periods.
     pub report_ttl: Duration,
+    /// A change of this node's counts is published early (decision 61),
+    /// at the soonest this long after the last publication...
+    pub report_early_gap: Duration,
+    /// ... at most this many times between two periodic reports (0: never
+    /// early, only every `report_interval`).
+    pub report_early_max: u32,
     /// Full-state push-pull with one random live member, this often.
     pub sync_interval: Duration,
     /// A sync not answered by then has failed (the shell also gives up on
@@ -97,6 +111,8 @@ impl Settings {
             report_interval,
             report_refresh,
             report_ttl,
+            report_early_gap: REPORT_EARLY_GAP_DEFAULT,
+            report_early_max: REPORT_EARLY_MAX_DEFAULT,
             sync_interval: Duration::from_secs(30),
             sync_timeout: Duration::from_secs(5),
             warm_start_timeout: Duration::from_secs(3),
@@ -137,6 +153,23 @@ impl Settings {
                     "must be at least report_interval_ms ({})",
                     self.report_interval.as_millis()
                 ),
+            });
+        }
+        if self.report_early_max > 0 && self.report_early_gap >= self.report_interval {
+            return Err(SettingsError {
+                field: "cluster.report_early_gap_ms",
+                value_ms: self.report_early_gap.as_millis(),
+                reason: format!(
+                    "must be below report_interval_ms ({}), or set report_early_max = 0 for no early reports",
+                    self.report_interval.as_millis()
+                ),
+            });
+        }
+        if self.report_early_max > REPORT_EARLY_MAX_LIMIT {
+            return Err(SettingsError {
+                field: "cluster.report_early_max",
+                value_ms: u128::from(self.report_early_max),
+                reason: format!("at most {REPORT_EARLY_MAX_LIMIT} early reports per interval"),
             });
         }
         if self.report_ttl <= self.report_refresh {

@@ -312,6 +312,57 @@ fn a_health_flip_publishes_at_once() {
     assert_eq!(net.nodes[1].cluster().remote(key).down_votes, 1);
 }
 
+/// One connection opened on node 0 and what node 1 sees of it.
+fn open_one(net: &mut Net, rng: &mut Xoshiro256PlusPlus) {
+    net.pools[0].acquire(rng, &[]).expect("a backend");
+    if net.pools[0].take_report_wake() {
+        let now = net.now;
+        net.nodes[0].handle_counts_changed(now, &mut net.pools[0]);
+        net.flush(0);
+    }
+}
+
+fn seen_by_1(net: &Net) -> u32 {
+    keys()[0]
+        .iter()
+        .map(|&k| net.nodes[1].cluster().remote(k).active)
+        .sum()
+}
+
+/// Decision 61: a change of counts is published `report_early_gap` after
+/// the last publication, not at the next tick; one early publication per
+/// interval, so a second change waits for the tick; and the pool wakes
+/// the node once per publication, not once per connection. Checked
+/// failing with `report_early_max = 0` (node 1 saw 0 after 30 ms).
+#[test]
+fn a_change_of_counts_is_published_early_once_an_interval() {
+    let mut net = Net::new(2, Seeds::Zero);
+    let mut rng = Xoshiro256PlusPlus::seed_from_u64(4);
+    net.run_for(Duration::from_secs(2));
+    // Just after a periodic report: the next tick is ~250 ms away.
+    let before = net.report_datagrams_to[1];
+    for _ in 0..300 {
+        net.run_for(Duration::from_millis(1));
+        if net.report_datagrams_to[1] > before {
+            break;
+        }
+    }
+    net.run_for(Duration::from_millis(40));
+    let gap = Settings::default().report_early_gap;
+    open_one(&mut net, &mut rng);
+    assert!(!net.pools[0].take_report_wake(), "one wake per report");
+    net.run_for(gap + HOP * 2);
+    assert_eq!(seen_by_1(&net), 1, "published early");
+    assert_eq!(net.nodes[0].stats().early_reports, 1);
+    // A second change in the same interval waits for the tick.
+    open_one(&mut net, &mut rng);
+    net.run_for(gap + HOP * 2);
+    assert_eq!(seen_by_1(&net), 1, "one early report an interval");
+    net.run_for(Settings::default().report_interval);
+    assert_eq!(seen_by_1(&net), 2, "the tick carries it");
+    assert_eq!(net.nodes[0].stats().early_reports, 1);
+}
+
 #[test]
 fn status_lists_members_with_their_report_age() {
     let mut net = Net::new(3, Seeds::Zero);

@@ -379,6 +379,9 @@ impl Sim<'_> {
         if proc.pool.has_unpublished_raise() {
             proc.node.handle_budget_raised(now, &mut proc.pool);
         }
+        if proc.pool.take_report_wake() {
+            proc.node.handle_counts_changed(now, &mut proc.pool);
+        }
     }
 
     /// Carries the node's outputs until it has none; false if the process
