@@ -437,12 +437,13 @@ impl Closest {
 }
 
 /// Scenarios of the balance-quality study.
-const STUDY_SCENARIOS: [&str; 5] = [
+const STUDY_SCENARIOS: [&str; 6] = [
     "steady-state",
     "skewed-dns",
     "sparse-long-lived",
     "burst-herd",
     "churn",
+    "heterogeneous",
 ];
 
 /// The balance-quality study (issue 4, item 6): every chooser on the
@@ -459,11 +460,15 @@ fn study(args: &StudyArgs) -> Result<bool> {
          the busiest backend's active connections over the mean across backends (1.00 = perfectly even), \
          time-averaged, and its p99 over samples; **busiest p99** is the p99 over samples of the busiest \
          backend's count; **÷ oracle** divides by the oracle's figure. `least-conn` is shoal's \
-         (own counts first, decision 58); `power-of-two` is the least-conn before it (two candidates \
+         (own counts first, decision 58, with early reports, decision 61); `power-of-two` is the least-conn before it (two candidates \
          at random, the lesser reported load). `global-argmin` takes the candidate with the fewest \
          reported connections (ties to the lowest index): every node sees the same stale view and \
          herds onto the same backend. `oracle` takes the true fleet-wide minimum, instantly: the \
-         bound no real policy reaches.\n\n",
+         bound no real policy reaches. With weights (`heterogeneous`) every count is per unit of \
+         weight: peak/mean is the busiest backend's connections per unit of weight over the fleet's, \
+         and the argmin and the oracle compare `(connections + 1) / weight`. Goal (issue 13): \
+         `least-conn` within 1.05 × the oracle's average and 1.10 × its p99 on every scenario; \
+         `least-conn` publishes a change of counts early (decision 61).\n\n",
         seeds.start, seeds.end
     ));
     for name in STUDY_SCENARIOS {

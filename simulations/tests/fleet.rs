@@ -64,7 +64,8 @@ fn every_scenario_passes_for_fixed_seeds() {
             assert!(r.formation.is_some(), "{name}: the fleet formed: {r}");
             // Each scenario's faults must show, or it tests nothing.
             match name {
-                "steady-state" | "skewed-dns" | "sparse-long-lived" | "burst-herd" => {
+                "steady-state" | "skewed-dns" | "sparse-long-lived" | "burst-herd"
+                | "heterogeneous" => {
                     assert_eq!(r.members.downs, 0, "{name}: {r}");
                     assert!(r.balance.samples > 0, "{name}: {r}");
                 }
@@ -343,66 +344,100 @@ fn a_drain_that_never_reaches_the_fleet_is_caught() {
 /// Seeds of the least-conn comparison.
 const BALANCE_SEEDS: std::ops::RangeInclusive<u64> = 1..=4;
 
-/// The mean over `BALANCE_SEEDS` of the `[quick]` variant's time-averaged
-/// peak/mean balance figure.
-fn balance(name: &str, chooser: &str) -> f64 {
-    let s = quick(name).with_chooser(chooser.parse().unwrap());
-    let mut sum = 0.0;
-    for seed in BALANCE_SEEDS {
-        let r = must_pass(&s, seed, "--quick");
-        assert!(r.balance.samples > 10, "{name} {chooser}: {r}");
-        sum += r.balance.peak_over_mean_avg;
-    }
-    sum / BALANCE_SEEDS.count() as f64
+/// The means over `BALANCE_SEEDS` of the time-averaged peak/mean balance
+/// figure and of its p99: the full scenario (`full`, as the study runs
+/// it) or its `[quick]` variant. The seeds run on every core.
+fn balance_of(name: &str, chooser: &str, full: bool) -> (f64, f64) {
+    let runs: Vec<(f64, f64)> = std::thread::scope(|scope| {
+        let handles: Vec<_> = BALANCE_SEEDS
+            .map(|seed| {
+                scope.spawn(move || {
+                    let s = if full {
+                        scenario(name, seed)
+                    } else {
+                        quick(name)
+                    };
+                    let s = s.with_chooser(chooser.parse().unwrap());
+                    let r = must_pass(&s, seed, if full { "" } else { "--quick" });
+                    assert!(r.balance.samples > 100, "{name} {chooser}: {r}");
+                    (r.balance.peak_over_mean_avg, r.balance.peak_over_mean_p99)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    let n = runs.len() as f64;
+    (
+        runs.iter().map(|r| r.0).sum::<f64>() / n,
+        runs.iter().map(|r| r.1).sum::<f64>() / n,
+    )
 }
 
-/// `least-conn` (own counts first, decision 58) on every scenario of the
-/// balance study: better than the power of two choices it replaced, and
-/// within 8 % of the oracle (the `[quick]` variants, seeds 1..=4; the
-/// full study in simulations/RESULTS.md holds it to 5 % or says why not).
-/// Measured when written: ÷ oracle 1.067 steady-state, 1.013 skewed-dns,
-/// 1.066 sparse-long-lived, 1.038 burst-herd, 1.048 churn; power-of-two
-/// 1.03-1.25 × the oracle. With `least-conn` swapped back to power of two
-/// (`Policy::LeastConn => power_of_two` in `policy::choose`) the test
-/// fails on the first scenario: checked.
+fn balance(name: &str, chooser: &str) -> (f64, f64) {
+    balance_of(name, chooser, false)
+}
+
+/// Issue 13's goal, pinned: `least-conn` (own counts first, decision 58,
+/// with early reports, decision 61) on every scenario of the balance
+/// study stays within 5 % of the oracle's time-averaged peak/mean and
+/// 10 % of its p99, and beats the power of two choices it replaced (the
+/// study's scenarios as it runs them, seeds 1..=4; the full study, 10
+/// seeds, is simulations/RESULTS.md). Measured when written (÷ oracle,
+/// avg / p99): steady-state 1.033 / 1.076, skewed-dns 1.010 / 1.021,
+/// sparse-long-lived 1.002 / 1.018, burst-herd 1.020 / 1.044, churn
+/// 1.034 / 1.061, heterogeneous 1.020 / 1.049. Without early reports
+/// (`REPORT_EARLY_MAX_DEFAULT = 0`) it fails on sparse-long-lived (1.059
+/// × the oracle): checked.
 #[test]
-fn least_conn_is_near_the_oracle_and_beats_power_of_two_on_every_study_scenario() {
+fn least_conn_is_within_the_goal_of_the_oracle_on_every_study_scenario() {
     for name in [
         "steady-state",
         "skewed-dns",
         "sparse-long-lived",
         "burst-herd",
         "churn",
+        "heterogeneous",
     ] {
-        let ours = balance(name, "least-conn");
-        let p2c = balance(name, "power-of-two");
-        let oracle = balance(name, "oracle");
-        assert!(
-            ours < p2c,
-            "{name}: least-conn {ours:.3} against power-of-two {p2c:.3}"
+        let ours = balance_of(name, "least-conn", true);
+        let p2c = balance_of(name, "power-of-two", true);
+        let oracle = balance_of(name, "oracle", true);
+        eprintln!(
+            "{name}: least-conn ÷ oracle {:.3} / {:.3}, power-of-two {:.3} / {:.3}",
+            ours.0 / oracle.0,
+            ours.1 / oracle.1,
+            p2c.0 / oracle.0,
+            p2c.1 / oracle.1
         );
         assert!(
-            ours <= oracle * 1.08,
-            "{name}: least-conn {ours:.3}, oracle {oracle:.3}: {:.3} x",
-            ours / oracle
+            ours.0 < p2c.0,
+            "{name}: least-conn {:.3} against power-of-two {:.3}",
+            ours.0,
+            p2c.0
+        );
+        assert!(
+            ours.0 <= oracle.0 * 1.05 && ours.1 <= oracle.1 * 1.10,
+            "{name}: least-conn {ours:.3?}, oracle {oracle:.3?}: {:.3} x, p99 {:.3} x",
+            ours.0 / oracle.0,
+            ours.1 / oracle.1
         );
     }
 }
 
 /// Cluster-wide least-conn spreads `sparse-long-lived` (each node holds
 /// about one connection, so only the fleet's view can spread them) far
-/// better than per-node least-conn: at least 20 % lower peak/mean over
-/// seeds 1..=4 of the `[quick]` variant. Measured when written: 1.691
-/// against 2.515 (33 % lower); with power of two as least-conn it was
-/// 1.978 (21 % lower). With the cluster-wide chooser swapped for the local
-/// one the test fails (ratio 1.0): checked on bc16ac4.
+/// better than per-node least-conn: at least 30 % lower peak/mean over
+/// seeds 1..=4 of the `[quick]` variant. Measured when written: 1.364
+/// against 2.282 (40 % lower). With the cluster-wide
+/// chooser swapped for the local one the test fails (ratio 1.0): checked
+/// on bc16ac4.
 #[test]
 fn cluster_wide_least_conn_beats_local_least_conn_on_sparse_long_lived() {
-    let fleet = balance("sparse-long-lived", "least-conn");
-    let local = balance("sparse-long-lived", "local-least-conn");
+    let fleet = balance("sparse-long-lived", "least-conn").0;
+    let local = balance("sparse-long-lived", "local-least-conn").0;
+    eprintln!("sparse-long-lived: least-conn {fleet:.3}, local-least-conn {local:.3}");
     assert!(
-        fleet <= local * 0.8,
-        "peak/mean: least-conn {fleet:.3}, local-least-conn {local:.3}: not 20% better"
+        fleet <= local * 0.7,
+        "peak/mean: least-conn {fleet:.3}, local-least-conn {local:.3}: not 30% better"
     );
 }
 

@@ -6,11 +6,12 @@
 //!
 //! Balance quality (for the balance study) is measured on the simulator's
 //! TRUE fleet-wide counts (every node's connections on a backend, in setup
-//! or established), sampled every `sample_interval_ms` while clients
+//! or established), sampled every `balance_interval_ms` while clients
 //! arrive after the warm-up, over the backends that are up:
-//! - `peak_over_mean`: `max_b active_b / mean_b active_b` per sample (1.0
-//!   is perfect), averaged over the samples with a non-zero mean, and its
-//!   99th percentile;
+//! - `peak_over_mean`: `max_b (active_b / weight_b)` over
+//!   `Σ active / Σ weight` per sample (with equal weights `max / mean`;
+//!   1.0 is perfect), averaged over the samples with a non-zero mean, and
+//!   its 99th percentile;
 //! - `max_active`: `max_b active_b` per sample (the busiest backend), its
 //!   99th percentile and maximum.
 
@@ -64,6 +65,30 @@ impl ClientTally {
     }
 }
 
+/// One balance sample of the true fleet-wide counts of the backends that
+/// are up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BalanceSample {
+    /// The busiest backend's count.
+    pub max: u32,
+    /// The mean count.
+    pub mean: f64,
+    /// The largest count per unit of weight over the fleet's count per
+    /// unit of weight (`max / mean` when the weights are equal).
+    pub peak_over_mean: f64,
+}
+
+impl BalanceSample {
+    /// A sample of equal weights.
+    pub fn even(max: u32, mean: f64) -> BalanceSample {
+        BalanceSample {
+            max,
+            mean,
+            peak_over_mean: f64::from(max) / mean,
+        }
+    }
+}
+
 /// Balance quality (see the module doc).
 #[derive(Debug, Clone, Copy, Default, PartialEq)]
 pub struct Balance {
@@ -77,19 +102,16 @@ pub struct Balance {
 }
 
 impl Balance {
-    /// Summarises samples of `(max, mean)` (means of zero already left out).
-    pub fn from_samples(samples: &[(u32, f64)]) -> Balance {
+    /// Summarises samples (means of zero already left out).
+    pub fn from_samples(samples: &[BalanceSample]) -> Balance {
         if samples.is_empty() {
             return Balance::default();
         }
         let n = samples.len();
-        let mut ratios: Vec<f64> = samples
-            .iter()
-            .map(|&(max, mean)| f64::from(max) / mean)
-            .collect();
-        let mut maxes: Vec<u32> = samples.iter().map(|&(max, _)| max).collect();
+        let mut ratios: Vec<f64> = samples.iter().map(|s| s.peak_over_mean).collect();
+        let mut maxes: Vec<u32> = samples.iter().map(|s| s.max).collect();
         let ratio_avg = ratios.iter().sum::<f64>() / n as f64;
-        let mean_avg = samples.iter().map(|&(_, mean)| mean).sum::<f64>() / n as f64;
+        let mean_avg = samples.iter().map(|s| s.mean).sum::<f64>() / n as f64;
         ratios.sort_by(f64::total_cmp);
         maxes.sort_unstable();
         Balance {
@@ -560,9 +582,10 @@ mod tests {
 
     #[test]
     fn balance_of_even_and_skewed_samples() {
-        let even = Balance::from_samples(&[(2, 2.0), (2, 2.0)]);
+        let e = BalanceSample::even;
+        let even = Balance::from_samples(&[e(2, 2.0), e(2, 2.0)]);
         assert_eq!(even.peak_over_mean_avg, 1.0);
-        let skewed = Balance::from_samples(&[(4, 2.0), (2, 2.0)]);
+        let skewed = Balance::from_samples(&[e(4, 2.0), e(2, 2.0)]);
         assert_eq!(skewed.peak_over_mean_avg, 1.5);
         assert_eq!(skewed.peak_over_mean_p99, 2.0);
         assert_eq!(skewed.max_active_max, 4);

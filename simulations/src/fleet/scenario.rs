@@ -28,7 +28,7 @@ use std::time::Duration;
 
 /// The scenario files, compiled in: `(name, TOML text)`. A test checks that
 /// this list and the directory agree.
-pub const SCENARIO_FILES: [(&str, &str); 21] = [
+pub const SCENARIO_FILES: [(&str, &str); 22] = [
     ("steady", include_str!("../../scenarios/steady.toml")),
     (
         "die-and-recover",
@@ -70,6 +70,10 @@ pub const SCENARIO_FILES: [(&str, &str); 21] = [
     (
         "sparse-long-lived",
         include_str!("../../scenarios/sparse-long-lived.toml"),
+    ),
+    (
+        "heterogeneous",
+        include_str!("../../scenarios/heterogeneous.toml"),
     ),
     ("slow-seed", include_str!("../../scenarios/slow-seed.toml")),
     (
@@ -268,10 +272,14 @@ impl HealthSettings {
 }
 
 /// The backends every node balances over (the same list on every node).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct BackendSettings {
     pub count: usize,
+    /// Weight of backend 0, 1, … (its capacity relative to the others,
+    /// the pool's `weight`); backends past the list weigh 1. The balance
+    /// figures divide each backend's count by its weight.
+    pub weights: Vec<u32>,
     /// Each node's own limit per backend (the pool's `max_connections`).
     pub max_connections: Option<u32>,
     /// The fleet-wide budget per backend (`fleet_max_connections`).
@@ -296,6 +304,7 @@ impl Default for BackendSettings {
     fn default() -> Self {
         BackendSettings {
             count: 3,
+            weights: Vec::new(),
             max_connections: None,
             fleet_max_connections: None,
             fleet_overshoot_max_permille: 1050,

@@ -26,6 +26,7 @@ use crate::violation::{Invariant, Violation};
 use rand::RngExt;
 use shoal_core::BackendId;
 use shoal_core::budget::ROUND_WAIT_MAX;
+use shoal_core::policy::cmp_per_weight;
 use std::time::Duration;
 
 impl Sim<'_> {
@@ -118,9 +119,13 @@ impl Sim<'_> {
         let chosen = match chooser {
             Chooser::Policy(_) => pool.acquire(rng, &tried),
             Chooser::GlobalArgmin => pool.acquire_with(&tried, |candidates, _| {
+                // The least `(load + 1) / weight`, ties to the lowest index.
                 candidates
                     .iter()
-                    .min_by_key(|c| (c.load, c.index))
+                    .min_by(|a, b| {
+                        cmp_per_weight(a.load + 1, a.weight, b.load + 1, b.weight)
+                            .then(a.index.cmp(&b.index))
+                    })
                     .map(|c| c.index)
             }),
             Chooser::PowerOfTwo => pool.acquire_with(&tried, |candidates, _| {
@@ -128,10 +133,16 @@ impl Sim<'_> {
                     .then(|| shoal_core::policy::power_of_two(candidates, rng).index)
             }),
             Chooser::Oracle => pool.acquire_with(&tried, |candidates, _| {
-                let least = candidates.iter().map(|c| global[c.index]).min()?;
+                // The least true `(count + 1) / weight`, ties at random.
+                let next = |c: &shoal_core::policy::Candidate| u64::from(global[c.index]) + 1;
+                let least = candidates
+                    .iter()
+                    .min_by(|a, b| cmp_per_weight(next(a), a.weight, next(b), b.weight))?;
                 let ties: Vec<usize> = candidates
                     .iter()
-                    .filter(|c| global[c.index] == least)
+                    .filter(|c| {
+                        cmp_per_weight(next(c), c.weight, next(least), least.weight).is_eq()
+                    })
                     .map(|c| c.index)
                     .collect();
                 Some(ties[rng.random_range(0..ties.len())])

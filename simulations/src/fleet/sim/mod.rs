@@ -46,7 +46,7 @@ mod node;
 mod sample;
 
 use super::bounds::FleetBounds;
-use super::report::{BackendStats, ClientTally, FleetReport, MemberStats, NetStats};
+use super::report::{BackendStats, BalanceSample, ClientTally, FleetReport, MemberStats, NetStats};
 use super::scenario::{Action, BackendState, FleetBug, FleetScenario};
 use crate::queue::EventQueue;
 use crate::random::{SimRng, uniform};
@@ -404,7 +404,7 @@ struct Tallies {
     crash_detections_each: Vec<Duration>,
     leave_detections: Vec<Duration>,
     joins: Vec<Duration>,
-    balance: Vec<(u32, f64)>,
+    balance: Vec<BalanceSample>,
     members: MemberStats,
     net: NetStats,
     warm_starts: Vec<WarmRecord>,
@@ -529,7 +529,7 @@ impl<'a> Sim<'a> {
                 name: format!("10.1.0.{}:8080", i + 1),
                 max_connections: s.backends.max_connections,
                 fleet_max_connections: s.backends.fleet_max_connections,
-                weight: 1,
+                weight: s.backends.weights.get(i).copied().unwrap_or(1).max(1),
             })
             .collect();
         let keys = specs

@@ -4,7 +4,7 @@
 //! staleness and the view bound, drain marks and the drain bound, and
 //! what warming nodes already know.
 
-use super::{Event, Sim, nanos};
+use super::{BalanceSample, Event, Sim, nanos};
 use crate::violation::{Invariant, Violation, millis};
 use shoal_core::Instant;
 use shoal_core::cluster::report::{ENTRIES_PER_SHARD_MAX, ReportEntry};
@@ -27,17 +27,30 @@ impl Sim<'_> {
         if now < from || now >= self.arrivals_end {
             return Ok(());
         }
-        let up: Vec<u32> = self
+        let weights = &self.s.backends.weights;
+        let up: Vec<(u32, f64)> = self
             .backends
             .iter()
-            .filter(|b| b.state.is_up())
-            .map(|b| b.global_active)
+            .enumerate()
+            .filter(|(_, b)| b.state.is_up())
+            .map(|(i, b)| {
+                let w = weights.get(i).copied().unwrap_or(1).max(1);
+                (b.global_active, f64::from(w))
+            })
             .collect();
-        let sum: u32 = up.iter().sum();
+        let sum: u32 = up.iter().map(|&(n, _)| n).sum();
         if sum > 0 {
-            let mean = f64::from(sum) / up.len() as f64;
-            let max = up.iter().copied().max().unwrap_or(0);
-            self.t.balance.push((max, mean));
+            // Per unit of weight: equal weights give max / mean.
+            let per_weight = f64::from(sum) / up.iter().map(|&(_, w)| w).sum::<f64>();
+            let peak = up
+                .iter()
+                .map(|&(n, w)| f64::from(n) / w)
+                .fold(0.0, f64::max);
+            self.t.balance.push(BalanceSample {
+                max: up.iter().map(|&(n, _)| n).max().unwrap_or(0),
+                mean: f64::from(sum) / up.len() as f64,
+                peak_over_mean: peak / per_weight,
+            });
         }
         Ok(())
     }
