@@ -391,6 +391,22 @@ def idle_memory(system_ports, pids, n):
 
 # ----- the run -----
 
+def core_figures():
+    """(benchmark, median time) of the core's criterion benchmarks."""
+    log("criterion: cargo bench -p shoal-core --bench core")
+    text = subprocess.run(["cargo", "bench", "-p", "shoal-core", "--bench", "core", "--", "--noplot"],
+                          cwd=ROOT, check=True, text=True, capture_output=True).stdout
+    figures = []
+    name = None
+    for line in text.splitlines():
+        m = re.search(r"time:\s+\[\S+ \S+ (\S+ \S+) \S+ \S+\]", line)
+        if m:
+            figures.append((line[:m.start()].strip() or name, m.group(1)))
+        elif line and not line[0].isspace():
+            name = line.strip()
+    return figures
+
+
 def fmt(v, unit=""):
     if v is None:
         return "n/a"
@@ -415,6 +431,8 @@ def main():
     ap.add_argument("--systems", default="direct,haproxy,shoal,fleet",
                     help="which systems to measure (comma-separated), for quick experiments")
     ap.add_argument("--no-memory", action="store_true", help="skip the idle-connection memory rows")
+    ap.add_argument("--no-core", action="store_true",
+                    help="skip the core's criterion figures (the backend choice, a report's cost)")
     ap.add_argument("--no-syscalls", action="store_true",
                     help="skip the pass that counts system calls per request with perf")
     ap.add_argument("--rounds", type=int, default=3,
@@ -573,6 +591,16 @@ def main():
             if c not in ("total", "other") and not any(cells):
                 continue
             out.append(f"| {c} | " + " | ".join("n/a" if v is None else f"{v:.2f}" for v in cells) + " |")
+    if not args.no_core:
+        core = core_figures()
+        out += ["", "## The core's hot path (criterion)", "",
+                "`cargo bench -p shoal-core --bench core` (the median of criterion's estimate), after the"
+                " runs above: one `acquire` + `release` of a backend by least-conn (the choice every client"
+                " connection makes, O(backends) up to 64 backends, two sampled candidates above), and a"
+                " report's encoding, decoding and application. Times, not ratios: there is no HAProxy"
+                " counterpart to run beside it.", "",
+                "| benchmark | time |", "|---|---|"]
+        out += [f"| {name} | {t} |" for name, t in core]
     decisions = ROOT / "bench" / "DECISIONS.md"
     if decisions.exists():
         out += ["", decisions.read_text().strip()]
