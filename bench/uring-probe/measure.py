@@ -35,11 +35,11 @@ import bench  # noqa: E402  (bench/bench.py)
 PROBE_PORT = 23080
 
 
-def start_probe(binary, backend_port, threads):
-    p = bench.start([str(binary), "--listen", f"127.0.0.1:{PROBE_PORT}", "--backend",
-                     f"127.0.0.1:{backend_port}", "--threads", str(threads)])
-    bench.wait_port(PROBE_PORT)
-    return bench.System("uring-probe", [PROBE_PORT], [], [p])
+def start_probe(name, port, binary, backend_port, threads, extra=()):
+    p = bench.start([str(binary), "--listen", f"127.0.0.1:{port}", "--backend",
+                     f"127.0.0.1:{backend_port}", "--threads", str(threads), *extra])
+    bench.wait_port(port)
+    return bench.System(name, [port], [], [p])
 
 
 def profile(ports, duration, conns, close, pids):
@@ -72,7 +72,8 @@ def main():
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--duration", type=int, default=10, help="seconds per workload (at most 10)")
     ap.add_argument("--connections", type=int, default=32)
-    ap.add_argument("--systems", default="haproxy,shoal,uring-probe")
+    ap.add_argument("--systems", default="haproxy,shoal,uring-probe",
+                    help="comma-separated, of haproxy, shoal, uring-probe, uring-probe-sqe")
     ap.add_argument("--no-syscalls", action="store_true")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="raw samples and medians")
     args = ap.parse_args()
@@ -100,7 +101,10 @@ def main():
             "haproxy": lambda: bench.start_haproxy(work, (fds - 256) // 2),
             "shoal": lambda: bench.start_shoal(work, shoal_bin),
             # One backend: both of bench's nginx ports are the same nginx worker.
-            "uring-probe": lambda: start_probe(probe_bin, 18081, bench.CORES),
+            "uring-probe": lambda: start_probe("uring-probe", PROBE_PORT, probe_bin, 18081, bench.CORES),
+            # A/B: the FIN passed on with IORING_OP_SHUTDOWN (an io-wq hop) instead of shutdown(2).
+            "uring-probe-sqe": lambda: start_probe("uring-probe-sqe", PROBE_PORT + 10, probe_bin, 18081, bench.CORES,
+                                                   ["--shutdown", "sqe"]),
         }
         systems = [starters[n]() for n in wanted]
         for r in range(args.rounds):
@@ -133,11 +137,12 @@ def main():
             med.setdefault(row, {})[name] = known[len(known) // 2] if known else None
     Path(args.json).write_text(json.dumps({"samples": samples, "median": med, "syscalls": syscalls}, indent=1))
 
-    names = [n for n in ("haproxy", "shoal", "uring-probe") if n in wanted]
+    names = [n for n in ("haproxy", "shoal", "uring-probe", "uring-probe-sqe") if n in wanted]
     labels = {"rps": "requests/s", "p50": "p50 (ms)", "p99": "p99 (ms)", "cpu": "CPU-s per 10⁵ requests"}
     print(f"\n{args.rounds} rounds × {duration} s, {args.connections} connections, median; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
-    ratio_cols = [("uring-probe", "shoal"), ("uring-probe", "haproxy"), ("shoal", "haproxy")]
+    ratio_cols = [("uring-probe", "shoal"), ("uring-probe", "haproxy"), ("shoal", "haproxy"),
+                  ("uring-probe", "uring-probe-sqe")]
     ratio_cols = [(a, b) for a, b in ratio_cols if a in names and b in names]
     print("| workload | " + " | ".join(names) + " | " + " | ".join(f"{a}/{b}" for a, b in ratio_cols) + " |")
     print("|---|" + "---|" * (len(names) + len(ratio_cols)))

@@ -14,10 +14,11 @@
 //!   idle connection holds no buffer), then `Send` of those bytes (resubmitted
 //!   on a short send), then the buffer goes back to the ring and the next
 //!   `Recv` is submitted;
-//! - EOF on one side: `Shutdown(SHUT_WR)` of the other side (half-close),
+//! - EOF on one side: shutdown(2) `SHUT_WR` of the other side (half-close;
+//!   a plain system call by default, see `--shutdown`),
 //!   unless the other direction has ended already, in which case both sockets
 //!   are just closed (as shoal's decision 8);
-//! - an error on either side: `Shutdown(SHUT_RDWR)` of both sockets, which
+//! - an error on either side: `SHUT_RDWR` of both sockets, which
 //!   completes any operation still in flight, then close both;
 //! - close is a `Close` SQE: nothing to deregister (no epoll set).
 //!
@@ -55,6 +56,17 @@ struct Args {
     /// Provided buffers per thread (a power of two, at most 32768), each 16 KiB.
     #[arg(long, default_value_t = 512)]
     buffers: u16,
+    /// How to pass a FIN on: `syscall` calls shutdown(2) at once; `sqe` submits
+    /// IORING_OP_SHUTDOWN, which the kernel always runs on an io-wq worker
+    /// thread (REQ_F_FORCE_ASYNC), a wake-up and a thread hop per FIN.
+    #[arg(long, value_enum, default_value_t = Shutdown::Syscall)]
+    shutdown: Shutdown,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum Shutdown {
+    Syscall,
+    Sqe,
 }
 
 // Operation kinds, in the low byte of a completion's user data; the
@@ -178,6 +190,7 @@ struct Worker {
     conns: Vec<Option<Conn>>,
     free: Vec<usize>,
     generations: Vec<u32>,
+    shutdown: Shutdown,
     /// (slot, generation, direction) waiting for a buffer (`ENOBUFS`).
     waiting: std::collections::VecDeque<(usize, u32, usize)>,
 }
@@ -257,10 +270,21 @@ impl Worker {
         c.failed = true;
         let (client, backend) = (c.client, c.backend);
         for fd in [client, backend] {
-            let e = opcode::Shutdown::new(types::Fd(fd), libc::SHUT_RDWR)
-                .build()
-                .user_data(user_data(slot, OP_SHUTDOWN));
-            self.submit(slot, e);
+            self.shutdown(slot, fd, libc::SHUT_RDWR);
+        }
+    }
+
+    /// shutdown(2) of one socket of `slot`: at once, or as an SQE (see `Shutdown`).
+    fn shutdown(&mut self, slot: usize, fd: RawFd, how: i32) {
+        match self.shutdown {
+            Shutdown::Syscall => {
+                // SAFETY: a socket of a live connection; errors (ENOTCONN) are moot.
+                unsafe { libc::shutdown(fd, how) };
+            }
+            Shutdown::Sqe => {
+                let e = opcode::Shutdown::new(types::Fd(fd), how).build().user_data(user_data(slot, OP_SHUTDOWN));
+                self.submit(slot, e);
+            }
         }
     }
 
@@ -354,10 +378,8 @@ impl Worker {
                     c.dirs[dir] = Dir::Ended;
                     if c.dirs[1 - dir] != Dir::Ended {
                         // Half-close: pass the FIN on, keep the other way flowing.
-                        let e = opcode::Shutdown::new(types::Fd(c.sink(dir)), libc::SHUT_WR)
-                            .build()
-                            .user_data(user_data(slot, OP_SHUTDOWN));
-                        self.submit(slot, e);
+                        let sink = c.sink(dir);
+                        self.shutdown(slot, sink, libc::SHUT_WR);
                     }
                 } else {
                     let bid = bid.expect("a Recv with BUFFER_SELECT that read bytes names its buffer");
@@ -457,12 +479,15 @@ fn main() {
             std::process::exit(1)
         });
         let backend = sockaddr(args.backend);
-        let (conns_max, buffers) = (args.connections_max, args.buffers);
+        let (conns_max, buffers, shutdown) = (args.connections_max, args.buffers, args.shutdown);
         handles.push(std::thread::Builder::new().name(format!("uring-{t}")).spawn(move || {
             let ring = IoUring::builder()
                 .setup_cqsize(4 * RING_ENTRIES)
                 .setup_single_issuer()
                 .setup_coop_taskrun()
+                // Completions' task work runs only when this thread enters the
+                // ring to wait, not as interrupts in the middle of its work.
+                .setup_defer_taskrun()
                 .build(RING_ENTRIES)
                 .expect("io_uring_setup (is io_uring disabled or blocked by seccomp?)");
             let bufs = BufRing::new(&ring, buffers).expect("provided buffer ring");
@@ -474,6 +499,7 @@ fn main() {
                 conns: (0..conns_max).map(|_| None).collect(),
                 free: (0..conns_max).rev().collect(),
                 generations: vec![0; conns_max],
+                shutdown,
                 waiting: Default::default(),
             };
             w.run()
