@@ -73,7 +73,8 @@ def main():
     ap.add_argument("--duration", type=int, default=10, help="seconds per workload (at most 10)")
     ap.add_argument("--connections", type=int, default=32)
     ap.add_argument("--systems", default="haproxy,shoal,uring-probe",
-                    help="comma-separated, of haproxy, shoal, uring-probe, uring-probe-sqe")
+                    help="comma-separated, of haproxy, shoal, uring-probe, uring-probe-sqe,"
+                         " uring-probe-multishot")
     ap.add_argument("--no-syscalls", action="store_true")
     ap.add_argument("--json", default=str(HERE / "results.json"), help="raw samples and medians")
     args = ap.parse_args()
@@ -105,6 +106,9 @@ def main():
             # A/B: the FIN passed on with IORING_OP_SHUTDOWN (an io-wq hop) instead of shutdown(2).
             "uring-probe-sqe": lambda: start_probe("uring-probe-sqe", PROBE_PORT + 10, probe_bin, 18081, bench.CORES,
                                                    ["--shutdown", "sqe"]),
+            # One multishot Recv per direction for the connection's life.
+            "uring-probe-multishot": lambda: start_probe("uring-probe-multishot", PROBE_PORT + 20, probe_bin, 18081,
+                                                         bench.CORES, ["--recv", "multishot"]),
         }
         systems = [starters[n]() for n in wanted]
         for r in range(args.rounds):
@@ -137,12 +141,12 @@ def main():
             med.setdefault(row, {})[name] = known[len(known) // 2] if known else None
     Path(args.json).write_text(json.dumps({"samples": samples, "median": med, "syscalls": syscalls}, indent=1))
 
-    names = [n for n in ("haproxy", "shoal", "uring-probe", "uring-probe-sqe") if n in wanted]
+    names = [n for n in ("haproxy", "shoal", "uring-probe", "uring-probe-sqe", "uring-probe-multishot") if n in wanted]
     labels = {"rps": "requests/s", "p50": "p50 (ms)", "p99": "p99 (ms)", "cpu": "CPU-s per 10⁵ requests"}
     print(f"\n{args.rounds} rounds × {duration} s, {args.connections} connections, median; "
           f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}\n")
     ratio_cols = [("uring-probe", "shoal"), ("uring-probe", "haproxy"), ("shoal", "haproxy"),
-                  ("uring-probe", "uring-probe-sqe")]
+                  ("uring-probe", "uring-probe-sqe"), ("uring-probe-multishot", "uring-probe")]
     ratio_cols = [(a, b) for a, b in ratio_cols if a in names and b in names]
     print("| workload | " + " | ".join(names) + " | " + " | ".join(f"{a}/{b}" for a, b in ratio_cols) + " |")
     print("|---|" + "---|" * (len(names) + len(ratio_cols)))

@@ -61,6 +61,19 @@ struct Args {
     /// thread (REQ_F_FORCE_ASYNC), a wake-up and a thread hop per FIN.
     #[arg(long, value_enum, default_value_t = Shutdown::Syscall)]
     shutdown: Shutdown,
+    /// `single`: one `Recv` per read, resubmitted after each send; `multishot`:
+    /// one multishot `Recv` per direction for the connection's life, filled
+    /// buffers queued while a send is in flight. Multishot has no
+    /// per-connection backpressure: a slow sink lets its source take buffers
+    /// from the thread's ring until `ENOBUFS` (bounded by `--buffers`).
+    #[arg(long, value_enum, default_value_t = RecvMode::Single)]
+    recv: RecvMode,
+}
+
+#[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+enum RecvMode {
+    Single,
+    Multishot,
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -103,6 +116,12 @@ struct Conn {
     failed: bool,
     /// Bumped at every reuse of the slot, for the buffer wait list.
     generation: u32,
+    /// Multishot mode, per direction: filled buffers (bid, len) waiting for
+    /// the send in flight; whether the multishot `Recv` is armed; whether
+    /// the source's FIN has arrived (passed on once the queue is empty).
+    queued: [std::collections::VecDeque<(u16, u32)>; 2],
+    armed: [bool; 2],
+    eof: [bool; 2],
 }
 
 impl Conn {
@@ -191,6 +210,7 @@ struct Worker {
     free: Vec<usize>,
     generations: Vec<u32>,
     shutdown: Shutdown,
+    recv_mode: RecvMode,
     /// (slot, generation, direction) waiting for a buffer (`ENOBUFS`).
     waiting: std::collections::VecDeque<(usize, u32, usize)>,
 }
@@ -221,15 +241,32 @@ impl Worker {
     }
 
     fn recv(&mut self, slot: usize, dir: usize) {
+        let multishot = self.recv_mode == RecvMode::Multishot;
         let c = self.conns[slot].as_mut().unwrap();
-        c.dirs[dir] = Dir::Receiving;
         let fd = c.source(dir);
-        let e = opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), BUFFER_BYTES as u32)
-            .buf_group(BUFFER_GROUP)
-            .build()
-            .flags(squeue::Flags::BUFFER_SELECT)
-            .user_data(user_data(slot, OP_RECV + dir as u64));
+        let e = if multishot {
+            // A send may be in flight: the direction's state stays as it is.
+            c.armed[dir] = true;
+            opcode::RecvMulti::new(types::Fd(fd), BUFFER_GROUP).build()
+        } else {
+            c.dirs[dir] = Dir::Receiving;
+            opcode::Recv::new(types::Fd(fd), std::ptr::null_mut(), BUFFER_BYTES as u32)
+                .buf_group(BUFFER_GROUP)
+                .build()
+        };
+        let e = e.flags(squeue::Flags::BUFFER_SELECT).user_data(user_data(slot, OP_RECV + dir as u64));
         self.submit(slot, e);
+    }
+
+    /// The source of `dir` sent FIN and everything before it has been sent on.
+    fn end_dir(&mut self, slot: usize, dir: usize) {
+        let c = self.conns[slot].as_mut().unwrap();
+        c.dirs[dir] = Dir::Ended;
+        if c.dirs[1 - dir] != Dir::Ended {
+            // Half-close: pass the FIN on, keep the other way flowing.
+            let sink = c.sink(dir);
+            self.shutdown(slot, sink, libc::SHUT_WR);
+        }
     }
 
     fn send(&mut self, slot: usize, dir: usize) {
@@ -302,6 +339,9 @@ impl Worker {
                 self.give_back(bid);
             }
         }
+        for &(bid, _) in c.queued.iter().flatten() {
+            self.give_back(bid);
+        }
         self.close_fd(c.client);
         self.close_fd(c.backend);
         self.free.push(slot);
@@ -336,6 +376,9 @@ impl Worker {
             inflight: 0,
             failed: false,
             generation: self.generations[slot],
+            queued: Default::default(),
+            armed: [false; 2],
+            eof: [false; 2],
         });
         let e = opcode::Connect::new(
             types::Fd(backend),
@@ -348,9 +391,17 @@ impl Worker {
     }
 
     fn on_conn(&mut self, slot: usize, op: u64, res: i32, flags: u32) {
+        let multishot = self.recv_mode == RecvMode::Multishot;
+        let is_recv = op == OP_RECV || op == OP_RECV + 1;
         let (failed, generation) = {
             let c = self.conns[slot].as_mut().unwrap();
-            c.inflight -= 1;
+            // A multishot Recv stays in flight while its completions say "more".
+            if !(multishot && is_recv && cqueue::more(flags)) {
+                c.inflight -= 1;
+                if is_recv {
+                    c.armed[(op - OP_RECV) as usize] = false;
+                }
+            }
             (c.failed, c.generation)
         };
         match op {
@@ -375,16 +426,24 @@ impl Worker {
                     self.fail(slot);
                 } else if res == 0 {
                     let c = self.conns[slot].as_mut().unwrap();
-                    c.dirs[dir] = Dir::Ended;
-                    if c.dirs[1 - dir] != Dir::Ended {
-                        // Half-close: pass the FIN on, keep the other way flowing.
-                        let sink = c.sink(dir);
-                        self.shutdown(slot, sink, libc::SHUT_WR);
+                    c.eof[dir] = true;
+                    if !matches!(c.dirs[dir], Dir::Sending { .. }) {
+                        self.end_dir(slot, dir);
                     }
                 } else {
                     let bid = bid.expect("a Recv with BUFFER_SELECT that read bytes names its buffer");
-                    self.conns[slot].as_mut().unwrap().dirs[dir] = Dir::Sending { bid, off: 0, len: res as u32 };
-                    self.send(slot, dir);
+                    let c = self.conns[slot].as_mut().unwrap();
+                    if matches!(c.dirs[dir], Dir::Sending { .. }) {
+                        c.queued[dir].push_back((bid, res as u32));
+                    } else {
+                        c.dirs[dir] = Dir::Sending { bid, off: 0, len: res as u32 };
+                        self.send(slot, dir);
+                    }
+                    // The kernel may end a multishot Recv (e.g. CQ overflow): re-arm.
+                    let c = self.conns[slot].as_ref().unwrap();
+                    if multishot && !c.armed[dir] && !c.eof[dir] {
+                        self.recv(slot, dir);
+                    }
                 }
             }
             OP_SEND | 5 => {
@@ -398,6 +457,19 @@ impl Worker {
                 } else if off + (res as u32) < len {
                     c.dirs[dir] = Dir::Sending { bid, off: off + res as u32, len };
                     self.send(slot, dir);
+                } else if multishot {
+                    c.dirs[dir] = Dir::Receiving;
+                    if let Some((next, n)) = c.queued[dir].pop_front() {
+                        c.dirs[dir] = Dir::Sending { bid: next, off: 0, len: n };
+                        self.give_back(bid);
+                        self.send(slot, dir);
+                    } else {
+                        let eof = c.eof[dir];
+                        self.give_back(bid);
+                        if eof {
+                            self.end_dir(slot, dir);
+                        }
+                    }
                 } else {
                     c.dirs[dir] = Dir::Receiving;
                     self.give_back(bid);
@@ -479,7 +551,7 @@ fn main() {
             std::process::exit(1)
         });
         let backend = sockaddr(args.backend);
-        let (conns_max, buffers, shutdown) = (args.connections_max, args.buffers, args.shutdown);
+        let (conns_max, buffers, shutdown, recv_mode) = (args.connections_max, args.buffers, args.shutdown, args.recv);
         handles.push(std::thread::Builder::new().name(format!("uring-{t}")).spawn(move || {
             let ring = IoUring::builder()
                 .setup_cqsize(4 * RING_ENTRIES)
@@ -500,6 +572,7 @@ fn main() {
                 free: (0..conns_max).rev().collect(),
                 generations: vec![0; conns_max],
                 shutdown,
+                recv_mode,
                 waiting: Default::default(),
             };
             w.run()
