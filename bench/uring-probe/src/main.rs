@@ -13,7 +13,9 @@
 //!   buffer ring, so the kernel picks a buffer only when bytes arrive (an
 //!   idle connection holds no buffer), then `Send` of those bytes (resubmitted
 //!   on a short send), then the buffer goes back to the ring and the next
-//!   `Recv` is submitted;
+//!   `Recv` is submitted (or, with `--recv multishot`, one multishot `Recv`
+//!   per direction for the connection's life, buffers queued behind the send
+//!   in flight);
 //! - EOF on one side: shutdown(2) `SHUT_WR` of the other side (half-close;
 //!   a plain system call by default, see `--shutdown`),
 //!   unless the other direction has ended already, in which case both sockets
