@@ -124,3 +124,10 @@ chaos MINUTES="5":
 # crashes to fuzz/artifacts/; see fuzz/README.md.
 fuzz TARGET SECONDS="600":
     bash fuzz/run.sh {{TARGET}} -max_total_time={{SECONDS}}
+
+# Refresh the RustSec advisory snapshot CI checks offline (.ci/advisory-db)
+# from GitHub (needs network), for every crate in the lock files; then
+# `python3 .ci/advisories.py check` (what CI runs).
+advisories-update:
+    python3 .ci/advisories.py update
+    python3 .ci/advisories.py check
