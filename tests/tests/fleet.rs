@@ -23,7 +23,18 @@ async fn fleet(
     backends: &[SocketAddr],
     listener_extra: &str,
 ) -> Vec<Shoal> {
-    let first = Shoal::start(&fleet_config(
+    fleet_with(n, certs, backends, listener_extra, |text| text).await
+}
+
+/// [`fleet`], each node's configuration passed through `edit` first.
+async fn fleet_with(
+    n: usize,
+    certs: &Certs,
+    backends: &[SocketAddr],
+    listener_extra: &str,
+    edit: impl Fn(String) -> String,
+) -> Vec<Shoal> {
+    let first = Shoal::start(&edit(fleet_config(
         "node-1",
         backends,
         any_port(),
@@ -31,13 +42,13 @@ async fn fleet(
         &certs.node("node-1"),
         listener_extra,
         "",
-    ))
+    )))
     .await;
     let seed = first.cluster.expect("cluster address").to_string();
     let mut nodes = vec![first];
     for i in 2..=n {
         let name = format!("node-{i}");
-        let text = fleet_config(
+        let text = edit(fleet_config(
             &name,
             backends,
             any_port(),
@@ -45,7 +56,7 @@ async fn fleet(
             &certs.node(&name),
             listener_extra,
             "",
-        );
+        ));
         nodes.push(Shoal::start(&text).await);
     }
     for node in &nodes {
@@ -432,38 +443,23 @@ async fn seen(node: &Shoal) -> u64 {
 async fn a_new_connection_reaches_the_fleet_before_the_report_interval() {
     let backend = Backend::start(Behaviour::Echo).await;
     let certs = Certs::new();
-    let text = |name: &str, seeds: &[String]| {
-        fleet_config(
-            name,
-            &[backend.addr],
-            any_port(),
-            seeds,
-            &certs.node(name),
-            "",
-            "",
-        )
-        .replace("report_interval_ms = 100", "report_interval_ms = 5000")
-    };
-    let first = Shoal::start(&text("node-1", &[])).await;
-    let seed = first.cluster.expect("cluster address").to_string();
-    let second = Shoal::start(&text("node-2", std::slice::from_ref(&seed))).await;
-    for node in [&first, &second] {
-        eventually("both nodes to see the fleet", WAIT, || async {
-            (node.live_nodes().await == 2).then_some(())
-        })
-        .await;
-    }
+    let nodes = fleet_with(2, &certs, &[backend.addr], "", |text| {
+        assert!(text.contains("report_interval_ms = 100\n"), "{text}");
+        text.replace("report_interval_ms = 100", "report_interval_ms = 5000")
+    })
+    .await;
+    let (first, second) = (&nodes[0], &nodes[1]);
     // Let the join's publications settle: the next periodic tick is
     // seconds away.
     tokio::time::sleep(std::time::Duration::from_millis(300)).await;
-    assert_eq!(seen(&second).await, 0);
+    assert_eq!(seen(second).await, 0);
     let mut s = TcpStream::connect(first.listener("web")).await.unwrap();
     echo_round_trip(&mut s, b"early").await.unwrap();
     let opened = std::time::Instant::now();
     eventually(
         "node-2 to count node-1's connection",
         std::time::Duration::from_secs(2),
-        || async { (seen(&second).await == 1).then_some(()) },
+        || async { (seen(second).await == 1).then_some(()) },
     )
     .await;
     let took = opened.elapsed();
