@@ -672,18 +672,20 @@ impl Node {
         )
     }
 
-    fn publish_early(&mut self, now: Instant, pools: &mut dyn Pools) {
-        if self.early_at().is_some_and(|t| t <= now) {
+    /// Publishes the early report if it is due; true if it went.
+    fn publish_early(&mut self, now: Instant, pools: &mut dyn Pools) -> bool {
+        let due = self.early_at().is_some_and(|t| t <= now);
+        if due {
             self.early_used += 1;
             self.stats.early_reports += 1;
             self.publish(now, pools, true);
         }
+        due
     }
 
     /// Fires whatever is due at `now` (call once [`Node::poll_timeout`]
     /// has passed; an early call does nothing harmful).
     pub fn handle_timeout(&mut self, now: Instant, pools: &mut dyn Pools) {
-        self.publish_early(now, pools);
         if self.cluster.poll_timeout() <= now {
             self.cluster.handle_timeout(now);
         }
@@ -738,6 +740,11 @@ impl Node {
             State::Closed => {}
         }
         self.after(now, pools);
+        // After the periodic report, if one was due: it carries the change
+        // and clears the early one, so the two never go out at once.
+        if self.publish_early(now, pools) {
+            self.after(now, pools);
+        }
     }
 
     /// An operator drains (`draining`) or undrains backend `key` on this
